@@ -1,0 +1,1 @@
+//! Patch application: strategic merge, JSON merge, JSON patch and server-side apply.

@@ -1,0 +1,5 @@
+//! Skiff's control plane: the revisioned store, the Kubernetes API server,
+//! the scheduler and the controller manager.
+
+pub mod apiserver;
+pub mod store;

@@ -1,0 +1,1 @@
+//! Skiff node agent: kubelet, pod network and service proxy.

@@ -1,0 +1,1 @@
+//! Skiff runtimes: the CRI-shaped `Runtime` trait and its backends.
