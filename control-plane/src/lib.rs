@@ -2,4 +2,6 @@
 //! the scheduler and the controller manager.
 
 pub mod apiserver;
+pub mod pki;
+pub mod serve;
 pub mod store;
