@@ -21,6 +21,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 pub mod memory;
+mod ops;
 pub mod redb_store;
 pub mod watch_hub;
 
@@ -236,8 +237,14 @@ mod tests {
             key_for("", "pods", Some("default"), Some("web")),
             "/registry/core/pods/default/web"
         );
-        assert_eq!(key_for("apps", "deployments", Some("ns"), None), "/registry/apps/deployments/ns/");
-        assert_eq!(key_for("", "nodes", None, Some("n1")), "/registry/core/nodes/n1");
+        assert_eq!(
+            key_for("apps", "deployments", Some("ns"), None),
+            "/registry/apps/deployments/ns/"
+        );
+        assert_eq!(
+            key_for("", "nodes", None, Some("n1")),
+            "/registry/core/nodes/n1"
+        );
         assert_eq!(key_for("", "pods", None, None), "/registry/core/pods/");
     }
 }

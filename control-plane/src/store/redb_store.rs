@@ -1,1 +1,1 @@
-//! (in progress)
+//! The durable redb backend (in progress).
