@@ -117,7 +117,8 @@ impl RedbStore {
 
         let read = db.begin_read().map_err(storage("begin read transaction"))?;
         let (revision, compacted) = read_meta(&read)?;
-        let floor = compacted.max(revision - config.watch.window as i64);
+        let window = i64::try_from(config.watch.window).unwrap_or(i64::MAX);
+        let floor = compacted.max(revision.saturating_sub(window));
         let recent = read_log(&read, "", floor, revision)?;
         drop(read);
         let hub = WatchHub::new(config.watch.clone(), floor);
@@ -300,7 +301,7 @@ fn list_snapshot(
     let (current, compacted) = read_meta(txn)?;
     let limit = opts.limit.filter(|l| *l > 0);
     match opts.revision {
-        None | Some(0) => {
+        None => {
             let items = read_prefix(txn, prefix, opts.start_after.as_deref(), limit)?;
             Ok(page(items.into_iter(), opts, current))
         }

@@ -322,6 +322,12 @@ pub async fn list_at_a_past_revision_is_exact(backend: &impl Backend) {
         ]
     );
     assert_eq!(mid.items[0].value, b("changed"));
+    let at_zero = ListOptions {
+        revision: Some(0),
+        ..ListOptions::default()
+    };
+    let empty = s.list("/registry/", at_zero).await.unwrap();
+    assert!(empty.items.is_empty() && empty.revision == 0, "{empty:?}");
     let future = s
         .list(
             "/registry/core/pods/",
