@@ -21,7 +21,10 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 pub mod memory;
+mod ops;
+mod redb_codec;
 pub mod redb_store;
+mod redb_writer;
 pub mod watch_hub;
 
 /// A store revision. Revisions start at 1 and grow by one per write.
@@ -236,8 +239,14 @@ mod tests {
             key_for("", "pods", Some("default"), Some("web")),
             "/registry/core/pods/default/web"
         );
-        assert_eq!(key_for("apps", "deployments", Some("ns"), None), "/registry/apps/deployments/ns/");
-        assert_eq!(key_for("", "nodes", None, Some("n1")), "/registry/core/nodes/n1");
+        assert_eq!(
+            key_for("apps", "deployments", Some("ns"), None),
+            "/registry/apps/deployments/ns/"
+        );
+        assert_eq!(
+            key_for("", "nodes", None, Some("n1")),
+            "/registry/core/nodes/n1"
+        );
         assert_eq!(key_for("", "pods", None, None), "/registry/core/pods/");
     }
 }
