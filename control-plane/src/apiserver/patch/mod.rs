@@ -13,6 +13,7 @@ pub mod apply;
 pub mod fieldpath;
 pub mod managed_fields;
 mod strategic;
+pub mod typed;
 
 use serde_json::Value;
 

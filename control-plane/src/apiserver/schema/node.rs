@@ -99,6 +99,20 @@ impl<'a> TypeNode<'a> {
         }
     }
 
+    /// True if `name` is a declared field of this struct or schema object
+    /// (as opposed to a key of a map or an unknown field).
+    pub fn declares(&self, name: &str) -> bool {
+        match *self {
+            TypeNode::Struct(def, _) => def.field(name).is_some(),
+            TypeNode::Schema(schema, root) => {
+                ((root || is_embedded(schema))
+                    && matches!(name, "apiVersion" | "kind" | "metadata"))
+                    || schema.get("properties").and_then(|p| p.get(name)).is_some()
+            }
+            _ => false,
+        }
+    }
+
     /// The node of a list's elements.
     pub fn item(&self) -> TypeNode<'a> {
         match *self {
