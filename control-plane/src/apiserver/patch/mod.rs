@@ -236,4 +236,4 @@ fn merge_patch_object(body: &[u8], current: Option<&Value>) -> Result<Value, Pat
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
