@@ -3,4 +3,6 @@
 #[derive(Debug, thiserror::Error)]
 #[error("protobuf decoding is not implemented yet")]
 pub struct ProtobufError;
-pub fn decode(_body: &[u8]) -> Result<serde_json::Value, ProtobufError> { Err(ProtobufError) }
+pub fn decode(_body: &[u8]) -> Result<serde_json::Value, ProtobufError> {
+    Err(ProtobufError)
+}
