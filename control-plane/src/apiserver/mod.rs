@@ -19,6 +19,7 @@ pub mod errors;
 pub mod handlers;
 pub mod ipalloc;
 pub mod kinds;
+pub mod kubelet_proxy;
 pub mod metrics;
 pub mod namespace_finalizer;
 pub mod negotiate;
