@@ -21,6 +21,13 @@ use crate::apiserver::schema::builtin_type_name;
 
 pub use v2::{v2, v2_protobuf};
 
+/// What kubectl puts in `Accept` when it wants [`v2_protobuf`].
+pub const V2_PROTOBUF_ACCEPT: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+/// The `Content-Type` to answer [`v2_protobuf`] with. Kubernetes replaces the
+/// `@` by a dot: Go's MIME parser (and so kubectl) rejects the `@` form.
+pub const V2_PROTOBUF_CONTENT_TYPE: &str =
+    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
 /// The Kubernetes version these documents describe.
 const KUBE_VERSION: &str = "v1.33.0";
 const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";

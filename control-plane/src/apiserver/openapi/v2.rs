@@ -43,10 +43,32 @@ pub fn v2(resources: &[ResourceInfo]) -> Value {
     })
 }
 
-/// A v3 schema in v2 form: references point at `#/definitions/`, and the
-/// OpenAPI 3-only `nullable` is dropped.
+/// A v3 schema in v2 form: references point at `#/definitions/`, a
+/// described reference is a plain `$ref` with siblings again (kubectl's v2
+/// model does not follow `allOf`), and the OpenAPI 3-only `nullable` is
+/// dropped.
 fn to_v2_schema(schema: &Value) -> Value {
     match schema {
+        Value::Object(map) if is_wrapped_ref(map) => {
+            let mut out = Map::new();
+            for (k, v) in map {
+                match k.as_str() {
+                    "allOf" => {
+                        if let Some(r) = v.pointer("/0/$ref").and_then(Value::as_str) {
+                            out.insert(
+                                "$ref".into(),
+                                Value::String(r.replace(REF_PREFIX, V2_REF_PREFIX)),
+                            );
+                        }
+                    }
+                    "default" | "nullable" => {}
+                    _ => {
+                        out.insert(k.clone(), to_v2_schema(v));
+                    }
+                }
+            }
+            Value::Object(out)
+        }
         Value::Object(map) => Value::Object(
             map.iter()
                 .filter(|(k, _)| k.as_str() != "nullable")
@@ -64,6 +86,10 @@ fn to_v2_schema(schema: &Value) -> Value {
         Value::Array(items) => Value::Array(items.iter().map(to_v2_schema).collect()),
         other => other.clone(),
     }
+}
+
+fn is_wrapped_ref(map: &Map<String, Value>) -> bool {
+    matches!(map.get("allOf").and_then(Value::as_array).map(Vec::as_slice), Some([only]) if only.get("$ref").is_some())
 }
 
 fn to_v2_parameter(param: &Value) -> Value {
