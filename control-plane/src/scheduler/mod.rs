@@ -9,9 +9,12 @@
 //! is the loop that wires watchers, queue, cache and the API effects
 //! (bindings, events, status).
 pub mod algorithm;
+pub mod cache;
 pub mod node_info;
 pub mod plugins;
 pub mod pod_info;
+pub mod preemption;
 pub mod quantity;
+pub mod queue;
 pub mod resources;
 pub mod selectors;
