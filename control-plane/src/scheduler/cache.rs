@@ -232,7 +232,7 @@ impl Cache {
             if let Some(&idx) = self.index.get(node)
                 && let Some(slot) = self.nodes[idx].nominated.iter_mut().find(|p| p.key == key)
             {
-                *slot = info;
+                *slot = info.clone();
             }
             self.nominations.insert(key, (node.to_string(), info));
             return;
