@@ -294,7 +294,11 @@ mod tests {
         c.upsert_bound_pod(p, "n1");
         assert!(!c.is_assumed("uid-p"));
         c.forget("uid-p");
-        assert_eq!(c.node("n1").map(|n| n.pods.len()), Some(1), "confirmed pods are not forgotten");
+        assert_eq!(
+            c.node("n1").map(|n| n.pods.len()),
+            Some(1),
+            "confirmed pods are not forgotten"
+        );
         assert!(c.remove_pod("uid-p"));
         assert!(!c.remove_pod("uid-p"));
         assert_eq!(c.node("n1").map(|n| n.pods.len()), Some(0));
@@ -324,7 +328,10 @@ mod tests {
         let mut c = Cache::new();
         assert!(c.upsert_node(node("n1", json!({}))));
         c.upsert_bound_pod(pod_req("p", "1", "1"), "n1");
-        assert!(!c.upsert_node(node("n1", json!({"status": {"nodeInfo": null}}))), "heartbeat-like update");
+        assert!(
+            !c.upsert_node(node("n1", json!({"status": {"nodeInfo": null}}))),
+            "heartbeat-like update"
+        );
         assert!(c.upsert_node(node("n1", json!({"spec": {"unschedulable": true}}))));
         assert!(c.upsert_node(node("n1", json!({"status": {"allocatable": {"cpu": "8"}}}))));
         assert_eq!(c.node("n1").map(|n| n.pods.len()), Some(1));
@@ -333,7 +340,12 @@ mod tests {
     #[test]
     fn image_counts_follow_nodes() {
         let mut c = Cache::new();
-        let with_img = |name: &str| node(name, json!({"status": {"images": [{"names": ["app:1"], "sizeBytes": 5}]}}));
+        let with_img = |name: &str| {
+            node(
+                name,
+                json!({"status": {"images": [{"names": ["app:1"], "sizeBytes": 5}]}}),
+            )
+        };
         c.upsert_node(with_img("a"));
         c.upsert_node(with_img("b"));
         assert_eq!(c.snapshot().image_nodes.get("app:1"), Some(&2));
@@ -353,16 +365,28 @@ mod tests {
         c.nominate(hi.clone(), "n1");
         c.nominate(lo.clone(), "n1");
         assert_eq!(c.node("n1").map(|n| n.nominated.len()), Some(2));
-        let below: Vec<_> = c.nominated_below("n1", 50).iter().map(|p| p.name.clone()).collect();
+        let below: Vec<_> = c
+            .nominated_below("n1", 50)
+            .iter()
+            .map(|p| p.name.clone())
+            .collect();
         assert_eq!(below, vec!["lo"]);
         c.nominate(hi.clone(), "n2");
         assert_eq!(c.node("n1").map(|n| n.nominated.len()), Some(1));
         c.assume(hi, "n2");
-        assert_eq!(c.node("n2").map(|n| n.nominated.len()), Some(0), "assuming clears the nomination");
+        assert_eq!(
+            c.node("n2").map(|n| n.nominated.len()),
+            Some(0),
+            "assuming clears the nomination"
+        );
         c.nominate(lo.clone(), "n3");
         assert_eq!(c.node("n1").map(|n| n.nominated.len()), Some(0));
         c.upsert_node(node("n3", json!({})));
-        assert_eq!(c.node("n3").map(|n| n.nominated.len()), Some(1), "kept for a node that comes later");
+        assert_eq!(
+            c.node("n3").map(|n| n.nominated.len()),
+            Some(1),
+            "kept for a node that comes later"
+        );
         c.clear_nomination("uid-lo");
         assert_eq!(c.node("n3").map(|n| n.nominated.len()), Some(0));
     }

@@ -10,6 +10,8 @@
 //! (bindings, events, status).
 pub mod algorithm;
 pub mod cache;
+pub mod effects;
+pub mod leader;
 pub mod node_info;
 pub mod plugins;
 pub mod pod_info;

@@ -54,7 +54,9 @@ fn eligible(pod: &PodInfo, snapshot: &Snapshot<'_>) -> Result<(), String> {
             .iter()
             .any(|p| p.terminating && p.priority < pod.priority)
     {
-        return Err("preemption: not eligible due to a terminating pod on the nominated node".into());
+        return Err(
+            "preemption: not eligible due to a terminating pod on the nominated node".into(),
+        );
     }
     Ok(())
 }
@@ -109,7 +111,13 @@ pub fn select_victims(
 /// lowest highest-victim priority, lowest priority sum, fewest victims,
 /// latest start among the highest-priority victims.
 fn better(a: &Candidate, b: &Candidate) -> Ordering {
-    let top = |c: &Candidate| c.victims.iter().map(|v| v.priority).max().unwrap_or(i32::MIN);
+    let top = |c: &Candidate| {
+        c.victims
+            .iter()
+            .map(|v| v.priority)
+            .max()
+            .unwrap_or(i32::MIN)
+    };
     let sum = |c: &Candidate| -> i64 {
         c.victims
             .iter()
@@ -195,17 +203,27 @@ mod tests {
     use serde_json::json;
 
     fn prio_pod(name: &str, priority: i32, cpu: &str, start: &str) -> Arc<PodInfo> {
-        pod(name, json!({"spec": {"priority": priority, "containers": [{"name": "c", "image": "x",
+        pod(
+            name,
+            json!({"spec": {"priority": priority, "containers": [{"name": "c", "image": "x",
             "resources": {"requests": {"cpu": cpu}}}]},
-            "status": {"startTime": start}}))
+            "status": {"startTime": start}}),
+        )
     }
 
     fn run(p: &PodInfo, nodes: &[NodeInfo]) -> Outcome {
         let counts = count_image_nodes(nodes);
-        let snap = Snapshot { nodes, image_nodes: &counts };
+        let snap = Snapshot {
+            nodes,
+            image_nodes: &counts,
+        };
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let err = Algorithm::new(0).schedule(p, &snap, &mut rng).expect_err("no fit");
-        let ScheduleError::Fit(fe) = err else { panic!("fit error") };
+        let err = Algorithm::new(0)
+            .schedule(p, &snap, &mut rng)
+            .expect_err("no fit");
+        let ScheduleError::Fit(fe) = err else {
+            panic!("fit error")
+        };
         let state = plugins::pre_filter(p, nodes);
         preempt(p, &snap, &state, &fe, 0)
     }
@@ -225,11 +243,16 @@ mod tests {
     fn evicts_the_fewest_lowest_priority_pods() {
         let nodes = vec![
             full_node("n0", &[("a", 10, "2", T1), ("b", 10, "2", T1)]),
-            full_node("n1", &[("c", 5, "1", T1), ("d", 5, "1", T1), ("e", 5, "2", T1)]),
+            full_node(
+                "n1",
+                &[("c", 5, "1", T1), ("d", 5, "1", T1), ("e", 5, "2", T1)],
+            ),
             full_node("n2", &[("f", 100, "4", T1)]),
         ];
         let p = prio_pod("p", 50, "2", T2);
-        let Outcome::Preempt(c) = run(&p, &nodes) else { panic!("should preempt") };
+        let Outcome::Preempt(c) = run(&p, &nodes) else {
+            panic!("should preempt")
+        };
         // n1's victims have priority 5 < 10; reprieve keeps c and d (2 cpu) and evicts e.
         assert_eq!(c.node, 1);
         let names: Vec<_> = c.victims.iter().map(|v| v.name.as_str()).collect();
@@ -239,15 +262,22 @@ mod tests {
     #[test]
     fn fewer_victims_break_priority_ties() {
         let nodes = vec![
-            full_node("n0", &[("a", 10, "1", T1), ("b", 10, "1", T1), ("c", 10, "2", T1)]),
+            full_node(
+                "n0",
+                &[("a", 10, "1", T1), ("b", 10, "1", T1), ("c", 10, "2", T1)],
+            ),
             full_node("n1", &[("d", 10, "2", T1), ("e", 10, "2", T1)]),
         ];
         // Needs 3 cpu: n0 evicts b... at least two pods (sum 20); n1 evicts both (sum 20) too.
         let p = prio_pod("p", 50, "3", T2);
-        let Outcome::Preempt(c) = run(&p, &nodes) else { panic!("should preempt") };
+        let Outcome::Preempt(c) = run(&p, &nodes) else {
+            panic!("should preempt")
+        };
         assert_eq!(c.victims.len(), 2);
         let needs_one = prio_pod("p", 50, "2", T2);
-        let Outcome::Preempt(c) = run(&needs_one, &nodes) else { panic!("should preempt") };
+        let Outcome::Preempt(c) = run(&needs_one, &nodes) else {
+            panic!("should preempt")
+        };
         assert_eq!(c.victims.len(), 1);
     }
 
@@ -257,13 +287,18 @@ mod tests {
             full_node("old", &[("a", 10, "4", T1)]),
             full_node("new", &[("b", 10, "4", T2)]),
         ];
-        let Outcome::Preempt(c) = run(&prio_pod("p", 50, "1", T2), &nodes) else { panic!() };
+        let Outcome::Preempt(c) = run(&prio_pod("p", 50, "1", T2), &nodes) else {
+            panic!()
+        };
         assert_eq!(c.node, 1, "evict the pod that started later");
     }
 
     #[test]
     fn explains_when_preemption_cannot_help() {
-        let mut tainted = NodeInfo::new(node("t", json!({"spec": {"taints": [{"key": "k", "effect": "NoSchedule"}]}})));
+        let mut tainted = NodeInfo::new(node(
+            "t",
+            json!({"spec": {"taints": [{"key": "k", "effect": "NoSchedule"}]}}),
+        ));
         tainted.add_pod(prio_pod("x", 1, "4", T1));
         let nodes = vec![
             tainted,
@@ -271,26 +306,47 @@ mod tests {
             full_node("big", &[("b", 1, "1", T1)]),
         ];
         let p = prio_pod("p", 50, "5", T2);
-        let Outcome::Failed(msg) = run(&p, &nodes) else { panic!("no candidate") };
+        let Outcome::Failed(msg) = run(&p, &nodes) else {
+            panic!("no candidate")
+        };
         assert_eq!(
             msg,
             "preemption: 0/3 nodes are available: 1 Insufficient cpu, \
              1 No preemption victims found for incoming pod, 1 Preemption is not helpful for scheduling"
         );
-        let never = pod("p", json!({"spec": {"preemptionPolicy": "Never", "priority": 50,
-            "containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "5"}}}]}}));
-        let Outcome::Failed(msg) = run(&never, &nodes) else { panic!() };
-        assert_eq!(msg, "preemption: not eligible due to preemptionPolicy=Never");
+        let never = pod(
+            "p",
+            json!({"spec": {"preemptionPolicy": "Never", "priority": 50,
+            "containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "5"}}}]}}),
+        );
+        let Outcome::Failed(msg) = run(&never, &nodes) else {
+            panic!()
+        };
+        assert_eq!(
+            msg,
+            "preemption: not eligible due to preemptionPolicy=Never"
+        );
     }
 
     #[test]
     fn waits_for_terminating_victims_on_the_nominated_node() {
         let mut n = full_node("n0", &[]);
-        n.add_pod(pod("dying", json!({"metadata": {"deletionTimestamp": T1}, "spec": {"priority": 1,
-            "containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "4"}}}]}})));
-        let p = pod("p", json!({"spec": {"priority": 50, "containers": [{"name": "c", "image": "x",
-            "resources": {"requests": {"cpu": "1"}}}]}, "status": {"nominatedNodeName": "n0"}}));
-        let Outcome::Failed(msg) = run(&p, &[n]) else { panic!() };
-        assert_eq!(msg, "preemption: not eligible due to a terminating pod on the nominated node");
+        n.add_pod(pod(
+            "dying",
+            json!({"metadata": {"deletionTimestamp": T1}, "spec": {"priority": 1,
+            "containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "4"}}}]}}),
+        ));
+        let p = pod(
+            "p",
+            json!({"spec": {"priority": 50, "containers": [{"name": "c", "image": "x",
+            "resources": {"requests": {"cpu": "1"}}}]}, "status": {"nominatedNodeName": "n0"}}),
+        );
+        let Outcome::Failed(msg) = run(&p, &[n]) else {
+            panic!()
+        };
+        assert_eq!(
+            msg,
+            "preemption: not eligible due to a terminating pod on the nominated node"
+        );
     }
 }

@@ -5,7 +5,7 @@
 //! their backoff lasts, else to activeQ), or a five-minute flush.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,6 +58,8 @@ pub struct SchedulingQueue {
     entries: HashMap<Arc<str>, Entry>,
     active: BTreeMap<(Reverse<i32>, Instant, u64), Arc<str>>,
     backoff: BTreeMap<(Instant, u64), Arc<str>>,
+    /// Keys of the pods in `Place::Unschedulable`, so events touch only them.
+    unschedulable: HashSet<Arc<str>>,
     seq: u64,
     cycle: u64,
     move_request_cycle: u64,
@@ -72,6 +74,7 @@ impl SchedulingQueue {
             entries: HashMap::new(),
             active: BTreeMap::new(),
             backoff: BTreeMap::new(),
+            unschedulable: HashSet::new(),
             seq: 0,
             cycle: 0,
             move_request_cycle: 0,
@@ -108,11 +111,15 @@ impl SchedulingQueue {
             Place::Backoff(k) => {
                 self.backoff.remove(&k);
             }
+            Place::Unschedulable(_) => {
+                self.unschedulable.remove(key);
+            }
             _ => {}
         }
     }
 
     fn place_active(&mut self, key: Arc<str>, now: Instant) {
+        self.unlink(&key);
         let seq = self.next_seq();
         let Some(e) = self.entries.get_mut(&key) else {
             return;
@@ -123,6 +130,7 @@ impl SchedulingQueue {
     }
 
     fn place_backoff_or_active(&mut self, key: Arc<str>, now: Instant) {
+        self.unlink(&key);
         let Some(e) = self.entries.get(&key) else {
             return;
         };
@@ -230,6 +238,9 @@ impl SchedulingQueue {
             }
         } else {
             e.place = Place::Unschedulable(now);
+            if let Some((k, _)) = self.entries.get_key_value(key) {
+                self.unschedulable.insert(k.clone());
+            }
         }
     }
 
@@ -249,12 +260,7 @@ impl SchedulingQueue {
     /// A cluster event (node added or changed, pod deleted): every
     /// unschedulable pod gets another try.
     pub fn move_all_to_active_or_backoff(&mut self, now: Instant) {
-        let keys: Vec<Arc<str>> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| matches!(e.place, Place::Unschedulable(_)))
-            .map(|(k, _)| k.clone())
-            .collect();
+        let keys: Vec<Arc<str>> = self.unschedulable.drain().collect();
         for k in keys {
             self.place_backoff_or_active(k, now);
         }
@@ -273,12 +279,14 @@ impl SchedulingQueue {
             }
         }
         let stale: Vec<Arc<str>> = self
-            .entries
+            .unschedulable
             .iter()
-            .filter(|(_, e)| {
-                matches!(e.place, Place::Unschedulable(since) if now.duration_since(since) >= MAX_UNSCHEDULABLE_DURATION)
+            .filter(|k| {
+                self.entries.get(*k).is_some_and(|e| {
+                    matches!(e.place, Place::Unschedulable(since) if now.duration_since(since) >= MAX_UNSCHEDULABLE_DURATION)
+                })
             })
-            .map(|(k, _)| k.clone())
+            .cloned()
             .collect();
         for k in stale {
             self.place_backoff_or_active(k, now);
@@ -339,7 +347,9 @@ mod tests {
     }
 
     fn names(q: &mut SchedulingQueue) -> Vec<String> {
-        std::iter::from_fn(|| q.pop()).map(|p| p.info.name.clone()).collect()
+        std::iter::from_fn(|| q.pop())
+            .map(|p| p.info.name.clone())
+            .collect()
     }
 
     #[test]
@@ -438,7 +448,13 @@ mod tests {
     fn gated_pods_wait_for_their_gates_to_go() {
         let mut q = q();
         let t = Instant::now();
-        q.add_or_update(pod("g", json!({"spec": {"schedulingGates": [{"name": "wait"}]}})), t);
+        q.add_or_update(
+            pod(
+                "g",
+                json!({"spec": {"schedulingGates": [{"name": "wait"}]}}),
+            ),
+            t,
+        );
         q.move_all_to_active_or_backoff(t);
         assert!(q.pop().is_none());
         assert_eq!(q.unschedulable_len(), 1);
