@@ -33,18 +33,28 @@ pub enum Nomination {
     Clear,
 }
 
+/// Who reports events: the scheduler's name and this instance's identity.
+#[derive(Clone, Copy, Debug)]
+pub struct Reporter<'a> {
+    /// `source.component` and `reportingComponent` (`default-scheduler`).
+    pub component: &'a str,
+    /// `reportingInstance`.
+    pub instance: &'a str,
+}
+
 /// Builds a core/v1 Event about `pod`, named like client-go names them
 /// (`<pod>.<hex nanoseconds>`).
 pub fn make_event(
     pod: &PodInfo,
-    reason: &str,
-    type_: &str,
-    action: &str,
+    (reason, type_, action): (&str, &str, &str),
     message: String,
-    scheduler_name: &str,
-    instance: &str,
+    reporter: Reporter<'_>,
     now: Timestamp,
 ) -> Event {
+    let Reporter {
+        component: scheduler_name,
+        instance,
+    } = reporter;
     let nanos = now.as_nanosecond();
     Event {
         metadata: ObjectMeta {
@@ -213,14 +223,15 @@ impl Effects {
     /// Records an event about `pod` (dropped, with a debug log, if the
     /// writer is overwhelmed: events are best effort, as in Kubernetes).
     pub fn event(&self, pod: &PodInfo, reason: &str, type_: &str, action: &str, message: String) {
+        let reporter = Reporter {
+            component: &self.scheduler_name,
+            instance: &self.identity,
+        };
         let ev = make_event(
             pod,
-            reason,
-            type_,
-            action,
+            (reason, type_, action),
             message,
-            &self.scheduler_name,
-            &self.identity,
+            reporter,
             Timestamp::now(),
         );
         if self.events.try_send(ev).is_err() {
@@ -351,14 +362,15 @@ mod tests {
     #[test]
     fn events_look_like_kube_schedulers() {
         let p = pod("web", json!({"metadata": {"resourceVersion": "7"}}));
+        let reporter = Reporter {
+            component: "default-scheduler",
+            instance: "host_1",
+        };
         let ev = make_event(
             &p,
-            "Scheduled",
-            NORMAL,
-            "Binding",
+            ("Scheduled", NORMAL, "Binding"),
             scheduled_message(&p, "node-1"),
-            "default-scheduler",
-            "host_1",
+            reporter,
             ts("2024-01-01T00:00:00Z"),
         );
         let v = serde_json::to_value(&ev).expect("json");

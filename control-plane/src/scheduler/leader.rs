@@ -93,12 +93,15 @@ pub fn next_spec(
     }
 }
 
+/// What identifies a lease record version: holder and renew time.
+type Record = (Option<String>, Option<MicroTime>);
+
 /// A candidate for the lease.
 pub struct LeaderElector {
     api: Api<Lease>,
     config: LeaderElectionConfig,
     /// The last record seen (holder, renew time) and when it was first seen.
-    observed: Option<((Option<String>, Option<MicroTime>), Instant)>,
+    observed: Option<(Record, Instant)>,
 }
 
 impl LeaderElector {
