@@ -3,5 +3,6 @@
 
 pub mod apiserver;
 pub mod pki;
+pub mod scheduler;
 pub mod serve;
 pub mod store;
