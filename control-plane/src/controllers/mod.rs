@@ -8,6 +8,7 @@
 //! level-triggered and idempotent; the decisions it makes live in pure,
 //! unit-tested functions next to it (`replicaset/logic.rs`, …).
 
+pub mod deployment;
 pub mod error;
 pub mod events;
 pub mod expectations;
@@ -32,7 +33,7 @@ pub use leader::LeaderElectionConfig;
 use informer::Informers;
 
 /// Every controller's name, as `kube-controller-manager --controllers` spells it.
-pub const ALL_CONTROLLERS: &[&str] = &["replicaset"];
+pub const ALL_CONTROLLERS: &[&str] = &["replicaset", "deployment"];
 
 /// Whether the controller manager is healthy, for `componentstatuses` and
 /// `/healthz`. Cheap to clone; all clones share the flag.
@@ -128,6 +129,7 @@ fn start(name: &str, shared: &Arc<Shared>) -> Option<ControllerFuture> {
     let s = shared.clone();
     Some(match name {
         "replicaset" => replicaset::run(s).boxed(),
+        "deployment" => deployment::run(s).boxed(),
         _ => return None,
     })
 }
