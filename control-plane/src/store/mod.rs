@@ -21,7 +21,10 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 pub mod memory;
+mod ops;
+mod redb_codec;
 pub mod redb_store;
+mod redb_writer;
 pub mod watch_hub;
 
 /// A store revision. Revisions start at 1 and grow by one per write.
