@@ -5,6 +5,7 @@
 mod apply;
 mod bench;
 mod cli;
+mod components;
 mod up;
 
 use clap::Parser;

@@ -101,8 +101,10 @@ pub async fn openapi_v2(State(state): State<ApiState>, headers: HeaderMap) -> Re
         return match openapi::v2_protobuf(&infos) {
             Some(bytes) => {
                 let mut r = (StatusCode::OK, bytes).into_response();
-                r.headers_mut()
-                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(openapi::V2_PROTOBUF_CONTENT_TYPE));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(openapi::V2_PROTOBUF_CONTENT_TYPE),
+                );
                 r
             }
             None if accept.contains("json") => {
