@@ -60,6 +60,7 @@ pub mod conformance;
 mod error;
 #[cfg(feature = "testing")]
 pub mod fake;
+pub mod images;
 pub mod lifecycle;
 pub mod logs;
 pub mod netns;

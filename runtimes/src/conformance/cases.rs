@@ -110,7 +110,9 @@ pub async fn args_and_env(h: &Harness) {
     let out = h.stdout("echo");
     assert_eq!(
         out.get(..2),
-        Some(&["first arg".to_owned(), "second".to_owned()][..])
+        Some(&["first arg".to_owned(), "second".to_owned()][..]),
+        "stdout {out:?}, stderr {:?}, status {done:?}",
+        h.stderr("echo")
     );
     assert!(out.contains(&"GREETING=hello world".to_owned()), "{out:?}");
     assert!(out.contains(&"EMPTY=".to_owned()), "{out:?}");
