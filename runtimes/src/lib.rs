@@ -68,6 +68,7 @@ mod runtime;
 pub mod spec;
 pub mod status;
 pub mod throttle;
+pub mod wasmtime;
 
 pub use error::{BoxError, Error, Result};
 pub use runtime::{RegistryAuth, Runtime, RuntimeRegistry};
