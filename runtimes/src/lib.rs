@@ -55,6 +55,7 @@
 //! costs no thread). A wasip2 guest's `TcpListener::bind("127.0.0.1:8080")` therefore binds
 //! the pod's loopback: its sibling containers can connect, the host and other pods cannot.
 
+pub mod bench;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
