@@ -26,6 +26,9 @@ pub enum Command {
     Scheduler(ComponentArgs),
     /// Run the controller manager against an API server.
     ControllerManager(ComponentArgs),
+    /// Manage the node's local images.
+    #[command(subcommand)]
+    Image(crate::image::ImageCommand),
     /// Benchmarks (a table, then one JSON line).
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
@@ -99,6 +102,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ControllerManager(a) => {
             crate::components::controller_manager_main(&a.kubeconfig, a.leader_elect).await
         }
+        Command::Image(cmd) => crate::image::run(cmd).await,
         Command::Bench(cmd) => crate::bench::run(cmd).await,
     }
 }

@@ -6,6 +6,7 @@ mod apply;
 mod bench;
 mod cli;
 mod components;
+mod image;
 mod up;
 
 use clap::Parser;
