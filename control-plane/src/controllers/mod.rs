@@ -9,14 +9,18 @@
 //! unit-tested functions next to it (`replicaset/logic.rs`, …).
 
 pub mod deployment;
+pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod expectations;
+pub mod garbagecollector;
 pub mod informer;
 pub mod leader;
+pub mod namespace;
 pub mod owners;
 pub mod pods;
 pub mod replicaset;
+pub mod serviceaccount;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,7 +37,13 @@ pub use leader::LeaderElectionConfig;
 use informer::Informers;
 
 /// Every controller's name, as `kube-controller-manager --controllers` spells it.
-pub const ALL_CONTROLLERS: &[&str] = &["replicaset", "deployment"];
+pub const ALL_CONTROLLERS: &[&str] = &[
+    "replicaset",
+    "deployment",
+    "garbagecollector",
+    "namespace",
+    "serviceaccount",
+];
 
 /// Whether the controller manager is healthy, for `componentstatuses` and
 /// `/healthz`. Cheap to clone; all clones share the flag.
@@ -130,6 +140,9 @@ fn start(name: &str, shared: &Arc<Shared>) -> Option<ControllerFuture> {
     Some(match name {
         "replicaset" => replicaset::run(s).boxed(),
         "deployment" => deployment::run(s).boxed(),
+        "garbagecollector" => garbagecollector::run(s).boxed(),
+        "namespace" => namespace::run(s).boxed(),
+        "serviceaccount" => serviceaccount::run(s).boxed(),
         _ => return None,
     })
 }
