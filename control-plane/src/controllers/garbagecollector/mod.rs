@@ -116,7 +116,7 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), Error> {
                 for kind in discover(&gc).await {
                     if started.insert(kind.key()) {
                         tracing::info!(kind = %kind.resource.kind, "garbage collector watching a new kind");
-                        let _ = spawn_watch(gc.clone(), kind);
+                        drop(spawn_watch(gc.clone(), kind));
                     }
                 }
             }
