@@ -247,3 +247,116 @@ async fn namespace_deletion_drains_builtin_and_custom_objects() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn endpoints_and_slices_follow_ready_pods() -> Result<()> {
+    use k8s_openapi::api::core::v1::{Endpoints, Service};
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let cluster = start(&["endpoint", "endpointslice", "garbagecollector"]).await?;
+    let client = cluster.client.clone();
+    let svcs: Api<Service> = Api::default_namespaced(client.clone());
+    svcs.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "metadata": {"name": "web"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}
+        }))?,
+    )
+    .await?;
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    for name in ["a", "b"] {
+        pods.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": name, "labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "x.wasm", "ports": [{"name": "http", "containerPort": 8080}]}]}
+            }))?,
+        )
+        .await?;
+    }
+    let a = pods.get("a").await?;
+    controllers_common::make_ready(&client, &a, "node-1").await?;
+    // b gets an IP but is not ready.
+    let ip_b = controllers_common::next_ip();
+    pods.patch_status(
+        "b",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"status": {"phase": "Running", "podIP": ip_b}})),
+    )
+    .await?;
+    let eps: Api<Endpoints> = Api::default_namespaced(client.clone());
+    eventually("endpoints", T, || async {
+        let Some(ep) = eps.get_opt("web").await? else {
+            return Ok(None);
+        };
+        let subsets = ep.subsets.unwrap_or_default();
+        let ok = subsets.len() == 1
+            && subsets[0].addresses.as_ref().map(Vec::len) == Some(1)
+            && subsets[0].not_ready_addresses.as_ref().map(Vec::len) == Some(1)
+            && subsets[0]
+                .ports
+                .as_ref()
+                .is_some_and(|p| p[0].port == 8080 && p[0].name.as_deref() == Some("http"));
+        Ok(ok.then_some(()))
+    })
+    .await?;
+    let slices: Api<EndpointSlice> = Api::default_namespaced(client.clone());
+    // EndpointSlices need the API server to serve discovery.k8s.io/v1.
+    let slices_served = slices.list(&ListParams::default()).await.is_ok();
+    if slices_served {
+        let slice = eventually("slice", T, || async {
+            let list = slices
+                .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
+                .await?
+                .items;
+            Ok((list.len() == 1 && list[0].endpoints.len() == 2).then(|| list[0].clone()))
+        })
+        .await?;
+        assert_eq!(
+            slice.owner_references().first().map(|o| o.kind.as_str()),
+            Some("Service")
+        );
+        assert_eq!(slice.address_type, "IPv4");
+        let ready: Vec<Option<bool>> = slice
+            .endpoints
+            .iter()
+            .map(|e| e.conditions.as_ref().and_then(|c| c.ready))
+            .collect();
+        assert!(ready.contains(&Some(true)) && ready.contains(&Some(false)));
+    } else {
+        eprintln!(
+            "NOTE: the API server does not serve discovery.k8s.io/v1 EndpointSlices; slice checks skipped"
+        );
+    }
+
+    // Relabeling a pod away removes it.
+    pods.patch(
+        "a",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"metadata": {"labels": {"app": "other"}}})),
+    )
+    .await?;
+    eventually("a removed", T, || async {
+        let ep = eps.get("web").await?;
+        Ok(ep
+            .subsets
+            .unwrap_or_default()
+            .iter()
+            .all(|s| s.addresses.is_none())
+            .then_some(()))
+    })
+    .await?;
+    // Deleting the service removes its endpoints and slices.
+    svcs.delete("web", &DeleteParams::default()).await?;
+    eventually("cleanup", T, || async {
+        let no_slices = !slices_served
+            || slices
+                .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
+                .await?
+                .items
+                .is_empty();
+        Ok((eps.get_opt("web").await?.is_none() && no_slices).then_some(()))
+    })
+    .await?;
+    Ok(())
+}

@@ -10,6 +10,7 @@
 
 pub mod deployment;
 pub mod discovery;
+pub mod endpoints;
 pub mod error;
 pub mod events;
 pub mod expectations;
@@ -43,6 +44,8 @@ pub const ALL_CONTROLLERS: &[&str] = &[
     "garbagecollector",
     "namespace",
     "serviceaccount",
+    "endpoint",
+    "endpointslice",
 ];
 
 /// Whether the controller manager is healthy, for `componentstatuses` and
@@ -143,6 +146,8 @@ fn start(name: &str, shared: &Arc<Shared>) -> Option<ControllerFuture> {
         "garbagecollector" => garbagecollector::run(s).boxed(),
         "namespace" => namespace::run(s).boxed(),
         "serviceaccount" => serviceaccount::run(s).boxed(),
+        "endpoint" => endpoints::run(s).boxed(),
+        "endpointslice" => endpoints::slices::run(s).boxed(),
         _ => return None,
     })
 }

@@ -130,6 +130,14 @@ pub async fn live_pods(client: &Client, ns: &str, selector: &str) -> Result<Vec<
         .collect())
 }
 
+static NEXT_IP: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(10);
+
+/// A fresh pod IP for the fake kubelet.
+pub fn next_ip() -> String {
+    let n = NEXT_IP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("10.244.{}.{}", n / 250, n % 250 + 1)
+}
+
 /// The fake kubelet: marks one pod Running and Ready (on `node`).
 pub async fn make_ready(client: &Client, pod: &Pod, node: &str) -> Result<()> {
     let ns = pod.namespace().unwrap_or_else(|| "default".into());
@@ -137,7 +145,7 @@ pub async fn make_ready(client: &Client, pod: &Pod, node: &str) -> Result<()> {
     let now = jiff::Timestamp::now().to_string();
     let status = json!({"status": {
         "phase": "Running",
-        "podIP": "10.244.0.10",
+        "podIP": next_ip(),
         "hostIP": "192.168.0.1",
         "startTime": now,
         "conditions": [
