@@ -12,6 +12,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::controllers::pods::{is_ready, phase};
 
+/// A pod's resolved ports: (service port name, target port, protocol), sorted.
+type PortSet = Vec<(String, i32, String)>;
+
 /// Endpoints per EndpointSlice (`--max-endpoints-per-slice`).
 pub const MAX_ENDPOINTS_PER_SLICE: usize = 100;
 /// Label naming a slice's Service.
@@ -131,7 +134,7 @@ pub fn endpoint_subsets(svc: &Service, pods: &[&Pod]) -> Vec<EndpointSubset> {
             continue;
         }
         let Some(ip) = pod_ip(pod) else { continue };
-        let mut set: Vec<(String, i32, String)> = ports
+        let mut set: PortSet = ports
             .iter()
             .filter_map(|p| {
                 let target = find_port(pod, p)?;
@@ -204,14 +207,14 @@ pub fn desired_slices(svc: &Service, pods: &[&Pod]) -> Vec<SliceContent> {
         .as_ref()
         .and_then(|s| s.ports.clone())
         .unwrap_or_default();
-    let mut groups: BTreeMap<(String, Vec<(String, i32, String)>), Vec<Endpoint>> = BTreeMap::new();
+    let mut groups: BTreeMap<(String, PortSet), Vec<Endpoint>> = BTreeMap::new();
     for pod in pods {
         if !in_endpoints(pod, true) {
             continue;
         }
         let Some(ip) = pod_ip(pod) else { continue };
         let family = if ip.contains(':') { "IPv6" } else { "IPv4" };
-        let mut set: Vec<(String, i32, String)> = ports
+        let mut set: PortSet = ports
             .iter()
             .filter_map(|p| {
                 let target = find_port(pod, p)?;
@@ -405,7 +408,8 @@ mod tests {
             &[&ready, &not_ready, &terminating],
         );
         assert_eq!(slices.len(), 1);
-        let conds: Vec<(String, Option<bool>, Option<bool>, Option<bool>)> = slices[0]
+        type Row = (String, Option<bool>, Option<bool>, Option<bool>);
+        let conds: Vec<Row> = slices[0]
             .endpoints
             .iter()
             .map(|e| {
