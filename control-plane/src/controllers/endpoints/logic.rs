@@ -125,10 +125,8 @@ pub fn endpoint_subsets(svc: &Service, pods: &[&Pod]) -> Vec<EndpointSubset> {
         .and_then(|s| s.ports.clone())
         .unwrap_or_default();
     // Port set (sorted, as a key) -> (ready, not ready) addresses.
-    let mut groups: BTreeMap<
-        Vec<(String, i32, String)>,
-        (Vec<EndpointAddress>, Vec<EndpointAddress>),
-    > = BTreeMap::new();
+    let mut groups: BTreeMap<PortSet, (Vec<EndpointAddress>, Vec<EndpointAddress>)> =
+        BTreeMap::new();
     for pod in pods {
         if !in_endpoints(pod, tolerate) {
             continue;
