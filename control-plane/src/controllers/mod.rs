@@ -8,6 +8,7 @@
 //! level-triggered and idempotent; the decisions it makes live in pure,
 //! unit-tested functions next to it (`replicaset/logic.rs`, …).
 
+pub mod cronjob;
 pub mod deployment;
 pub mod discovery;
 pub mod endpoints;
@@ -16,6 +17,7 @@ pub mod events;
 pub mod expectations;
 pub mod garbagecollector;
 pub mod informer;
+pub mod job;
 pub mod leader;
 pub mod namespace;
 pub mod owners;
@@ -46,6 +48,8 @@ pub const ALL_CONTROLLERS: &[&str] = &[
     "serviceaccount",
     "endpoint",
     "endpointslice",
+    "job",
+    "cronjob",
 ];
 
 /// Whether the controller manager is healthy, for `componentstatuses` and
@@ -85,6 +89,11 @@ pub struct ControllerManagerConfig {
     pub cluster_cidr: String,
     /// Prefix length of each node's pod CIDR (24).
     pub node_cidr_mask_size: u8,
+    /// First delay before a failed Job pod is replaced (10 s); doubles per
+    /// consecutive failure.
+    pub job_backoff_base: Duration,
+    /// Longest delay before a failed Job pod is replaced (6 min).
+    pub job_backoff_max: Duration,
     /// Run leader election on a Lease before starting controllers.
     pub leader_elect: bool,
     /// Lease settings when `leader_elect` is on.
@@ -104,6 +113,8 @@ impl Default for ControllerManagerConfig {
             node_eviction_rate: 0.1,
             cluster_cidr: "10.244.0.0/16".into(),
             node_cidr_mask_size: 24,
+            job_backoff_base: Duration::from_secs(10),
+            job_backoff_max: Duration::from_secs(360),
             leader_elect: false,
             leader_election: LeaderElectionConfig::default(),
             health: Health::default(),
@@ -148,6 +159,8 @@ fn start(name: &str, shared: &Arc<Shared>) -> Option<ControllerFuture> {
         "serviceaccount" => serviceaccount::run(s).boxed(),
         "endpoint" => endpoints::run(s).boxed(),
         "endpointslice" => endpoints::slices::run(s).boxed(),
+        "job" => job::run(s).boxed(),
+        "cronjob" => cronjob::run(s).boxed(),
         _ => return None,
     })
 }
