@@ -9,6 +9,7 @@
 //! unit-tested functions next to it (`replicaset/logic.rs`, …).
 
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod discovery;
 pub mod endpoints;
@@ -20,6 +21,8 @@ pub mod informer;
 pub mod job;
 pub mod leader;
 pub mod namespace;
+pub mod nodeipam;
+pub mod nodelifecycle;
 pub mod owners;
 pub mod pods;
 pub mod replicaset;
@@ -50,6 +53,9 @@ pub const ALL_CONTROLLERS: &[&str] = &[
     "endpointslice",
     "job",
     "cronjob",
+    "nodelifecycle",
+    "nodeipam",
+    "daemonset",
 ];
 
 /// Whether the controller manager is healthy, for `componentstatuses` and
@@ -161,6 +167,9 @@ fn start(name: &str, shared: &Arc<Shared>) -> Option<ControllerFuture> {
         "endpointslice" => endpoints::slices::run(s).boxed(),
         "job" => job::run(s).boxed(),
         "cronjob" => cronjob::run(s).boxed(),
+        "nodelifecycle" => nodelifecycle::run(s).boxed(),
+        "nodeipam" => nodeipam::run(s).boxed(),
+        "daemonset" => daemonset::run(s).boxed(),
         _ => return None,
     })
 }
