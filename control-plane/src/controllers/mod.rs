@@ -8,6 +8,7 @@
 //! level-triggered and idempotent; the decisions it makes live in pure,
 //! unit-tested functions next to it (`replicaset/logic.rs`, …).
 
+pub mod bench;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;

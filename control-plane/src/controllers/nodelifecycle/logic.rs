@@ -336,7 +336,7 @@ mod tests {
         let short = tol(UNREACHABLE, "Exists", "NoExecute", Some(5));
         assert_eq!(
             eviction_time(
-                &[short.clone()],
+                std::slice::from_ref(&short),
                 std::slice::from_ref(&taint),
                 default,
                 ts(100)
