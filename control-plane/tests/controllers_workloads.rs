@@ -382,7 +382,7 @@ async fn deployment_benchmark_reports_rollout_times() -> Result<()> {
     let opts = BenchOptions {
         name: "bench".into(),
         replicas: 60,
-        timeout: Duration::from_secs(15),
+        timeout: Duration::from_secs(45),
         ready: Some(std::sync::Arc::new(PatchStatusReady { concurrency: 16 })),
         ..BenchOptions::default()
     };
