@@ -372,3 +372,34 @@ async fn recreate_and_pause() -> Result<()> {
     assert!(sizes.contains(&0) && sizes.contains(&3), "{sizes:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn deployment_benchmark_reports_rollout_times() -> Result<()> {
+    use skiff_control_plane::controllers::bench::{
+        BenchOptions, PatchStatusReady, bench_deployment,
+    };
+    let cluster = start(&["replicaset", "deployment", "garbagecollector"]).await?;
+    let opts = BenchOptions {
+        name: "bench".into(),
+        replicas: 60,
+        timeout: Duration::from_secs(45),
+        ready: Some(std::sync::Arc::new(PatchStatusReady { concurrency: 16 })),
+        ..BenchOptions::default()
+    };
+    let report = bench_deployment(cluster.client.clone(), opts).await?;
+    assert_eq!(report.replicas, 60);
+    assert!(report.to_available > Duration::ZERO);
+    assert!(report.rolling_update.is_some());
+    eprintln!("{report}");
+    let rs_api: Api<ReplicaSet> = Api::default_namespaced(cluster.client.clone());
+    eventually("cleanup", T, || async {
+        Ok(rs_api
+            .list(&ListParams::default().labels("app=bench"))
+            .await?
+            .items
+            .is_empty()
+            .then_some(()))
+    })
+    .await?;
+    Ok(())
+}

@@ -8,15 +8,26 @@
 //! level-triggered and idempotent; the decisions it makes live in pure,
 //! unit-tested functions next to it (`replicaset/logic.rs`, …).
 
+pub mod bench;
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
+pub mod discovery;
+pub mod endpoints;
 pub mod error;
 pub mod events;
 pub mod expectations;
+pub mod garbagecollector;
 pub mod informer;
+pub mod job;
 pub mod leader;
+pub mod namespace;
+pub mod nodeipam;
+pub mod nodelifecycle;
 pub mod owners;
 pub mod pods;
 pub mod replicaset;
+pub mod serviceaccount;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,7 +44,20 @@ pub use leader::LeaderElectionConfig;
 use informer::Informers;
 
 /// Every controller's name, as `kube-controller-manager --controllers` spells it.
-pub const ALL_CONTROLLERS: &[&str] = &["replicaset", "deployment"];
+pub const ALL_CONTROLLERS: &[&str] = &[
+    "replicaset",
+    "deployment",
+    "garbagecollector",
+    "namespace",
+    "serviceaccount",
+    "endpoint",
+    "endpointslice",
+    "job",
+    "cronjob",
+    "nodelifecycle",
+    "nodeipam",
+    "daemonset",
+];
 
 /// Whether the controller manager is healthy, for `componentstatuses` and
 /// `/healthz`. Cheap to clone; all clones share the flag.
@@ -72,6 +96,11 @@ pub struct ControllerManagerConfig {
     pub cluster_cidr: String,
     /// Prefix length of each node's pod CIDR (24).
     pub node_cidr_mask_size: u8,
+    /// First delay before a failed Job pod is replaced (10 s); doubles per
+    /// consecutive failure.
+    pub job_backoff_base: Duration,
+    /// Longest delay before a failed Job pod is replaced (6 min).
+    pub job_backoff_max: Duration,
     /// Run leader election on a Lease before starting controllers.
     pub leader_elect: bool,
     /// Lease settings when `leader_elect` is on.
@@ -91,6 +120,8 @@ impl Default for ControllerManagerConfig {
             node_eviction_rate: 0.1,
             cluster_cidr: "10.244.0.0/16".into(),
             node_cidr_mask_size: 24,
+            job_backoff_base: Duration::from_secs(10),
+            job_backoff_max: Duration::from_secs(360),
             leader_elect: false,
             leader_election: LeaderElectionConfig::default(),
             health: Health::default(),
@@ -130,6 +161,16 @@ fn start(name: &str, shared: &Arc<Shared>) -> Option<ControllerFuture> {
     Some(match name {
         "replicaset" => replicaset::run(s).boxed(),
         "deployment" => deployment::run(s).boxed(),
+        "garbagecollector" => garbagecollector::run(s).boxed(),
+        "namespace" => namespace::run(s).boxed(),
+        "serviceaccount" => serviceaccount::run(s).boxed(),
+        "endpoint" => endpoints::run(s).boxed(),
+        "endpointslice" => endpoints::slices::run(s).boxed(),
+        "job" => job::run(s).boxed(),
+        "cronjob" => cronjob::run(s).boxed(),
+        "nodelifecycle" => nodelifecycle::run(s).boxed(),
+        "nodeipam" => nodeipam::run(s).boxed(),
+        "daemonset" => daemonset::run(s).boxed(),
         _ => return None,
     })
 }

@@ -20,13 +20,15 @@ use skiff_control_plane::store::memory::MemoryStore;
 pub struct Cluster {
     /// Client as the loopback admin.
     pub client: Client,
-    _background: BackgroundTasks,
-    manager: tokio::task::JoinHandle<()>,
+    _background: Option<BackgroundTasks>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        self.manager.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
@@ -40,6 +42,17 @@ pub async fn start_with(
     controllers: &[&str],
     tweak: impl FnOnce(&mut ControllerManagerConfig),
 ) -> Result<Cluster> {
+    start_full(controllers, true, tweak).await
+}
+
+/// Starts a cluster; without `builtin_namespace_finalizer` the API server's
+/// stand-in namespace finalizer is not run (only the CRD watch is), so the
+/// namespace controller is the one finalizing.
+pub async fn start_full(
+    controllers: &[&str],
+    builtin_namespace_finalizer: bool,
+    tweak: impl FnOnce(&mut ControllerManagerConfig),
+) -> Result<Cluster> {
     let _ = tracing_subscriber_init();
     let store = Arc::new(MemoryStore::new());
     let server = ApiServer::new(store, ApiConfig::default());
@@ -47,7 +60,15 @@ pub async fn start_with(
         .bootstrap()
         .await
         .map_err(|e| anyhow::anyhow!("bootstrap: {e}"))?;
-    let background = server.spawn_background();
+    let mut tasks = Vec::new();
+    let background = if builtin_namespace_finalizer {
+        Some(server.spawn_background())
+    } else {
+        tasks.push(tokio::spawn(
+            skiff_control_plane::apiserver::crd::watch_crds(server.state()),
+        ));
+        None
+    };
     let client = skiff_control_plane::serve::in_process_client(server.router(), "default");
     let mut config = ControllerManagerConfig {
         controllers: controllers.iter().map(|s| s.to_string()).collect(),
@@ -55,15 +76,15 @@ pub async fn start_with(
     };
     tweak(&mut config);
     let mgr_client = client.clone();
-    let manager = tokio::spawn(async move {
+    tasks.push(tokio::spawn(async move {
         if let Err(e) = controllers::run(mgr_client, config).await {
             eprintln!("controller manager stopped: {e}");
         }
-    });
+    }));
     Ok(Cluster {
         client,
         _background: background,
-        manager,
+        tasks,
     })
 }
 
@@ -109,6 +130,14 @@ pub async fn live_pods(client: &Client, ns: &str, selector: &str) -> Result<Vec<
         .collect())
 }
 
+static NEXT_IP: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(10);
+
+/// A fresh pod IP for the fake kubelet.
+pub fn next_ip() -> String {
+    let n = NEXT_IP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("10.244.{}.{}", n / 250, n % 250 + 1)
+}
+
 /// The fake kubelet: marks one pod Running and Ready (on `node`).
 pub async fn make_ready(client: &Client, pod: &Pod, node: &str) -> Result<()> {
     let ns = pod.namespace().unwrap_or_else(|| "default".into());
@@ -116,7 +145,7 @@ pub async fn make_ready(client: &Client, pod: &Pod, node: &str) -> Result<()> {
     let now = jiff::Timestamp::now().to_string();
     let status = json!({"status": {
         "phase": "Running",
-        "podIP": "10.244.0.10",
+        "podIP": next_ip(),
         "hostIP": "192.168.0.1",
         "startTime": now,
         "conditions": [

@@ -81,46 +81,24 @@ fn max_restarts(pod: &Pod) -> (i32, i32) {
     (regular, sidecar)
 }
 
-/// Kubernetes' `afterOrZero`: a zero time sorts first, then later times.
-fn after_or_zero(a: Option<Timestamp>, b: Option<Timestamp>) -> Ordering {
-    match (a, b) {
-        (None, None) => Ordering::Equal,
-        (None, Some(_)) => Ordering::Less,
-        (Some(_), None) => Ordering::Greater,
-        (Some(a), Some(b)) => b.cmp(&a),
-    }
-}
-
-/// Kubernetes' `logarithmicRankDiff`: compares the base-2 logarithm of the
-/// ages in nanoseconds, so pods of roughly the same age rank equal.
-fn log_rank(t: Timestamp, now: Timestamp) -> i64 {
-    let d = now.as_nanosecond() - t.as_nanosecond();
-    if d > 0 { (d as f64).log2() as i64 } else { -1 }
-}
-
-/// Younger (smaller log-age) first; equal buckets fall back to the UID.
-fn logarithmic(
-    a: Option<Timestamp>,
-    b: Option<Timestamp>,
-    now: Timestamp,
-    pa: &Pod,
-    pb: &Pod,
-) -> Ordering {
-    match (a, b) {
-        (Some(ta), Some(tb)) => {
-            let diff = log_rank(ta, now) - log_rank(tb, now);
-            if diff == 0 {
-                pa.metadata.uid.cmp(&pb.metadata.uid)
-            } else {
-                diff.cmp(&0)
-            }
+/// Kubernetes' `logarithmicRankDiff` bucket: the base-2 logarithm of the
+/// age in nanoseconds, so pods of roughly the same age rank equal; an
+/// unknown time sorts first (Kubernetes' `afterOrZero`).
+fn log_bucket(t: Option<Timestamp>, now: Timestamp) -> i64 {
+    match t {
+        None => i64::MIN,
+        Some(t) => {
+            let d = now.as_nanosecond() - t.as_nanosecond();
+            if d > 0 { (d as f64).log2() as i64 } else { -1 }
         }
-        _ => after_or_zero(a, b),
     }
 }
 
-/// Kubernetes' `ActivePodsWithRanks.Less`: `Less` means "delete first".
-/// `rank_*` is the number of related active pods on the same node.
+/// Kubernetes' `ActivePodsWithRanks.Less` as a total order: `Less` means
+/// "delete first". `rank_*` is the number of related active pods on the
+/// same node. Kubernetes breaks ties inside an age bucket by UID at once;
+/// here the later criteria are consulted first and the UID decides last, so
+/// that the order stays transitive.
 pub fn compare_for_deletion(
     a: &Pod,
     rank_a: usize,
@@ -129,64 +107,36 @@ pub fn compare_for_deletion(
     now: Timestamp,
 ) -> Ordering {
     // 1. Unassigned < assigned.
-    let (na, nb) = (node_name(a), node_name(b));
-    if na != nb && (na.is_empty() || nb.is_empty()) {
-        return if na.is_empty() {
-            Ordering::Less
-        } else {
-            Ordering::Greater
-        };
-    }
-    // 2. Pending < Unknown < Running.
-    let (pa, pb) = (phase_ordinal(a), phase_ordinal(b));
-    if pa != pb {
-        return pa.cmp(&pb);
-    }
-    // 3. Not ready < ready.
-    let (ra, rb) = (is_ready(a), is_ready(b));
-    if ra != rb {
-        return if ra {
-            Ordering::Greater
-        } else {
-            Ordering::Less
-        };
-    }
-    // 4. Lower pod-deletion-cost < higher.
-    let (ca, cb) = (deletion_cost(a), deletion_cost(b));
-    if ca != cb {
-        return ca.cmp(&cb);
-    }
-    // 5. Doubled up (more related pods on the node) < not doubled up.
-    if rank_a != rank_b {
-        return rank_b.cmp(&rank_a);
-    }
-    // 6. Ready for a shorter time < longer (logarithmic buckets).
-    if ra && rb {
-        let (ta, tb) = (ready_since(a), ready_since(b));
-        if ta != tb {
-            let ord = logarithmic(ta, tb, now, a, b);
-            if ord != Ordering::Equal {
-                return ord;
+    let assigned = |p: &Pod| !node_name(p).is_empty();
+    assigned(a)
+        .cmp(&assigned(b))
+        // 2. Pending < Unknown < Running.
+        .then_with(|| phase_ordinal(a).cmp(&phase_ordinal(b)))
+        // 3. Not ready < ready.
+        .then_with(|| is_ready(a).cmp(&is_ready(b)))
+        // 4. Lower pod-deletion-cost < higher.
+        .then_with(|| deletion_cost(a).cmp(&deletion_cost(b)))
+        // 5. Doubled up (more related pods on the node) < not doubled up.
+        .then_with(|| rank_b.cmp(&rank_a))
+        // 6. Ready for a shorter time < longer (logarithmic buckets).
+        .then_with(|| {
+            if is_ready(a) && is_ready(b) {
+                log_bucket(ready_since(a), now).cmp(&log_bucket(ready_since(b), now))
+            } else {
+                Ordering::Equal
             }
-        }
-    }
-    // 7. More restarts < fewer.
-    let ((rga, rsa), (rgb, rsb)) = (max_restarts(a), max_restarts(b));
-    if rga != rgb {
-        return rgb.cmp(&rga);
-    }
-    if rsa != rsb {
-        return rsb.cmp(&rsa);
-    }
-    // 8. Newer < older (logarithmic buckets), unset creation time first.
-    let (ca, cb) = (
-        a.metadata.creation_timestamp.as_ref().map(|t| t.0),
-        b.metadata.creation_timestamp.as_ref().map(|t| t.0),
-    );
-    if ca != cb {
-        return logarithmic(ca, cb, now, a, b);
-    }
-    Ordering::Equal
+        })
+        // 7. More restarts < fewer.
+        .then_with(|| {
+            let ((ra, sa), (rb, sb)) = (max_restarts(a), max_restarts(b));
+            rb.cmp(&ra).then_with(|| sb.cmp(&sa))
+        })
+        // 8. Newer < older (logarithmic buckets), unset creation time first.
+        .then_with(|| {
+            let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            log_bucket(created(a), now).cmp(&log_bucket(created(b), now))
+        })
+        .then_with(|| a.metadata.uid.cmp(&b.metadata.uid))
 }
 
 /// Kubernetes' `getPodsToDelete`: the `diff` pods to delete first among
@@ -463,6 +413,53 @@ mod tests {
         assert_eq!(
             compare_for_deletion(&plain, 0, &plain, 0, now),
             Ordering::Equal
+        );
+    }
+
+    #[test]
+    fn the_order_is_total_on_mixed_pods() {
+        // Rust's sort panics on an inconsistent comparator; mix every
+        // criterion across many pods.
+        let now = ts(10_000_000);
+        let pods: Vec<Arc<Pod>> = (0..200)
+            .map(|i| {
+                let ready = (i % 3 != 0).then(|| ts(10_000_000 - (i * 7919 % 5000) as i64));
+                let mut p = pod(
+                    &format!("p{i:03}"),
+                    if i % 5 == 0 { "Pending" } else { "Running" },
+                    if i % 7 == 0 { "" } else { "n" },
+                    ready,
+                );
+                if i % 4 == 0 {
+                    p.metadata.creation_timestamp =
+                        Some(Time(ts(10_000_000 - (i * 104_729 % 900_000) as i64)));
+                }
+                if i % 6 == 0 {
+                    p = {
+                        let mut q = p;
+                        if let Some(s) = q.status.as_mut() {
+                            s.container_statuses = Some(vec![ContainerStatus {
+                                name: "c".into(),
+                                restart_count: (i % 4) as i32,
+                                ..ContainerStatus::default()
+                            }]);
+                        }
+                        q
+                    };
+                }
+                Arc::new(p)
+            })
+            .collect();
+        let related = pods.clone();
+        let victims = pods_to_delete(&pods, &related, 150, now);
+        assert_eq!(victims.len(), 150);
+        assert!(
+            victims.iter().take(20).all(|p| p
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_deref())
+                .is_none()),
+            "unassigned first"
         );
     }
 
