@@ -2,6 +2,7 @@
 //! the scheduler and the controller manager.
 
 pub mod apiserver;
+pub mod controllers;
 pub mod pki;
 pub mod scheduler;
 pub mod serve;

@@ -102,7 +102,9 @@ impl Cluster {
     pub fn kubectl_bin(&self, bin: &Path, args: &[&str]) -> Output {
         let cache = self.dir.path().join(format!(
             "kubectl-cache-{}",
-            bin.file_name().and_then(|s| s.to_str()).unwrap_or("kubectl")
+            bin.file_name()
+                .and_then(|s| s.to_str())
+                .unwrap_or("kubectl")
         ));
         Command::new(bin)
             .arg("--kubeconfig")
