@@ -172,7 +172,7 @@ impl Algorithm {
         if nodes.is_empty() {
             return Err(ScheduleError::NoNodes);
         }
-        let state = plugins::pre_filter(pod, nodes);
+        let state = plugins::pre_filter(pod, snapshot);
 
         // The node preemption nominated is tried first, alone.
         if let Some(nominated) = pod.nominated_node()
@@ -316,10 +316,7 @@ mod tests {
     fn round_robin_start_moves_past_evaluated_nodes() {
         let ns = nodes(300);
         let counts = count_image_nodes(&ns);
-        let snap = Snapshot {
-            nodes: &ns,
-            image_nodes: &counts,
-        };
+        let snap = Snapshot::new(&ns, &counts);
         let mut alg = Algorithm::new(0);
         let p = pod_req("p", "100m", "1Mi");
         let r = alg.schedule(&p, &snap, &mut rng()).expect("fits");
@@ -343,10 +340,7 @@ mod tests {
         ns[0].add_pod(pod_req("a", "3", "20Gi"));
         ns[2].add_pod(pod_req("b", "1", "1Gi"));
         let counts = count_image_nodes(&ns);
-        let snap = Snapshot {
-            nodes: &ns,
-            image_nodes: &counts,
-        };
+        let snap = Snapshot::new(&ns, &counts);
         let r = Algorithm::new(0)
             .schedule(&pod_req("p", "500m", "1Gi"), &snap, &mut rng())
             .expect("fits");
@@ -375,10 +369,7 @@ mod tests {
         ns[0].set_node(std::sync::Arc::new(n0));
         ns[0].add_pod(pod_req("a", "3900m", "1Gi"));
         let counts = count_image_nodes(&ns);
-        let snap = Snapshot {
-            nodes: &ns,
-            image_nodes: &counts,
-        };
+        let snap = Snapshot::new(&ns, &counts);
         // n0 is full; n1 and n2 don't carry the label.
         let p = pod(
             "p",
@@ -404,10 +395,7 @@ mod tests {
             "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) didn't match Pod's node affinity/selector. \
              preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
         );
-        let empty = Snapshot {
-            nodes: &[],
-            image_nodes: &counts,
-        };
+        let empty = Snapshot::new(&[], &counts);
         assert_eq!(
             Algorithm::new(0).schedule(&p, &empty, &mut rng()),
             Err(ScheduleError::NoNodes)
@@ -440,10 +428,7 @@ mod tests {
     fn pinned_nodes_narrow_the_candidates() {
         let ns = nodes(5);
         let counts = count_image_nodes(&ns);
-        let snap = Snapshot {
-            nodes: &ns,
-            image_nodes: &counts,
-        };
+        let snap = Snapshot::new(&ns, &counts);
         let daemon = |target: &str| {
             pod(
                 "ds",
@@ -469,10 +454,7 @@ mod tests {
     fn nominated_node_is_tried_first() {
         let ns = nodes(5);
         let counts = count_image_nodes(&ns);
-        let snap = Snapshot {
-            nodes: &ns,
-            image_nodes: &counts,
-        };
+        let snap = Snapshot::new(&ns, &counts);
         let p = pod("p", json!({"status": {"nominatedNodeName": "n4"}}));
         let r = Algorithm::new(0)
             .schedule(&p, &snap, &mut rng())

@@ -29,6 +29,10 @@ pub struct Cache {
     /// Pods on nodes the cache does not know (yet): node → pod keys.
     orphans: HashMap<String, Vec<Arc<str>>>,
     image_nodes: HashMap<String, usize>,
+    /// Placed pods with pod (anti-)affinity terms.
+    affinity_pods: usize,
+    /// Placed pods with required anti-affinity terms.
+    anti_affinity_pods: usize,
     /// Nominated pod → node and the pod.
     nominations: HashMap<Arc<str>, (String, Arc<PodInfo>)>,
 }
@@ -54,6 +58,8 @@ impl Cache {
         Snapshot {
             nodes: &self.nodes,
             image_nodes: &self.image_nodes,
+            any_pod_affinity: self.affinity_pods > 0,
+            any_required_anti_affinity: self.anti_affinity_pods > 0,
         }
     }
 
@@ -95,8 +101,9 @@ impl Cache {
         }
         let mut info = NodeInfo::new(node);
         for key in self.orphans.remove(&name).unwrap_or_default() {
-            if let Some(p) = self.pods.get(&key) {
-                info.add_pod(p.info.clone());
+            if let Some(p) = self.pods.get(&key).map(|p| p.info.clone()) {
+                self.count_affinity(&p, 1);
+                info.add_pod(p);
             }
         }
         for (node_name, p) in self.nominations.values() {
@@ -121,15 +128,30 @@ impl Cache {
         if idx < self.nodes.len() {
             self.index.insert(self.nodes[idx].name.clone(), idx);
         }
+        for p in &info.pods {
+            self.count_affinity(p, -1);
+        }
         let keys: Vec<Arc<str>> = info.pods.iter().map(|p| p.key.clone()).collect();
         if !keys.is_empty() {
             self.orphans.insert(name.to_string(), keys);
         }
     }
 
+    fn count_affinity(&mut self, pod: &PodInfo, delta: isize) {
+        if pod.has_affinity() {
+            self.affinity_pods = self.affinity_pods.saturating_add_signed(delta);
+        }
+        if pod.has_required_anti_affinity() {
+            self.anti_affinity_pods = self.anti_affinity_pods.saturating_add_signed(delta);
+        }
+    }
+
     fn place(&mut self, info: Arc<PodInfo>, node: &str) {
         match self.index.get(node) {
-            Some(&idx) => self.nodes[idx].add_pod(info),
+            Some(&idx) => {
+                self.count_affinity(&info, 1);
+                self.nodes[idx].add_pod(info);
+            }
             None => self
                 .orphans
                 .entry(node.to_string())
@@ -141,7 +163,9 @@ impl Cache {
     fn unplace(&mut self, key: &str, node: &str) {
         match self.index.get(node) {
             Some(&idx) => {
-                self.nodes[idx].remove_pod(key);
+                if let Some(p) = self.nodes[idx].remove_pod(key) {
+                    self.count_affinity(&p, -1);
+                }
             }
             None => {
                 if let Some(list) = self.orphans.get_mut(node) {
@@ -335,6 +359,33 @@ mod tests {
         assert!(c.upsert_node(node("n1", json!({"spec": {"unschedulable": true}}))));
         assert!(c.upsert_node(node("n1", json!({"status": {"allocatable": {"cpu": "8"}}}))));
         assert_eq!(c.node("n1").map(|n| n.pods.len()), Some(1));
+    }
+
+    #[test]
+    fn affinity_counters_follow_pods() {
+        let mut c = Cache::new();
+        c.upsert_node(node("n1", json!({})));
+        let anti = pod(
+            "a",
+            json!({"spec": {"affinity": {"podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [{"labelSelector": {}, "topologyKey": "zone"}]}}}}),
+        );
+        assert!(!c.snapshot().any_pod_affinity);
+        c.upsert_bound_pod(anti, "n1");
+        let s = c.snapshot();
+        assert!(s.any_pod_affinity && s.any_required_anti_affinity);
+        c.remove_node("n1");
+        assert!(
+            !c.snapshot().any_pod_affinity,
+            "pods of a removed node do not count"
+        );
+        c.upsert_node(node("n1", json!({})));
+        assert!(
+            c.snapshot().any_required_anti_affinity,
+            "they count again when it returns"
+        );
+        c.remove_pod("uid-a");
+        assert!(!c.snapshot().any_required_anti_affinity);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! is the loop that wires watchers, queue, cache and the API effects
 //! (bindings, events, status).
 pub mod algorithm;
+pub mod bench;
 pub mod cache;
 pub mod effects;
 pub mod leader;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+pub use bench::{BenchOptions, BenchReport, bench_scheduling_basic};
 pub use leader::LeaderElectionConfig;
 
 /// Scheduler failures.

@@ -201,6 +201,24 @@ pub struct Snapshot<'a> {
     pub nodes: &'a [NodeInfo],
     /// Number of nodes that have each normalised image.
     pub image_nodes: &'a HashMap<String, usize>,
+    /// Whether any pod on any node has pod (anti-)affinity terms.
+    pub any_pod_affinity: bool,
+    /// Whether any pod on any node has required anti-affinity terms.
+    pub any_required_anti_affinity: bool,
+}
+
+impl<'a> Snapshot<'a> {
+    /// A snapshot over `nodes`, scanning them for affinity terms.
+    pub fn new(nodes: &'a [NodeInfo], image_nodes: &'a HashMap<String, usize>) -> Snapshot<'a> {
+        Snapshot {
+            nodes,
+            image_nodes,
+            any_pod_affinity: nodes.iter().any(|n| n.pods_with_affinity > 0),
+            any_required_anti_affinity: nodes
+                .iter()
+                .any(|n| n.pods_with_required_anti_affinity > 0),
+        }
+    }
 }
 
 /// Counts, for each image, the nodes that have it.

@@ -213,10 +213,7 @@ mod tests {
 
     fn run(p: &PodInfo, nodes: &[NodeInfo]) -> Outcome {
         let counts = count_image_nodes(nodes);
-        let snap = Snapshot {
-            nodes,
-            image_nodes: &counts,
-        };
+        let snap = Snapshot::new(nodes, &counts);
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let err = Algorithm::new(0)
             .schedule(p, &snap, &mut rng)
@@ -224,7 +221,7 @@ mod tests {
         let ScheduleError::Fit(fe) = err else {
             panic!("fit error")
         };
-        let state = plugins::pre_filter(p, nodes);
+        let state = plugins::pre_filter(p, &snap);
         preempt(p, &snap, &state, &fe, 0)
     }
 

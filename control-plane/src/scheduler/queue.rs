@@ -191,6 +191,14 @@ impl SchedulingQueue {
         }
     }
 
+    /// Replaces a queued pod's object without moving it (an update that
+    /// changes nothing scheduling reads, e.g. our own status write).
+    pub fn refresh(&mut self, info: Arc<PodInfo>) {
+        if let Some(e) = self.entries.get_mut(&info.key) {
+            e.info = info;
+        }
+    }
+
     /// Forgets a pod (deleted, or bound).
     pub fn delete(&mut self, key: &str) {
         self.unlink(key);
@@ -442,6 +450,13 @@ mod tests {
         assert_eq!(q.active_len(), 0);
         q.delete("uid-b");
         assert!(q.is_empty());
+        // A refresh keeps the pod where it is.
+        q.add_or_update(p("c", 0), t);
+        q.pop();
+        q.unschedulable("uid-c", t);
+        q.refresh(p("c", 5));
+        assert_eq!((q.active_len(), q.unschedulable_len()), (0, 1));
+        assert_eq!(q.get("uid-c").map(|i| i.priority), Some(5));
     }
 
     #[test]

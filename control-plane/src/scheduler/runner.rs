@@ -302,8 +302,18 @@ impl Loop<'_> {
         if let Some(node) = info.nominated_node().map(str::to_string) {
             self.cache.nominate(info.clone(), &node);
         }
-        self.first_seen.entry(key).or_insert(now);
-        self.queue.add_or_update(info, now);
+        self.first_seen.entry(key.clone()).or_insert(now);
+        // Our own status writes (conditions, nomination) come back as
+        // updates; only a change to what the pod asks for earns a retry.
+        let significant = self
+            .queue
+            .get(&key)
+            .is_none_or(|old| scheduling_inputs_changed(&old.pod, &info.pod));
+        if significant {
+            self.queue.add_or_update(info, now);
+        } else {
+            self.queue.refresh(info);
+        }
     }
 
     fn on_pod_deleted(&mut self, key: &str, now: Instant) {
@@ -383,7 +393,7 @@ impl Loop<'_> {
             Err(ScheduleError::Fit(mut fit)) => {
                 let outcome = {
                     let snapshot = self.cache.snapshot();
-                    let state = plugins::pre_filter(&info, snapshot.nodes);
+                    let state = plugins::pre_filter(&info, &snapshot);
                     let offset = self.rng.random_range(0..snapshot.nodes.len().max(1));
                     preemption::preempt(&info, &snapshot, &state, &fit, offset)
                 };
@@ -423,6 +433,15 @@ impl Loop<'_> {
         self.queue.unschedulable(&info.key, Instant::now());
         self.effects.failed_scheduling(info, message, nomination);
     }
+}
+
+/// Whether an update changed anything scheduling reads (Kubernetes'
+/// `isPodUpdated`: status and bookkeeping metadata do not count).
+fn scheduling_inputs_changed(old: &Pod, new: &Pod) -> bool {
+    old.spec != new.spec
+        || old.metadata.labels != new.metadata.labels
+        || old.metadata.annotations != new.metadata.annotations
+        || old.metadata.deletion_timestamp != new.metadata.deletion_timestamp
 }
 
 /// Runs the scheduling loop until a watch channel closes.
@@ -523,5 +542,60 @@ pub(crate) async fn run_loop(client: kube::Client, config: &SchedulerConfig) -> 
             Some(o) = bind_rx.recv() => s.on_bound(o),
             () = tokio::time::sleep_until(wake.into()) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(v: serde_json::Value) -> Pod {
+        serde_json::from_value(v).expect("pod")
+    }
+
+    #[test]
+    fn status_writes_are_not_scheduling_changes() {
+        let a = pod(
+            json!({"metadata": {"name": "p", "resourceVersion": "1"}, "spec": {"containers": []}}),
+        );
+        let b = pod(
+            json!({"metadata": {"name": "p", "resourceVersion": "2"}, "spec": {"containers": []},
+            "status": {"conditions": [{"type": "PodScheduled", "status": "False"}]}}),
+        );
+        assert!(!scheduling_inputs_changed(&a, &b));
+        let c = pod(
+            json!({"metadata": {"name": "p", "labels": {"x": "y"}}, "spec": {"containers": []}}),
+        );
+        assert!(scheduling_inputs_changed(&a, &c));
+        let d = pod(
+            json!({"metadata": {"name": "p"}, "spec": {"containers": [], "nodeSelector": {"a": "b"}}}),
+        );
+        assert!(scheduling_inputs_changed(&a, &d));
+    }
+
+    fn ns(name: &str) -> Namespace {
+        serde_json::from_value(json!({"metadata": {"name": name, "labels": {"n": name}}}))
+            .expect("ns")
+    }
+
+    #[test]
+    fn mirrors_replace_their_contents_on_relist() {
+        let mut m: Mirror<String> = Mirror::default();
+        let conv = |n: Namespace| n.metadata.name.unwrap_or_default();
+        assert!(m.apply(watcher::Event::Apply(ns("a")), conv));
+        assert!(m.apply(watcher::Event::Apply(ns("b")), conv));
+        assert!(!m.apply(watcher::Event::Init, conv));
+        assert!(!m.apply(watcher::Event::InitApply(ns("b")), conv));
+        assert_eq!(
+            m.live.len(),
+            2,
+            "old contents stay until the relist is done"
+        );
+        assert!(m.apply(watcher::Event::InitDone, conv));
+        assert_eq!(m.live.keys().collect::<Vec<_>>(), vec!["b"]);
+        assert!(m.apply(watcher::Event::Delete(ns("b")), conv));
+        assert!(!m.apply(watcher::Event::Delete(ns("b")), conv));
+        assert!(m.live.is_empty());
     }
 }

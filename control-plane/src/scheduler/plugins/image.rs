@@ -51,10 +51,7 @@ mod tests {
             NodeInfo::new(node("c", json!({}))),
         ];
         let counts = count_image_nodes(&nodes);
-        let snap = Snapshot {
-            nodes: &nodes,
-            image_nodes: &counts,
-        };
+        let snap = Snapshot::new(&nodes, &counts);
         let p = pod(
             "p",
             json!({"spec": {"containers": [{"name": "c", "image": "app:1"}]}}),
@@ -64,10 +61,7 @@ mod tests {
         assert_eq!(image_locality(&p, &nodes[2], &snap), 0);
         let small = vec![with("a", 10 * MB)];
         let counts = count_image_nodes(&small);
-        let snap = Snapshot {
-            nodes: &small,
-            image_nodes: &counts,
-        };
+        let snap = Snapshot::new(&small, &counts);
         assert_eq!(
             image_locality(&p, &small[0], &snap),
             0,
@@ -75,10 +69,7 @@ mod tests {
         );
         let huge = vec![with("a", 5000 * MB)];
         let counts = count_image_nodes(&huge);
-        let snap = Snapshot {
-            nodes: &huge,
-            image_nodes: &counts,
-        };
+        let snap = Snapshot::new(&huge, &counts);
         assert_eq!(
             image_locality(&p, &huge[0], &snap),
             100,

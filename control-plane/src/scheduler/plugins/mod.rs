@@ -64,11 +64,19 @@ pub struct CycleState {
     pub spread: Option<spread::FilterState>,
 }
 
-/// Runs the PreFilter step over all nodes.
-pub fn pre_filter(pod: &PodInfo, nodes: &[NodeInfo]) -> CycleState {
+/// Runs the PreFilter step over all nodes (skipping InterPodAffinity's
+/// scan when neither the pod nor any placed pod has a required term).
+pub fn pre_filter(pod: &PodInfo, snapshot: &Snapshot<'_>) -> CycleState {
+    let inter_pod_needed = snapshot.any_required_anti_affinity
+        || !pod.required_affinity.is_empty()
+        || !pod.required_anti_affinity.is_empty();
     CycleState {
-        inter_pod: interpod::pre_filter(pod, nodes),
-        spread: spread::pre_filter(pod, nodes),
+        inter_pod: if inter_pod_needed {
+            interpod::pre_filter(pod, snapshot.nodes)
+        } else {
+            None
+        },
+        spread: spread::pre_filter(pod, snapshot.nodes),
     }
 }
 
@@ -161,7 +169,13 @@ pub fn score_nodes(pod: &PodInfo, feasible: &[&NodeInfo], snapshot: &Snapshot<'_
         spread::normalize(&state, feasible, &mut s);
         add(&s, weights::POD_TOPOLOGY_SPREAD);
     }
-    if let Some(state) = interpod::pre_score(pod, snapshot.nodes) {
+    let inter_pod_needed = snapshot.any_pod_affinity
+        || !pod.preferred_affinity.is_empty()
+        || !pod.preferred_anti_affinity.is_empty();
+    if let Some(state) = inter_pod_needed
+        .then(|| interpod::pre_score(pod, snapshot.nodes))
+        .flatten()
+    {
         let mut s = per_node(&|n| interpod::score(&state, n));
         interpod::normalize(&mut s);
         add(&s, weights::INTER_POD_AFFINITY);
@@ -200,7 +214,8 @@ mod tests {
             "taints": [{"key": "k", "effect": "NoSchedule"}]}}),
         ));
         let p = pod_req("p", "100", "1");
-        let st = pre_filter(&p, std::slice::from_ref(&n));
+        let counts = count_image_nodes(std::slice::from_ref(&n));
+        let st = pre_filter(&p, &Snapshot::new(std::slice::from_ref(&n), &counts));
         let err = run_filters(&p, &st, &n).expect_err("cordoned");
         assert_eq!(err.reasons, vec![basic::ERR_UNSCHEDULABLE.to_string()]);
         let ok = NodeInfo::new(node("n1", json!({})));
@@ -218,10 +233,7 @@ mod tests {
         ));
         let nodes = vec![busy, idle, soft];
         let counts = count_image_nodes(&nodes);
-        let snap = Snapshot {
-            nodes: &nodes,
-            image_nodes: &counts,
-        };
+        let snap = Snapshot::new(&nodes, &counts);
         let feasible: Vec<&NodeInfo> = nodes.iter().collect();
         let s = score_nodes(&pod_req("p", "100m", "500Mi"), &feasible, &snap);
         assert!(s[1] > s[0], "idle beats busy: {s:?}");
