@@ -57,6 +57,7 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod docker;
 mod error;
 #[cfg(feature = "testing")]
 pub mod fake;

@@ -1,0 +1,162 @@
+//! Copies a container's output from Docker into its CRI log file.
+//!
+//! Docker keeps each container's output (json-file driver); a [`LogPump`] follows it with the
+//! logs API (`follow`, both streams, `timestamps`) from the moment the container starts and
+//! writes every chunk through the same [`LogWriter`] the Wasmtime backend uses, so both
+//! backends produce identical files. Docker's timestamps let a pump that lost its stream
+//! (dockerd restarted, node restarted) resume without duplicating lines: it asks for
+//! everything since the last second it saw and skips what it already wrote.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::query_parameters::LogsOptionsBuilder;
+use futures::StreamExt;
+use jiff::Timestamp;
+use tokio::sync::watch;
+
+use super::client::is_not_found;
+use crate::logs::{LogWriter, Stream};
+
+/// A running copy of one container's output.
+#[derive(Debug)]
+pub(crate) struct LogPump {
+    done: watch::Receiver<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LogPump {
+    /// Start following container `id` into `writer`, skipping output up to `since`.
+    pub(crate) fn spawn(
+        docker: Docker,
+        id: String,
+        writer: LogWriter,
+        since: Option<Timestamp>,
+    ) -> Arc<LogPump> {
+        let (tx, done) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            follow(&docker, &id, &writer, since).await;
+            writer.finish();
+            let _ = tx.send(true);
+        });
+        Arc::new(LogPump { done, task })
+    }
+
+    /// Wait (at most `limit`) until the container's output has all been written.
+    pub(crate) async fn drained(&self, limit: Duration) -> bool {
+        let mut done = self.done.clone();
+        tokio::time::timeout(limit, done.wait_for(|d| *d))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Stop copying (the container is being removed).
+    pub(crate) fn abort(&self) {
+        self.task.abort();
+    }
+}
+
+/// Follow the container's output until it has stopped and everything is written.
+async fn follow(docker: &Docker, id: &str, writer: &LogWriter, since: Option<Timestamp>) {
+    let mut last_seen = since;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let options = LogsOptionsBuilder::default()
+            .follow(true)
+            .stdout(true)
+            .stderr(true)
+            .timestamps(true)
+            .since(last_seen.map_or(0, |t| i32::try_from(t.as_second()).unwrap_or(0)))
+            .build();
+        let mut stream = docker.logs(id, Some(options));
+        let mut failed = false;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(output) => {
+                    let (stream_kind, bytes) = match output {
+                        LogOutput::StdErr { message } => (Stream::Stderr, message),
+                        LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                            (Stream::Stdout, message)
+                        }
+                        LogOutput::StdIn { .. } => continue,
+                    };
+                    let (stamp, content) = split_timestamp(&bytes);
+                    if let (Some(stamp), Some(last)) = (stamp, last_seen)
+                        && stamp <= last
+                    {
+                        continue;
+                    }
+                    if stamp.is_some() {
+                        last_seen = stamp;
+                    }
+                    writer.write(stream_kind, content);
+                }
+                Err(error) if is_not_found(&error) => return,
+                Err(error) => {
+                    tracing::debug!(container = id, %error, "log stream broke");
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        // The stream ended: normally because the container stopped. If it still runs (the
+        // daemon restarted, or the stream broke), follow again from where we were.
+        match docker.inspect_container(id, None).await {
+            Ok(inspect) => {
+                let running = inspect.state.and_then(|s| s.running).unwrap_or(false);
+                if !running {
+                    return;
+                }
+            }
+            Err(error) if is_not_found(&error) => return,
+            Err(error) => {
+                tracing::debug!(container = id, %error, "cannot inspect container; retrying logs");
+                failed = true;
+            }
+        }
+        tracing::debug!(
+            container = id,
+            failed,
+            "following the container's logs again"
+        );
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Split Docker's `2024-01-01T00:00:00.123456789Z ` prefix off a log chunk.
+pub fn split_timestamp(chunk: &[u8]) -> (Option<Timestamp>, &[u8]) {
+    let Some(space) = chunk.iter().position(|b| *b == b' ') else {
+        return (None, chunk);
+    };
+    let parsed = std::str::from_utf8(&chunk[..space])
+        .ok()
+        .and_then(|s| s.parse::<Timestamp>().ok());
+    match parsed {
+        Some(stamp) => (Some(stamp), &chunk[space + 1..]),
+        None => (None, chunk),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_docker_timestamps() {
+        let (stamp, rest) = split_timestamp(b"2024-05-06T07:08:09.5Z hello world\n");
+        assert_eq!(
+            stamp.map(|s| s.to_string()).as_deref(),
+            Some("2024-05-06T07:08:09.5Z")
+        );
+        assert_eq!(rest, b"hello world\n");
+        let (stamp, rest) = split_timestamp(b"no stamp here\n");
+        assert_eq!(stamp, None);
+        assert_eq!(rest, b"no stamp here\n");
+        let (stamp, rest) = split_timestamp(b"2024-05-06T07:08:09Z \n");
+        assert!(stamp.is_some());
+        assert_eq!(rest, b"\n", "an empty line stays a line");
+    }
+}
