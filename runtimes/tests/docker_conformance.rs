@@ -6,58 +6,11 @@
 //! Without a reachable dockerd (or a static busybox) the cases skip with a message — except
 //! under `CI=true`, where that is a failure.
 
+mod docker_support;
+
 use std::sync::Arc;
 
-use futures::FutureExt;
 use skiff_runtimes::conformance::{Features, Harness};
-use skiff_runtimes::docker::{DockerConfig, DockerRuntime, testing};
-
-/// True under `CI=true`, where nothing may be skipped.
-fn ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
-/// A harness on a fresh runtime instance, or `None` (skip) when Docker is not usable here.
-async fn harness() -> Option<(Harness, DockerRuntime)> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let instance = format!("test-{}", &skiff_runtimes::lifecycle::new_id()[..12]);
-    let runtime = DockerRuntime::new(DockerConfig::new(instance));
-    let problem = if !runtime.available().await {
-        Some(format!(
-            "no Docker daemon answers at {}",
-            runtime.endpoint()
-        ))
-    } else if !testing::busybox_available() {
-        Some(format!(
-            "no static busybox at {} (apt-get install busybox-static)",
-            testing::BUSYBOX_PATH
-        ))
-    } else {
-        None
-    };
-    if let Some(problem) = problem {
-        assert!(
-            !ci(),
-            "{problem}; CI=true does not allow skipping the Docker suite"
-        );
-        eprintln!("skipping Docker conformance case: {problem}");
-        return None;
-    }
-    let images = testing::install(&runtime)
-        .await
-        .expect("install busybox test images");
-    let features = Features {
-        mounts: true,
-        memory_limit: true,
-        cpu_limit: true,
-    };
-    let mut harness = Harness::new(Arc::new(runtime.clone()), images.conformance(), features);
-    harness.invalid_image = Some(images.invalid.clone());
-    Some((harness, runtime))
-}
 
 /// The CPU-limit case measures how much CPU an unlimited busy container gets; the other
 /// cases' busy containers would take it, so that case runs alone within this binary.
@@ -75,17 +28,23 @@ macro_rules! docker_cases {
                 } else {
                     _shared = CPU_QUIET.read().await;
                 }
-                let Some((harness, runtime)) = harness().await else { return };
-                let outcome = std::panic::AssertUnwindSafe(
+                let what = concat!("docker conformance case ", stringify!($case));
+                let Some((runtime, images)) = docker_support::runtime_or_skip(what).await else {
+                    return;
+                };
+                let features = Features {
+                    mounts: true,
+                    memory_limit: true,
+                    cpu_limit: true,
+                };
+                let mut harness =
+                    Harness::new(Arc::new(runtime.clone()), images.conformance(), features);
+                harness.invalid_image = Some(images.invalid.clone());
+                docker_support::cleanly(
+                    &runtime,
                     skiff_runtimes::conformance::cases::$case(&harness),
                 )
-                .catch_unwind()
                 .await;
-                let cleanup = testing::remove_everything(&runtime).await;
-                if let Err(panic) = outcome {
-                    std::panic::resume_unwind(panic);
-                }
-                cleanup.expect("remove the case's containers");
             }
         )*
     };

@@ -7,6 +7,7 @@
 //! (dockerd restarted, node restarted) resume without duplicating lines: it asks for
 //! everything since the last second it saw and skips what it already wrote.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,6 +55,14 @@ impl LogPump {
 
     /// Stop copying (the container is being removed).
     pub(crate) fn abort(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for LogPump {
+    /// A pump belongs to its runtime: when the runtime goes, so does the copying (another
+    /// runtime instance adopting the container starts its own).
+    fn drop(&mut self) {
         self.task.abort();
     }
 }
@@ -126,6 +135,22 @@ async fn follow(docker: &Docker, id: &str, writer: &LogWriter, since: Option<Tim
     }
 }
 
+/// The timestamp of the last record in a CRI log file, reading only its tail.
+pub(crate) fn last_record_time(path: &Path) -> Option<Timestamp> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    let length = file.metadata().ok()?.len();
+    let tail = (crate::logs::MAX_LINE as u64 + 4096).min(length);
+    file.seek(SeekFrom::Start(length - tail)).ok()?;
+    let mut bytes = Vec::with_capacity(usize::try_from(tail).unwrap_or(0));
+    file.read_to_end(&mut bytes).ok()?;
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .rev()
+        .find_map(crate::logs::parse_record)
+        .map(|record| record.timestamp)
+}
+
 /// Split Docker's `2024-01-01T00:00:00.123456789Z ` prefix off a log chunk.
 pub fn split_timestamp(chunk: &[u8]) -> (Option<Timestamp>, &[u8]) {
     let Some(space) = chunk.iter().position(|b| *b == b' ') else {
@@ -143,6 +168,19 @@ pub fn split_timestamp(chunk: &[u8]) -> (Option<Timestamp>, &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_the_last_record_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.log");
+        assert_eq!(last_record_time(&path), None);
+        let writer = LogWriter::open(&path, crate::logs::LogConfig::default()).expect("open");
+        writer.write(Stream::Stdout, b"one\n");
+        let before = Timestamp::now();
+        writer.write(Stream::Stderr, b"two\n");
+        let last = last_record_time(&path).expect("a record");
+        assert!(last >= before, "{last} < {before}");
+    }
 
     #[test]
     fn splits_docker_timestamps() {

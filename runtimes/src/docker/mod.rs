@@ -268,11 +268,9 @@ impl DockerRuntime {
             let Some(path) = status.log_path.filter(|_| status.state.is_running()) else {
                 continue;
             };
-            // Skip what was written before the node went away (the file's mtime).
-            let since = std::fs::metadata(&path)
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| jiff::Timestamp::try_from(t).ok());
+            // Skip what the file already has: its last record was written after Docker
+            // stamped that line. (Not the file's mtime: that clock is coarser than Docker's.)
+            let since = logs::last_record_time(&path);
             let writer = LogWriter::open(&path, self.inner.config.log)
                 .map_err(|e| Error::io("open container log", &path, e))?;
             let pump = LogPump::spawn(docker.clone(), id.clone(), writer, since);

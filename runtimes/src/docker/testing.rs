@@ -164,6 +164,11 @@ fn busybox_binary() -> Result<Vec<u8>> {
 
 /// A root file system: `/bin/busybox`, applet symlinks, `/www/index.html`, `/tmp`, `/data`.
 pub fn busybox_rootfs_tar() -> Result<Vec<u8>> {
+    busybox_rootfs_tar_with(&[])
+}
+
+/// [`busybox_rootfs_tar`] plus extra files (`path`, content), e.g. to make a unique layer.
+pub fn busybox_rootfs_tar_with(extra: &[(&str, &[u8])]) -> Result<Vec<u8>> {
     let busybox = busybox_binary()?;
     let pack = |e: std::io::Error| Error::internal("pack busybox root file system", e);
     let mut builder = tar::Builder::new(Vec::new());
@@ -198,6 +203,9 @@ pub fn busybox_rootfs_tar() -> Result<Vec<u8>> {
         b"hello from busybox\n",
     )
     .map_err(pack)?;
+    for (path, data) in extra {
+        file(&mut builder, path, 0o644, data).map_err(pack)?;
+    }
     for applet in APPLETS {
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Symlink);
