@@ -138,7 +138,7 @@ async fn push_then_pull_with_progress_from_a_loopback_registry() {
 
         // The pulled content is what was pushed, and it runs.
         let out = run_output(&runtime, &image, &["/bin/cat", "/marker"]).await;
-        assert_eq!(out, [marker.clone()]);
+        assert_eq!(out, vec![marker.clone()]);
         runtime.remove_image(&image).await.expect("remove");
     })
     .await;
@@ -286,7 +286,7 @@ async fn imports_rootfs_tarballs_and_saved_image_archives() {
                 .any(|i| i.id == info.id && i.tags.contains(&imported))
         );
         let out = run_output(&runtime, &imported, &["/bin/cat", "/marker"]).await;
-        assert_eq!(out, [tag.clone()]);
+        assert_eq!(out, vec![tag.clone()]);
 
         // `docker save` output is loaded and tagged with the new name.
         let docker = bollard::Docker::connect_with_socket_defaults()
