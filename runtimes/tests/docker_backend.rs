@@ -12,7 +12,7 @@ use docker_support::{cleanly, eventually, runtime_or_skip, unique};
 use skiff_runtimes::docker::bench::{DockerBenchOptions, run_docker_bench};
 use skiff_runtimes::docker::{DockerConfig, DockerRuntime, labels, pause};
 use skiff_runtimes::logs::{Stream, lines_of, read_records};
-use skiff_runtimes::{ContainerSpec, Runtime, SandboxSpec, SandboxState};
+use skiff_runtimes::{ContainerSpec, ExitReason, Runtime, SandboxSpec, SandboxState};
 
 async fn docker_api() -> bollard::Docker {
     bollard::Docker::connect_with_socket_defaults()
@@ -232,6 +232,40 @@ async fn command_args_and_working_dir_follow_kubernetes() {
         spec.args = vec!["echo from args".into()];
         let (_, out) = run("args", spec).await;
         assert_eq!(out, ["from args"]);
+        runtime.remove_sandbox(&sandbox).await.expect("remove");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_that_cannot_start_ends_as_container_cannot_run() {
+    let what = "docker failed start";
+    let Some((runtime, images)) = runtime_or_skip(what).await else {
+        return;
+    };
+    cleanly(&runtime, async {
+        let sandbox = runtime
+            .create_sandbox(&SandboxSpec::new("broken"))
+            .await
+            .expect("sandbox");
+        let id = runtime
+            .create_container(&sandbox, &ContainerSpec::new("broken", &images.invalid))
+            .await
+            .expect("create");
+        let error = runtime
+            .start_container(&id)
+            .await
+            .expect_err("no entrypoint");
+        assert_eq!(error.reason(), "CreateContainerError", "{error}");
+        assert!(error.to_string().contains("/does/not/exist"), "{error}");
+        let status = tokio::time::timeout(Duration::from_secs(10), runtime.wait_container(&id))
+            .await
+            .expect("a failed start is final")
+            .expect("wait");
+        let exit = status.state.exit_info().expect("exited");
+        assert_eq!(exit.reason, ExitReason::ContainerCannotRun, "{exit:?}");
+        assert_ne!(exit.exit_code, 0);
+        assert_eq!(status.state.started_at(), None);
         runtime.remove_sandbox(&sandbox).await.expect("remove");
     })
     .await;

@@ -272,7 +272,24 @@ pub fn container_state(
     let started_at = parse_time(state.started_at.as_deref());
     match state.status {
         Some(ContainerStateStatusEnum::CREATED) | Some(ContainerStateStatusEnum::EMPTY) | None => {
-            match cancelled {
+            // A start that failed (no such executable, ...) leaves Docker's container in
+            // `created` with the runtime's error: for Kubernetes it ended, ContainerCannotRun.
+            let failed_start = state
+                .error
+                .clone()
+                .filter(|e| !e.is_empty())
+                .map(|message| ExitInfo {
+                    exit_code: state
+                        .exit_code
+                        .and_then(|c| i32::try_from(c).ok())
+                        .filter(|c| *c != 0)
+                        .unwrap_or(128),
+                    reason: ExitReason::ContainerCannotRun,
+                    message: Some(message),
+                    finished_at: parse_time(state.finished_at.as_deref())
+                        .unwrap_or_else(Timestamp::now),
+                });
+            match failed_start.as_ref().or(cancelled) {
                 Some(exit) => ContainerState::Exited {
                     started_at: None,
                     exit: exit.clone(),
@@ -599,6 +616,19 @@ mod tests {
         let exit = state.exit_info().expect("exited");
         assert_eq!((exit.exit_code, exit.reason), (137, ExitReason::OomKilled));
         assert_eq!(state.started_at(), None, "zero time is no time");
+
+        let cannot_run = inspect(&labels, ContainerStateStatusEnum::CREATED, |s| {
+            s.exit_code = Some(127);
+            s.error = Some("exec: \"/nope\": stat /nope: no such file or directory".into());
+        });
+        let state = container_state(&cannot_run, None);
+        let exit = state.exit_info().expect("a failed start is an exit");
+        assert_eq!(
+            (exit.exit_code, exit.reason),
+            (127, ExitReason::ContainerCannotRun)
+        );
+        assert!(exit.message.as_deref().is_some_and(|m| m.contains("/nope")));
+        assert_eq!(state.started_at(), None);
 
         let failed = inspect(&labels, ContainerStateStatusEnum::EXITED, |s| {
             s.exit_code = Some(127);

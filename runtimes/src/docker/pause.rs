@@ -48,6 +48,10 @@ pub(crate) async fn ensure_image(
     docker: &Docker,
     image: &str,
 ) -> Result<(), Error> {
+    // Runtimes in one process (tests, several instances) would otherwise import side by side
+    // and leave the losers' copies dangling.
+    static IMPORTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _importing = IMPORTING.lock().await;
     let digest = binary_digest();
     let marker = format!("{DIGEST_ENV}={digest}");
     match docker.inspect_image(image).await {

@@ -221,6 +221,8 @@ pub fn busybox_rootfs_tar_with(extra: &[(&str, &[u8])]) -> Result<Vec<u8>> {
 
 /// Import every test image that Docker lacks (or holds from another build).
 pub async fn install(runtime: &DockerRuntime) -> Result<BusyboxImages> {
+    static INSTALLING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _installing = INSTALLING.lock().await;
     let docker = runtime.client().await?;
     let connection = &runtime.inner.connection;
     let rootfs = busybox_rootfs_tar()?;
