@@ -238,6 +238,49 @@ async fn command_args_and_working_dir_follow_kubernetes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_lived_containers_never_lose_their_output() {
+    // A container that exits as its log stream is being opened is the racy case for
+    // Docker's follow mode; every run's output must still be complete when wait returns.
+    let what = "docker short-lived logs";
+    let Some((runtime, images)) = runtime_or_skip(what).await else {
+        return;
+    };
+    cleanly(&runtime, async {
+        let logs = tempfile::tempdir().expect("logs");
+        let sandbox = runtime
+            .create_sandbox(&SandboxSpec::new("quick"))
+            .await
+            .expect("sandbox");
+        // Several at once, several times: the race needs an exit to coincide with the
+        // opening of the log stream.
+        for round in 0..4 {
+            let runs = (0..6).map(|n| {
+                let (runtime, sandbox, shell) = (&runtime, &sandbox, &images.shell);
+                let path = logs.path().join(format!("quick-{round}-{n}.log"));
+                async move {
+                    let mut spec = ContainerSpec::new(format!("quick-{round}-{n}"), shell);
+                    spec.args = vec![format!("echo out {n}; echo err {n} >&2")];
+                    spec.log_path = Some(path.clone());
+                    let id = runtime
+                        .create_container(sandbox, &spec)
+                        .await
+                        .expect("create");
+                    runtime.start_container(&id).await.expect("start");
+                    runtime.wait_container(&id).await.expect("wait");
+                    let records = read_records(&path).expect("log");
+                    assert_eq!(lines_of(&records, Stream::Stdout), [format!("out {n}")]);
+                    assert_eq!(lines_of(&records, Stream::Stderr), [format!("err {n}")]);
+                    runtime.remove_container(&id).await.expect("remove");
+                }
+            });
+            futures::future::join_all(runs).await;
+        }
+        runtime.remove_sandbox(&sandbox).await.expect("remove");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_that_cannot_start_ends_as_container_cannot_run() {
     let what = "docker failed start";
     let Some((runtime, images)) = runtime_or_skip(what).await else {

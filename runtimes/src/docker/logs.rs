@@ -67,55 +67,36 @@ impl Drop for LogPump {
     }
 }
 
+/// How one read of the logs API ended.
+enum Read {
+    /// The stream ended (for a follow: the container stopped, or the daemon went away).
+    Ended,
+    /// The container no longer exists.
+    Gone,
+    /// The stream failed midway.
+    Broke,
+}
+
 /// Follow the container's output until it has stopped and everything is written.
 async fn follow(docker: &Docker, id: &str, writer: &LogWriter, since: Option<Timestamp>) {
     let mut last_seen = since;
     let mut backoff = Duration::from_millis(200);
     loop {
-        let options = LogsOptionsBuilder::default()
-            .follow(true)
-            .stdout(true)
-            .stderr(true)
-            .timestamps(true)
-            .since(last_seen.map_or(0, |t| i32::try_from(t.as_second()).unwrap_or(0)))
-            .build();
-        let mut stream = docker.logs(id, Some(options));
-        let mut failed = false;
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(output) => {
-                    let (stream_kind, bytes) = match output {
-                        LogOutput::StdErr { message } => (Stream::Stderr, message),
-                        LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                            (Stream::Stdout, message)
-                        }
-                        LogOutput::StdIn { .. } => continue,
-                    };
-                    let (stamp, content) = split_timestamp(&bytes);
-                    if let (Some(stamp), Some(last)) = (stamp, last_seen)
-                        && stamp <= last
-                    {
-                        continue;
-                    }
-                    if stamp.is_some() {
-                        last_seen = stamp;
-                    }
-                    writer.write(stream_kind, content);
-                }
-                Err(error) if is_not_found(&error) => return,
-                Err(error) => {
-                    tracing::debug!(container = id, %error, "log stream broke");
-                    failed = true;
-                    break;
-                }
-            }
-        }
+        let mut failed = match read(docker, id, writer, &mut last_seen, true).await {
+            Read::Gone => return,
+            Read::Broke => true,
+            Read::Ended => false,
+        };
         // The stream ended: normally because the container stopped. If it still runs (the
         // daemon restarted, or the stream broke), follow again from where we were.
         match docker.inspect_container(id, None).await {
             Ok(inspect) => {
                 let running = inspect.state.and_then(|s| s.running).unwrap_or(false);
                 if !running {
+                    // A follow that starts just as a short-lived container exits can end
+                    // before Docker hands over the last lines; one plain read catches up
+                    // (lines already written are skipped by their timestamps).
+                    read(docker, id, writer, &mut last_seen, false).await;
                     return;
                 }
             }
@@ -133,6 +114,52 @@ async fn follow(docker: &Docker, id: &str, writer: &LogWriter, since: Option<Tim
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
+}
+
+/// Copy one logs API stream into `writer`, skipping lines stamped at or before `last_seen`.
+async fn read(
+    docker: &Docker,
+    id: &str,
+    writer: &LogWriter,
+    last_seen: &mut Option<Timestamp>,
+    follow: bool,
+) -> Read {
+    let options = LogsOptionsBuilder::default()
+        .follow(follow)
+        .stdout(true)
+        .stderr(true)
+        .timestamps(true)
+        .since(last_seen.map_or(0, |t| i32::try_from(t.as_second()).unwrap_or(0)))
+        .build();
+    let mut stream = docker.logs(id, Some(options));
+    while let Some(item) = stream.next().await {
+        let output = match item {
+            Ok(output) => output,
+            Err(error) if is_not_found(&error) => return Read::Gone,
+            Err(error) => {
+                tracing::debug!(container = id, %error, "log stream broke");
+                return Read::Broke;
+            }
+        };
+        let (stream_kind, bytes) = match output {
+            LogOutput::StdErr { message } => (Stream::Stderr, message),
+            LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                (Stream::Stdout, message)
+            }
+            LogOutput::StdIn { .. } => continue,
+        };
+        let (stamp, content) = split_timestamp(&bytes);
+        if let (Some(stamp), Some(last)) = (stamp, *last_seen)
+            && stamp <= last
+        {
+            continue;
+        }
+        if stamp.is_some() {
+            *last_seen = stamp;
+        }
+        writer.write(stream_kind, content);
+    }
+    Read::Ended
 }
 
 /// The timestamp of the last record in a CRI log file, reading only its tail.
