@@ -58,6 +58,7 @@
 pub mod bench;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod docker;
 mod error;
 #[cfg(feature = "testing")]
 pub mod fake;

@@ -93,7 +93,11 @@ pub(crate) struct GuestUsage {
     pub(crate) cpu: CpuClock,
 }
 
-/// Time spent executing the guest's own code (not host calls, not throttling).
+/// CPU time spent executing the guest's own code (not host calls, not throttling).
+///
+/// A guest runs on one thread from the moment it enters wasm until it next calls the host
+/// or yields at an epoch tick, so each such stretch is measured with the thread's CPU clock:
+/// time the thread spends preempted on a loaded node is not charged to the guest.
 #[derive(Debug, Default)]
 pub(crate) struct CpuClock {
     inner: Mutex<ClockState>,
@@ -101,31 +105,38 @@ pub(crate) struct CpuClock {
 
 #[derive(Debug, Default)]
 struct ClockState {
-    running_since: Option<Instant>,
+    /// Thread CPU time when the current stretch started.
+    running_since: Option<Duration>,
     used: Duration,
     throttle: Option<CpuThrottle>,
     last_epoch: Option<Instant>,
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(Duration::from)
+        .unwrap_or_default()
 }
 
 impl CpuClock {
     fn resume(&self) {
         let mut state = self.inner.lock();
         if state.running_since.is_none() {
-            state.running_since = Some(Instant::now());
+            state.running_since = Some(thread_cpu());
         }
     }
 
     fn pause(&self) {
         let mut state = self.inner.lock();
         if let Some(since) = state.running_since.take() {
-            state.used += since.elapsed();
+            state.used += thread_cpu().saturating_sub(since);
         }
     }
 
-    /// CPU time used so far.
+    /// CPU time used up to the guest's last host call or tick (within 10 ms of now).
     pub(crate) fn used(&self) -> Duration {
-        let state = self.inner.lock();
-        state.used + state.running_since.map(|s| s.elapsed()).unwrap_or_default()
+        self.inner.lock().used
     }
 
     fn set_limit(&self, millicores: Option<u64>) {
@@ -138,7 +149,7 @@ impl CpuClock {
         let mut state = self.inner.lock();
         let now = Instant::now();
         if let Some(since) = state.running_since.take() {
-            state.used += now - since;
+            state.used += thread_cpu().saturating_sub(since);
         }
         let wall = state.last_epoch.map(|t| now - t).unwrap_or_default();
         state.last_epoch = Some(now);

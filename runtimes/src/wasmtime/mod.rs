@@ -502,16 +502,23 @@ impl Runtime for WasmtimeRuntime {
     }
 
     async fn import_image(&self, file: &Path, name: &str) -> Result<ImageInfo> {
-        let bytes = std::fs::read(file).map_err(|e| Error::io("import image", file, e))?;
-        if wasm_kind(&bytes).is_none() {
-            return Err(Error::InvalidImage {
-                image: name.to_owned(),
-                reason: format!("{} is not a WebAssembly binary", file.display()),
-            });
-        }
-        let record = self.inner.images.import_bytes(&bytes, name)?;
-        Ok(Self::record_info(record))
+        import_wasm_file(&self.inner.images, file, name)
     }
+}
+
+/// `skiff image import file.wasm name:tag`: check the file is a WebAssembly module or
+/// component and add it to `store` under `name`. Needs no engine, so the CLI can call it
+/// while a node runs on the same data dir.
+pub fn import_wasm_file(store: &ImageStore, file: &Path, name: &str) -> Result<ImageInfo> {
+    let bytes = std::fs::read(file).map_err(|e| Error::io("import image", file, e))?;
+    if wasm_kind(&bytes).is_none() {
+        return Err(Error::InvalidImage {
+            image: name.to_owned(),
+            reason: format!("{} is not a WebAssembly binary", file.display()),
+        });
+    }
+    let record = store.import_bytes(&bytes, name)?;
+    Ok(WasmtimeRuntime::record_info(record))
 }
 
 /// The container's task: run the guest until it ends or is killed, then record the exit.
