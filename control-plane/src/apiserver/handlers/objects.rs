@@ -149,6 +149,11 @@ pub fn patch_error(e: patch::PatchError) -> ApiError {
     let mut err = ApiError::bad_request(e.to_string());
     err.code = e.code();
     err.reason = e.reason();
+    if !e.causes().is_empty() {
+        let causes: Vec<Value> =
+            e.causes().iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field})).collect();
+        err.details = Some(json!({"causes": causes}));
+    }
     err
 }
 

@@ -145,6 +145,12 @@ pub async fn check_namespace(state: &ApiState, res: &Resource, namespace: &str, 
 /// Defaults, schema handling (custom resources) and validation of an object
 /// about to be written. `old` is the current object on updates.
 pub fn finish(res: &Resource, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
+    if res.id != KindId::Custom {
+        // Typed decoding drops unknown fields in Kubernetes; do the same.
+        if let Some(s) = schema::schema_for(&res.info) {
+            schema::prune(&s, obj);
+        }
+    }
     super::defaults::apply(res, obj);
     if res.id == KindId::CustomResourceDefinition {
         super::crd::default_crd(obj);

@@ -261,7 +261,7 @@ mod tests {
         let d = json!({"metadata": meta(), "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}, "template": template()},
                        "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2}});
         let c = cells(KindId::Deployment, &d, now()).expect("cells");
-        assert_eq!(c, vec![json!("web"), json!("2/3"), json!(3), json!(2), json!("2h"), json!("a,b"), json!("nginx:1,busybox"), json!("app=web")]);
+        assert_eq!(c, vec![json!("web"), json!("2/3"), json!(3), json!(2), json!("120m"), json!("a,b"), json!("nginx:1,busybox"), json!("app=web")]);
         assert_eq!(columns(KindId::Deployment).expect("cols").len(), c.len());
     }
 
