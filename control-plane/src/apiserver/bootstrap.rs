@@ -17,6 +17,10 @@ async fn create_if_missing(state: &ApiState, group: &str, plural: &str, ns: Opti
         .registry()
         .builtin(group, plural)
         .ok_or_else(|| ApiError::internal("bootstrap", &format!("{plural} not registered")))?;
+    let name = obj.pointer("/metadata/name").and_then(serde_json::Value::as_str).unwrap_or("");
+    if ops::load(state, &res, ns, name).await?.is_some() {
+        return Ok(());
+    }
     let opts = WriteOpts { field_manager: Some("kube-apiserver".into()), ..Default::default() };
     match ops::create(state, &res, ns, obj, &opts).await {
         Ok(_) => Ok(()),
