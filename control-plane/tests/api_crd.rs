@@ -48,14 +48,33 @@ async fn crd_becomes_established_and_discoverable() {
     let api = start().await;
     let crd = install(&api).await;
     let conds = crd["status"]["conditions"].as_array().expect("conditions");
-    assert!(conds.iter().any(|c| c["type"] == "Established" && c["status"] == "True"));
-    assert!(conds.iter().any(|c| c["type"] == "NamesAccepted" && c["status"] == "True"));
+    assert!(
+        conds
+            .iter()
+            .any(|c| c["type"] == "Established" && c["status"] == "True")
+    );
+    assert!(
+        conds
+            .iter()
+            .any(|c| c["type"] == "NamesAccepted" && c["status"] == "True")
+    );
     assert_eq!(crd["status"]["acceptedNames"]["kind"], "Widget");
     let list = api.get("/apis/example.com/v1").await;
-    let names: Vec<&str> = list.body["resources"].as_array().expect("resources").iter().filter_map(|r| r["name"].as_str()).collect();
+    let names: Vec<&str> = list.body["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
     assert_eq!(names, ["widgets", "widgets/scale", "widgets/status"]);
     let groups = api.get("/apis").await;
-    assert!(groups.body["groups"].as_array().expect("groups").iter().any(|g| g["name"] == "example.com"));
+    assert!(
+        groups.body["groups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .any(|g| g["name"] == "example.com")
+    );
     let clash = api
         .post(CRDS, {
             let mut c = widget_crd();
@@ -65,8 +84,18 @@ async fn crd_becomes_established_and_discoverable() {
             c
         })
         .await;
-    assert_eq!(clash.status, StatusCode::UNPROCESSABLE_ENTITY, "apps is not a dotted domain: {}", clash.body);
-    let bad = api.post(CRDS, json!({"metadata": {"name": "x.example.com"}, "spec": {"group": "example.com"}})).await;
+    assert_eq!(
+        clash.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "apps is not a dotted domain: {}",
+        clash.body
+    );
+    let bad = api
+        .post(
+            CRDS,
+            json!({"metadata": {"name": "x.example.com"}, "spec": {"group": "example.com"}}),
+        )
+        .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
@@ -78,18 +107,46 @@ async fn custom_objects_are_validated_pruned_and_served() {
     w["spec"]["unknown"] = json!("dropped");
     let r = api.post(WIDGETS, w).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    assert!(r.body["spec"].get("unknown").is_none(), "pruned: {}", r.body);
+    assert!(
+        r.body["spec"].get("unknown").is_none(),
+        "pruned: {}",
+        r.body
+    );
     assert_eq!(r.body["metadata"]["generation"], 1);
     let bad = api.post(WIDGETS, json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w2"}, "spec": {"size": -1, "color": "green"}})).await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
     assert_eq!(bad.body["details"]["kind"], "Widget");
-    let smp = api.patch(&format!("{WIDGETS}/w1"), "application/strategic-merge-patch+json", json!({"spec": {"size": 3}})).await;
+    let smp = api
+        .patch(
+            &format!("{WIDGETS}/w1"),
+            "application/strategic-merge-patch+json",
+            json!({"spec": {"size": 3}}),
+        )
+        .await;
     assert_eq!(smp.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let mp = api.patch(&format!("{WIDGETS}/w1"), "application/merge-patch+json", json!({"spec": {"size": 3}})).await;
+    let mp = api
+        .patch(
+            &format!("{WIDGETS}/w1"),
+            "application/merge-patch+json",
+            json!({"spec": {"size": 3}}),
+        )
+        .await;
     assert_eq!(mp.status, StatusCode::OK, "{}", mp.body);
     assert_eq!(mp.body["metadata"]["generation"], 2);
-    let table = api.call(Method::GET, WIDGETS, None, &[("accept", "application/json;as=Table;v=v1;g=meta.k8s.io")]).await;
-    let cols: Vec<&str> = table.body["columnDefinitions"].as_array().expect("cols").iter().filter_map(|c| c["name"].as_str()).collect();
+    let table = api
+        .call(
+            Method::GET,
+            WIDGETS,
+            None,
+            &[("accept", "application/json;as=Table;v=v1;g=meta.k8s.io")],
+        )
+        .await;
+    let cols: Vec<&str> = table.body["columnDefinitions"]
+        .as_array()
+        .expect("cols")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
     assert_eq!(cols, ["Name", "Size", "Age"]);
     assert_eq!(table.body["rows"][0]["cells"][1], 3);
     let list = api.get(WIDGETS).await;
@@ -105,16 +162,31 @@ async fn custom_status_and_scale_subresources() {
     let mut obj = api.get(&format!("{WIDGETS}/w")).await.body;
     obj["status"] = json!({"ready": 1, "selector": "app=w"});
     let main = api.put(&format!("{WIDGETS}/w"), obj.clone()).await;
-    assert!(main.body.get("status").is_none() || main.body["status"].get("ready").is_none(), "main resource ignores status");
+    assert!(
+        main.body.get("status").is_none() || main.body["status"].get("ready").is_none(),
+        "main resource ignores status"
+    );
     let st = api.put(&format!("{WIDGETS}/w/status"), obj).await;
     assert_eq!(st.status, StatusCode::OK, "{}", st.body);
     assert_eq!(st.body["status"]["ready"], 1);
     let scale = api.get(&format!("{WIDGETS}/w/scale")).await;
     assert_eq!(scale.body["spec"]["replicas"], 1);
-    assert_eq!(scale.body["status"], json!({"replicas": 1, "selector": "app=w"}));
-    let p = api.patch(&format!("{WIDGETS}/w/scale"), "application/merge-patch+json", json!({"spec": {"replicas": 4}})).await;
+    assert_eq!(
+        scale.body["status"],
+        json!({"replicas": 1, "selector": "app=w"})
+    );
+    let p = api
+        .patch(
+            &format!("{WIDGETS}/w/scale"),
+            "application/merge-patch+json",
+            json!({"spec": {"replicas": 4}}),
+        )
+        .await;
     assert_eq!(p.status, StatusCode::OK, "{}", p.body);
-    assert_eq!(api.get(&format!("{WIDGETS}/w")).await.body["spec"]["size"], 4);
+    assert_eq!(
+        api.get(&format!("{WIDGETS}/w")).await.body["spec"]["size"],
+        4
+    );
 }
 
 #[tokio::test]
@@ -128,7 +200,11 @@ async fn deleting_a_crd_deletes_its_objects_and_stops_serving() {
     install(&api).await;
     let list = api.get(WIDGETS).await;
     assert_eq!(list.status, StatusCode::OK);
-    assert_eq!(list.body["items"].as_array().map(Vec::len), Some(0), "old objects are gone");
+    assert_eq!(
+        list.body["items"].as_array().map(Vec::len),
+        Some(0),
+        "old objects are gone"
+    );
 }
 
 #[tokio::test]
@@ -139,8 +215,18 @@ async fn cluster_scoped_custom_resources() {
     crd["spec"]["scope"] = json!("Cluster");
     crd["spec"]["names"] = json!({"plural": "gizmos", "kind": "Gizmo"});
     assert_eq!(api.post(CRDS, crd).await.status, StatusCode::CREATED);
-    let r = api.post("/apis/example.com/v1/gizmos", json!({"apiVersion": "example.com/v1", "kind": "Gizmo", "metadata": {"name": "g"}})).await;
+    let r = api
+        .post(
+            "/apis/example.com/v1/gizmos",
+            json!({"apiVersion": "example.com/v1", "kind": "Gizmo", "metadata": {"name": "g"}}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert!(r.body["metadata"].get("namespace").is_none());
-    assert_eq!(api.get("/apis/example.com/v1/namespaces/default/gizmos").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        api.get("/apis/example.com/v1/namespaces/default/gizmos")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
 }

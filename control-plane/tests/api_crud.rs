@@ -19,8 +19,16 @@ async fn create_get_and_server_set_metadata() {
     assert_eq!(m["namespace"], "default");
     assert_eq!(m["generation"], 1);
     assert!(m["uid"].as_str().is_some_and(|u| u.len() == 36));
-    assert!(m["creationTimestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
-    let rv: i64 = m["resourceVersion"].as_str().expect("rv").parse().expect("numeric rv");
+    assert!(
+        m["creationTimestamp"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
+    let rv: i64 = m["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .parse()
+        .expect("numeric rv");
     assert_eq!(rv, api.store.current_revision());
     // Defaults a real cluster adds.
     let spec = &r.body["spec"];
@@ -47,7 +55,10 @@ async fn not_found_statuses() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.body["kind"], "Status");
     assert_eq!(r.body["message"], "deployments.apps \"nope\" not found");
-    assert_eq!(r.body["details"], json!({"name": "nope", "group": "apps", "kind": "deployments"}));
+    assert_eq!(
+        r.body["details"],
+        json!({"name": "nope", "group": "apps", "kind": "deployments"})
+    );
     let r = api.get("/api/v1/namespaces/default/widgets").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.body["reason"], "NotFound");
@@ -63,15 +74,28 @@ async fn namespaces_must_exist_and_not_be_terminating() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.body["message"], "namespaces \"ghost\" not found");
 
-    assert_eq!(api.post("/api/v1/namespaces", json!({"metadata": {"name": "team"}})).await.status, StatusCode::CREATED);
+    assert_eq!(
+        api.post("/api/v1/namespaces", json!({"metadata": {"name": "team"}}))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
     // A pod on a node keeps the namespace terminating (graceful deletion).
     let mut p = pod("held");
     p["spec"]["nodeName"] = json!("node-1");
-    assert_eq!(api.post("/api/v1/namespaces/team/pods", p).await.status, StatusCode::CREATED);
+    assert_eq!(
+        api.post("/api/v1/namespaces/team/pods", p).await.status,
+        StatusCode::CREATED
+    );
     let d = api.delete("/api/v1/namespaces/team").await;
     assert_eq!(d.status, StatusCode::OK);
     assert_eq!(d.body["status"]["phase"], "Terminating");
-    let r = api.post("/api/v1/namespaces/team/configmaps", json!({"metadata": {"name": "c"}})).await;
+    let r = api
+        .post(
+            "/api/v1/namespaces/team/configmaps",
+            json!({"metadata": {"name": "c"}}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     assert_eq!(r.body["reason"], "Forbidden");
     assert_eq!(
@@ -90,21 +114,37 @@ async fn namespace_mismatch_and_name_mismatch_are_400() {
     p["metadata"]["namespace"] = json!("kube-system");
     let r = api.post(PODS, p).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert_eq!(r.body["message"], "the namespace of the provided object does not match the namespace sent on the request");
+    assert_eq!(
+        r.body["message"],
+        "the namespace of the provided object does not match the namespace sent on the request"
+    );
     assert_eq!(api.post(PODS, pod("p")).await.status, StatusCode::CREATED);
     let r = api.put(&format!("{PODS}/p"), pod("q")).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert_eq!(r.body["message"], "the name of the object (q) does not match the name on the URL (p)");
+    assert_eq!(
+        r.body["message"],
+        "the name of the object (q) does not match the name on the URL (p)"
+    );
 }
 
 #[tokio::test]
 async fn generate_name_gets_a_suffix() {
     let api = start().await;
-    let r = api.post("/api/v1/namespaces/default/configmaps", json!({"metadata": {"generateName": "cfg-"}})).await;
+    let r = api
+        .post(
+            "/api/v1/namespaces/default/configmaps",
+            json!({"metadata": {"generateName": "cfg-"}}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let name = r.body["metadata"]["name"].as_str().expect("name");
     assert!(name.starts_with("cfg-") && name.len() == 9, "{name}");
-    let r = api.post("/api/v1/namespaces/default/configmaps", json!({"metadata": {}})).await;
+    let r = api
+        .post(
+            "/api/v1/namespaces/default/configmaps",
+            json!({"metadata": {}}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(r.body["details"]["causes"][0]["field"], "metadata.name");
 }
@@ -134,7 +174,10 @@ async fn update_with_stale_resource_version_conflicts() {
     assert_eq!(l.body["metadata"]["generation"], 2);
     // No-op updates do not bump the resourceVersion.
     let same = api.put(&format!("{DEPLOYS}/web"), l.body.clone()).await;
-    assert_eq!(same.body["metadata"]["resourceVersion"], l.body["metadata"]["resourceVersion"]);
+    assert_eq!(
+        same.body["metadata"]["resourceVersion"],
+        l.body["metadata"]["resourceVersion"]
+    );
 }
 
 #[tokio::test]
@@ -150,7 +193,11 @@ async fn status_is_split_from_spec() {
     assert_eq!(s.body["status"]["replicas"], 7);
     assert_eq!(s.body["metadata"]["generation"], 1);
     let p = api
-        .patch(&format!("{DEPLOYS}/web/status"), "application/merge-patch+json", json!({"spec": {"replicas": 5}, "status": {"readyReplicas": 1}}))
+        .patch(
+            &format!("{DEPLOYS}/web/status"),
+            "application/merge-patch+json",
+            json!({"spec": {"replicas": 5}, "status": {"readyReplicas": 1}}),
+        )
         .await;
     assert_eq!(p.status, StatusCode::OK, "{}", p.body);
     assert_eq!(p.body["spec"]["replicas"], 1, "status writes ignore spec");
@@ -162,24 +209,60 @@ async fn patches_of_every_type() {
     let api = start().await;
     api.post(PODS, pod("web")).await;
     let uri = format!("{PODS}/web");
-    let m = api.patch(&uri, "application/merge-patch+json", json!({"metadata": {"labels": {"env": "prod"}}})).await;
+    let m = api
+        .patch(
+            &uri,
+            "application/merge-patch+json",
+            json!({"metadata": {"labels": {"env": "prod"}}}),
+        )
+        .await;
     assert_eq!(m.status, StatusCode::OK, "{}", m.body);
     assert_eq!(m.body["metadata"]["labels"]["env"], "prod");
-    let j = api.patch(&uri, "application/json-patch+json", json!([{"op": "remove", "path": "/metadata/labels/env"}])).await;
+    let j = api
+        .patch(
+            &uri,
+            "application/json-patch+json",
+            json!([{"op": "remove", "path": "/metadata/labels/env"}]),
+        )
+        .await;
     assert_eq!(j.status, StatusCode::OK, "{}", j.body);
     assert!(j.body["metadata"]["labels"].get("env").is_none());
     let s = api
-        .patch(&uri, "application/strategic-merge-patch+json", json!({"spec": {"containers": [{"name": "app", "image": "nginx:1.26"}]}}))
+        .patch(
+            &uri,
+            "application/strategic-merge-patch+json",
+            json!({"spec": {"containers": [{"name": "app", "image": "nginx:1.26"}]}}),
+        )
         .await;
     assert_eq!(s.status, StatusCode::OK, "{}", s.body);
     assert_eq!(s.body["spec"]["containers"][0]["image"], "nginx:1.26");
-    assert_eq!(s.body["spec"]["containers"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        s.body["spec"]["containers"].as_array().map(Vec::len),
+        Some(1)
+    );
     let bad = api.patch(&uri, "text/plain", json!({})).await;
     assert_eq!(bad.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let missing = api.patch(&format!("{PODS}/nope"), "application/merge-patch+json", json!({})).await;
+    let missing = api
+        .patch(
+            &format!("{PODS}/nope"),
+            "application/merge-patch+json",
+            json!({}),
+        )
+        .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
-    let forbidden = api.patch(&uri, "application/merge-patch+json", json!({"spec": {"restartPolicy": "Never"}})).await;
-    assert_eq!(forbidden.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", forbidden.body);
+    let forbidden = api
+        .patch(
+            &uri,
+            "application/merge-patch+json",
+            json!({"spec": {"restartPolicy": "Never"}}),
+        )
+        .await;
+    assert_eq!(
+        forbidden.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        forbidden.body
+    );
 }
 
 #[tokio::test]
@@ -187,7 +270,9 @@ async fn server_side_apply_creates_then_merges() {
     let api = start().await;
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"a": "1"}});
     let uri = "/api/v1/namespaces/default/configmaps/ssa?fieldManager=kubectl&force=false";
-    let r = api.patch(uri, "application/apply-patch+yaml", cm.clone()).await;
+    let r = api
+        .patch(uri, "application/apply-patch+yaml", cm.clone())
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert_eq!(r.body["data"]["a"], "1");
     let mut cm2 = cm;
@@ -195,27 +280,56 @@ async fn server_side_apply_creates_then_merges() {
     let r = api.patch(uri, "application/apply-patch+yaml", cm2).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["data"]["b"], "2");
-    assert!(r.body["metadata"]["managedFields"].as_array().is_some_and(|m| !m.is_empty()));
-    let nofm = api.patch("/api/v1/namespaces/default/configmaps/ssa", "application/apply-patch+yaml", json!({})).await;
+    assert!(
+        r.body["metadata"]["managedFields"]
+            .as_array()
+            .is_some_and(|m| !m.is_empty())
+    );
+    let nofm = api
+        .patch(
+            "/api/v1/namespaces/default/configmaps/ssa",
+            "application/apply-patch+yaml",
+            json!({}),
+        )
+        .await;
     assert_eq!(nofm.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
 #[tokio::test]
 async fn body_errors() {
     let api = start().await;
-    let r = api.raw(Method::POST, PODS, b"{not json".to_vec(), &[]).await;
+    let r = api
+        .raw(Method::POST, PODS, b"{not json".to_vec(), &[])
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    let r = api.raw(Method::POST, PODS, b"{}".to_vec(), &[("content-type", "text/html")]).await;
+    let r = api
+        .raw(
+            Method::POST,
+            PODS,
+            b"{}".to_vec(),
+            &[("content-type", "text/html")],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(r.body["reason"], "UnsupportedMediaType");
     let big = vec![b' '; 3 * 1024 * 1024 + 10];
     let r = api.raw(Method::POST, PODS, big, &[]).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(r.body["reason"], "RequestEntityTooLarge");
-    let yaml = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  k: v\n".to_vec();
-    let r = api.raw(Method::POST, "/api/v1/namespaces/default/configmaps", yaml, &[("content-type", "application/yaml")]).await;
+    let yaml =
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  k: v\n".to_vec();
+    let r = api
+        .raw(
+            Method::POST,
+            "/api/v1/namespaces/default/configmaps",
+            yaml,
+            &[("content-type", "application/yaml")],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    let r = api.call(Method::GET, &format!("{PODS}?watch=maybe"), None, &[]).await;
+    let r = api
+        .call(Method::GET, &format!("{PODS}?watch=maybe"), None, &[])
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let r = api.call(Method::PUT, PODS, Some(pod("x")), &[]).await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
@@ -226,19 +340,46 @@ async fn field_validation_modes() {
     let api = start().await;
     let mut p = pod("strict");
     p["spec"]["foo"] = json!(1);
-    let r = api.post(&format!("{PODS}?fieldValidation=Strict"), p.clone()).await;
+    let r = api
+        .post(&format!("{PODS}?fieldValidation=Strict"), p.clone())
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
-    assert_eq!(r.body["message"], "strict decoding error: unknown field \"spec.foo\"");
-    let r = api.post(&format!("{PODS}?fieldValidation=Warn"), p.clone()).await;
+    assert_eq!(
+        r.body["message"],
+        "strict decoding error: unknown field \"spec.foo\""
+    );
+    let r = api
+        .post(&format!("{PODS}?fieldValidation=Warn"), p.clone())
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
-    let warning = r.headers.get("warning").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let warning = r
+        .headers
+        .get("warning")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     assert_eq!(warning, "299 - \"unknown field \\\"spec.foo\\\"\"");
-    assert!(r.body["spec"].get("foo").is_none(), "unknown fields are dropped");
-    let dup = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"d","name":"e"}}"#.to_vec();
-    let r = api.raw(Method::POST, "/api/v1/namespaces/default/configmaps?fieldValidation=Strict", dup, &[]).await;
+    assert!(
+        r.body["spec"].get("foo").is_none(),
+        "unknown fields are dropped"
+    );
+    let dup =
+        br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"d","name":"e"}}"#.to_vec();
+    let r = api
+        .raw(
+            Method::POST,
+            "/api/v1/namespaces/default/configmaps?fieldValidation=Strict",
+            dup,
+            &[],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert_eq!(r.body["message"], "strict decoding error: duplicate field \"metadata.name\"");
-    let r = api.post(&format!("{PODS}?fieldValidation=Bogus"), pod("z")).await;
+    assert_eq!(
+        r.body["message"],
+        "strict decoding error: duplicate field \"metadata.name\""
+    );
+    let r = api
+        .post(&format!("{PODS}?fieldValidation=Bogus"), pod("z"))
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 
@@ -252,13 +393,33 @@ async fn validation_errors_are_422_with_causes() {
     assert_eq!(r.body["reason"], "Invalid");
     let causes = r.body["details"]["causes"].as_array().expect("causes");
     let fields: Vec<&str> = causes.iter().filter_map(|c| c["field"].as_str()).collect();
-    assert_eq!(fields, ["metadata.name", "metadata.labels", "spec.containers"]);
+    assert_eq!(
+        fields,
+        ["metadata.name", "metadata.labels", "spec.containers"]
+    );
     assert_eq!(causes[1]["reason"], "FieldValueInvalid");
-    assert!(r.body["message"].as_str().is_some_and(|m| m.starts_with("Pod \"Bad_Name\" is invalid: [metadata.name: Invalid value: \"Bad_Name\"")));
-    let svc = api.post("/api/v1/namespaces/default/services", json!({"metadata": {"name": "1svc"}, "spec": {"ports": [{"port": 80}]}})).await;
-    assert_eq!(svc.status, StatusCode::UNPROCESSABLE_ENTITY, "services need DNS-1035 names");
-    let ns = api.post("/api/v1/namespaces", json!({"metadata": {"name": "a.b"}})).await;
-    assert_eq!(ns.status, StatusCode::UNPROCESSABLE_ENTITY, "namespaces need DNS labels");
+    assert!(r.body["message"].as_str().is_some_and(|m| {
+        m.starts_with("Pod \"Bad_Name\" is invalid: [metadata.name: Invalid value: \"Bad_Name\"")
+    }));
+    let svc = api
+        .post(
+            "/api/v1/namespaces/default/services",
+            json!({"metadata": {"name": "1svc"}, "spec": {"ports": [{"port": 80}]}}),
+        )
+        .await;
+    assert_eq!(
+        svc.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "services need DNS-1035 names"
+    );
+    let ns = api
+        .post("/api/v1/namespaces", json!({"metadata": {"name": "a.b"}}))
+        .await;
+    assert_eq!(
+        ns.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "namespaces need DNS labels"
+    );
 }
 
 #[tokio::test]
@@ -268,16 +429,35 @@ async fn dry_run_stores_nothing() {
     let r = api.post(&format!("{PODS}?dryRun=All"), pod("dry")).await;
     assert_eq!(r.status, StatusCode::CREATED);
     assert_eq!(r.body["metadata"]["name"], "dry");
-    assert_eq!(api.get(&format!("{PODS}/dry")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        api.get(&format!("{PODS}/dry")).await.status,
+        StatusCode::NOT_FOUND
+    );
     api.post(PODS, pod("real")).await;
     let rev = api.store.current_revision();
-    let d = api.call(Method::DELETE, &format!("{PODS}/real?dryRun=All"), None, &[]).await;
+    let d = api
+        .call(
+            Method::DELETE,
+            &format!("{PODS}/real?dryRun=All"),
+            None,
+            &[],
+        )
+        .await;
     assert_eq!(d.status, StatusCode::OK);
-    let p = api.patch(&format!("{PODS}/real?dryRun=All"), "application/merge-patch+json", json!({"metadata": {"labels": {"x": "y"}}})).await;
+    let p = api
+        .patch(
+            &format!("{PODS}/real?dryRun=All"),
+            "application/merge-patch+json",
+            json!({"metadata": {"labels": {"x": "y"}}}),
+        )
+        .await;
     assert_eq!(p.body["metadata"]["labels"]["x"], "y");
     assert_eq!(api.store.current_revision(), rev);
     assert!(rev > before);
-    assert_eq!(api.get(&format!("{PODS}/real")).await.status, StatusCode::OK);
+    assert_eq!(
+        api.get(&format!("{PODS}/real")).await.status,
+        StatusCode::OK
+    );
     let bad = api.post(&format!("{PODS}?dryRun=Some"), pod("x")).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }
@@ -285,13 +465,23 @@ async fn dry_run_stores_nothing() {
 #[tokio::test]
 async fn services_get_unique_cluster_ips() {
     let api = start().await;
-    let k = api.get("/api/v1/namespaces/default/services/kubernetes").await;
+    let k = api
+        .get("/api/v1/namespaces/default/services/kubernetes")
+        .await;
     assert_eq!(k.body["spec"]["clusterIP"], "10.96.0.1");
     let mut ips = std::collections::HashSet::new();
     for i in 0..5 {
-        let r = api.post("/api/v1/namespaces/default/services", json!({"metadata": {"name": format!("s{i}")}, "spec": {"ports": [{"port": 80}]}})).await;
+        let r = api
+            .post(
+                "/api/v1/namespaces/default/services",
+                json!({"metadata": {"name": format!("s{i}")}, "spec": {"ports": [{"port": 80}]}}),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-        let ip = r.body["spec"]["clusterIP"].as_str().expect("ip").to_string();
+        let ip = r.body["spec"]["clusterIP"]
+            .as_str()
+            .expect("ip")
+            .to_string();
         assert!(ip.starts_with("10."), "{ip}");
         assert_eq!(r.body["spec"]["clusterIPs"], json!([ip]));
         assert_eq!(r.body["spec"]["ports"][0]["targetPort"], 80);
@@ -304,11 +494,21 @@ async fn services_get_unique_cluster_ips() {
     let np = api
         .post("/api/v1/namespaces/default/services", json!({"metadata": {"name": "np"}, "spec": {"type": "NodePort", "ports": [{"port": 80}]}}))
         .await;
-    let port = np.body["spec"]["ports"][0]["nodePort"].as_i64().expect("nodePort");
+    let port = np.body["spec"]["ports"][0]["nodePort"]
+        .as_i64()
+        .expect("nodePort");
     assert!((30000..=32767).contains(&port));
     // Deleting frees the IP: it can be requested again.
-    let ip = np.body["spec"]["clusterIP"].as_str().expect("ip").to_string();
-    assert_eq!(api.delete("/api/v1/namespaces/default/services/np").await.status, StatusCode::OK);
+    let ip = np.body["spec"]["clusterIP"]
+        .as_str()
+        .expect("ip")
+        .to_string();
+    assert_eq!(
+        api.delete("/api/v1/namespaces/default/services/np")
+            .await
+            .status,
+        StatusCode::OK
+    );
     let again = api
         .post("/api/v1/namespaces/default/services", json!({"metadata": {"name": "np2"}, "spec": {"clusterIP": ip, "ports": [{"port": 80}]}}))
         .await;

@@ -9,7 +9,9 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
@@ -23,19 +25,44 @@ async fn typed_crud_through_kube_client() {
     let c = client(&api);
     let pods: Api<Pod> = Api::default_namespaced(c.clone());
     let p: Pod = serde_json::from_value(api_common::pod("web")).expect("pod");
-    let created = pods.create(&PostParams::default(), &p).await.expect("create");
-    assert_eq!(created.spec.as_ref().and_then(|s| s.restart_policy.clone()).as_deref(), Some("Always"));
+    let created = pods
+        .create(&PostParams::default(), &p)
+        .await
+        .expect("create");
+    assert_eq!(
+        created
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.clone())
+            .as_deref(),
+        Some("Always")
+    );
     let got = pods.get("web").await.expect("get");
     assert_eq!(got.metadata.uid, created.metadata.uid);
-    let list = pods.list(&ListParams::default().labels("app=web")).await.expect("list");
+    let list = pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .expect("list");
     assert_eq!(list.items.len(), 1);
     assert!(list.metadata.resource_version.is_some());
 
     let patched = pods
-        .patch("web", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"env": "prod"}}})))
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"env": "prod"}}})),
+        )
         .await
         .expect("merge patch");
-    assert_eq!(patched.metadata.labels.as_ref().and_then(|l| l.get("env")).map(String::as_str), Some("prod"));
+    assert_eq!(
+        patched
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("env"))
+            .map(String::as_str),
+        Some("prod")
+    );
 
     let err = pods.get("missing").await.expect_err("404");
     match err {
@@ -44,15 +71,31 @@ async fn typed_crud_through_kube_client() {
         }
         other => panic!("unexpected {other}"),
     }
-    let dup = pods.create(&PostParams::default(), &p).await.expect_err("409");
-    assert!(matches!(dup, kube::Error::Api(ref s) if s.reason == "AlreadyExists"), "{dup}");
+    let dup = pods
+        .create(&PostParams::default(), &p)
+        .await
+        .expect_err("409");
+    assert!(
+        matches!(dup, kube::Error::Api(ref s) if s.reason == "AlreadyExists"),
+        "{dup}"
+    );
 
-    let deleted = pods.delete("web", &DeleteParams::background()).await.expect("delete");
+    let deleted = pods
+        .delete("web", &DeleteParams::background())
+        .await
+        .expect("delete");
     assert!(deleted.left().is_some(), "pods answer with the object");
     assert!(pods.get_opt("web").await.expect("get_opt").is_none());
 
     let nss: Api<Namespace> = Api::all(c);
-    let names: Vec<String> = nss.list(&ListParams::default()).await.expect("ns list").items.into_iter().filter_map(|n| n.metadata.name).collect();
+    let names: Vec<String> = nss
+        .list(&ListParams::default())
+        .await
+        .expect("ns list")
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
     assert!(names.contains(&"kube-system".to_string()));
 }
 
@@ -61,23 +104,46 @@ async fn raw_watch_and_runtime_watcher() {
     let api = api_common::start().await;
     let c = client(&api);
     let cms: Api<ConfigMap> = Api::default_namespaced(c.clone());
-    let mut stream = cms.watch(&WatchParams::default().timeout(10), "0").await.expect("watch").boxed();
-    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "w"}, "data": {"a": "1"}})).expect("cm");
-    cms.create(&PostParams::default(), &cm).await.expect("create");
-    let ev = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.expect("in time").expect("event").expect("ok");
+    let mut stream = cms
+        .watch(&WatchParams::default().timeout(10), "0")
+        .await
+        .expect("watch")
+        .boxed();
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "w"}, "data": {"a": "1"}})).expect("cm");
+    cms.create(&PostParams::default(), &cm)
+        .await
+        .expect("create");
+    let ev = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("in time")
+        .expect("event")
+        .expect("ok");
     match ev {
         WatchEvent::Added(o) => assert_eq!(o.metadata.name.as_deref(), Some("w")),
         other => panic!("expected ADDED, got {other:?}"),
     }
 
     // kube-runtime's watcher: initial list + watch, as controllers use it.
-    let applied = watcher(cms.clone(), watcher::Config::default()).applied_objects().boxed();
+    let applied = watcher(cms.clone(), watcher::Config::default())
+        .applied_objects()
+        .boxed();
     let mut applied = applied;
-    let first = tokio::time::timeout(Duration::from_secs(5), applied.try_next()).await.expect("in time").expect("ok").expect("obj");
+    let first = tokio::time::timeout(Duration::from_secs(5), applied.try_next())
+        .await
+        .expect("in time")
+        .expect("ok")
+        .expect("obj");
     assert_eq!(first.metadata.name.as_deref(), Some("w"));
     let cm2: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "w2"}})).expect("cm");
-    cms.create(&PostParams::default(), &cm2).await.expect("create");
-    let next = tokio::time::timeout(Duration::from_secs(5), applied.try_next()).await.expect("in time").expect("ok").expect("obj");
+    cms.create(&PostParams::default(), &cm2)
+        .await
+        .expect("create");
+    let next = tokio::time::timeout(Duration::from_secs(5), applied.try_next())
+        .await
+        .expect("in time")
+        .expect("ok")
+        .expect("obj");
     assert_eq!(next.metadata.name.as_deref(), Some("w2"));
 }
 
@@ -88,23 +154,45 @@ async fn server_side_apply_and_scale() {
     let deploys: Api<Deployment> = Api::default_namespaced(c);
     let d = api_common::deployment("web", 1);
     let ssa = PatchParams::apply("skiff-test").force();
-    let applied = deploys.patch("web", &ssa, &Patch::Apply(d.clone())).await.expect("apply create");
+    let applied = deploys
+        .patch("web", &ssa, &Patch::Apply(d.clone()))
+        .await
+        .expect("apply create");
     assert_eq!(applied.spec.as_ref().and_then(|s| s.replicas), Some(1));
-    assert_eq!(applied.spec.as_ref().and_then(|s| s.revision_history_limit), Some(10));
+    assert_eq!(
+        applied.spec.as_ref().and_then(|s| s.revision_history_limit),
+        Some(10)
+    );
     let mut d2 = d;
     d2["spec"]["replicas"] = json!(2);
-    let again = deploys.patch("web", &ssa, &Patch::Apply(d2)).await.expect("apply update");
+    let again = deploys
+        .patch("web", &ssa, &Patch::Apply(d2))
+        .await
+        .expect("apply update");
     assert_eq!(again.spec.as_ref().and_then(|s| s.replicas), Some(2));
     assert_eq!(again.metadata.generation, Some(2));
     let scale = deploys
-        .patch_scale("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 5}})))
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 5}})),
+        )
         .await
         .expect("scale");
     assert_eq!(scale.spec.and_then(|s| s.replicas), Some(5));
     let got = deploys.get_scale("web").await.expect("get scale");
-    assert_eq!(got.status.map(|s| s.selector), Some(Some("app=web".to_string())));
+    assert_eq!(
+        got.status.map(|s| s.selector),
+        Some(Some("app=web".to_string()))
+    );
     let mut cur = deploys.get("web").await.expect("get");
     cur.metadata.resource_version = Some("1".into());
-    let stale = deploys.replace("web", &PostParams::default(), &cur).await.expect_err("stale");
-    assert!(matches!(stale, kube::Error::Api(ref s) if s.code == 409 && s.reason == "Conflict"), "{stale}");
+    let stale = deploys
+        .replace("web", &PostParams::default(), &cur)
+        .await
+        .expect_err("stale");
+    assert!(
+        matches!(stale, kube::Error::Api(ref s) if s.code == 409 && s.reason == "Conflict"),
+        "{stale}"
+    );
 }

@@ -30,10 +30,25 @@ impl Watch {
         if let Some(a) = accept {
             b = b.header("accept", a);
         }
-        let resp = api.router.clone().oneshot(b.body(Body::empty()).expect("req")).await.expect("resp");
+        let resp = api
+            .router
+            .clone()
+            .oneshot(b.body(Body::empty()).expect("req"))
+            .await
+            .expect("resp");
         let status = resp.status();
-        let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-        Watch { body: resp.into_body(), buf: Vec::new(), status, content_type }
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        Watch {
+            body: resp.into_body(),
+            buf: Vec::new(),
+            status,
+            content_type,
+        }
     }
 
     /// The next event, or None if the stream ended or nothing came in time.
@@ -56,7 +71,10 @@ impl Watch {
 
     async fn next_of(&mut self) -> (String, Value) {
         let e = self.next(Duration::from_secs(5)).await.expect("an event");
-        (e["type"].as_str().unwrap_or("").to_string(), e["object"].clone())
+        (
+            e["type"].as_str().unwrap_or("").to_string(),
+            e["object"].clone(),
+        )
     }
 }
 
@@ -69,16 +87,26 @@ fn labelled(name: &str, labels: Value) -> Value {
 #[tokio::test]
 async fn list_with_label_and_field_selectors() {
     let api = start().await;
-    api.post(PODS, labelled("a", json!({"app": "web", "tier": "fe"}))).await;
-    api.post(PODS, labelled("b", json!({"app": "web", "tier": "be"}))).await;
+    api.post(PODS, labelled("a", json!({"app": "web", "tier": "fe"})))
+        .await;
+    api.post(PODS, labelled("b", json!({"app": "web", "tier": "be"})))
+        .await;
     api.post(PODS, labelled("c", json!({"app": "db"}))).await;
     let names = |v: &Value| -> Vec<String> {
-        v["items"].as_array().expect("items").iter().map(|i| i["metadata"]["name"].as_str().unwrap_or("").to_string()).collect()
+        v["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|i| i["metadata"]["name"].as_str().unwrap_or("").to_string())
+            .collect()
     };
     let all = api.get(PODS).await;
     assert_eq!(all.body["kind"], "PodList");
     assert_eq!(all.body["apiVersion"], "v1");
-    assert_eq!(all.body["metadata"]["resourceVersion"], api.store.current_revision().to_string());
+    assert_eq!(
+        all.body["metadata"]["resourceVersion"],
+        api.store.current_revision().to_string()
+    );
     assert_eq!(names(&all.body), ["a", "b", "c"]);
     let cases = [
         ("labelSelector=app%3Dweb", vec!["a", "b"]),
@@ -89,14 +117,19 @@ async fn list_with_label_and_field_selectors() {
         ("labelSelector=!tier", vec!["c"]),
         ("fieldSelector=metadata.name%3Db", vec!["b"]),
         ("fieldSelector=metadata.name!%3Db", vec!["a", "c"]),
-        ("fieldSelector=status.phase%3DPending,spec.nodeName%3D", vec!["a", "b", "c"]),
+        (
+            "fieldSelector=status.phase%3DPending,spec.nodeName%3D",
+            vec!["a", "b", "c"],
+        ),
     ];
     for (q, want) in cases {
         let r = api.get(&format!("{PODS}?{q}")).await;
         assert_eq!(r.status, StatusCode::OK, "{q}: {}", r.body);
         assert_eq!(names(&r.body), want, "{q}");
     }
-    let bad = api.get(&format!("{PODS}?fieldSelector=spec.bogus%3Dx")).await;
+    let bad = api
+        .get(&format!("{PODS}?fieldSelector=spec.bogus%3Dx"))
+        .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad.body["message"], "field label not supported: spec.bogus");
     let bad = api.get(&format!("{PODS}?labelSelector=a%20in%20b")).await;
@@ -109,7 +142,11 @@ async fn list_with_label_and_field_selectors() {
 async fn pagination_with_continue_tokens() {
     let api = start().await;
     for i in 0..5 {
-        api.post("/api/v1/namespaces/default/configmaps", json!({"metadata": {"name": format!("cm{i}")}})).await;
+        api.post(
+            "/api/v1/namespaces/default/configmaps",
+            json!({"metadata": {"name": format!("cm{i}")}}),
+        )
+        .await;
     }
     let base = "/api/v1/namespaces/default/configmaps";
     let mut seen = Vec::new();
@@ -123,12 +160,20 @@ async fn pagination_with_continue_tokens() {
         let r = api.get(&uri).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         let page_rv = r.body["metadata"]["resourceVersion"].clone();
-        assert_eq!(*rv.get_or_insert(page_rv.clone()), page_rv, "all pages read at the first page's revision");
+        assert_eq!(
+            *rv.get_or_insert(page_rv.clone()),
+            page_rv,
+            "all pages read at the first page's revision"
+        );
         for i in r.body["items"].as_array().expect("items") {
             seen.push(i["metadata"]["name"].as_str().unwrap_or("").to_string());
         }
         // A write between pages must not show up in later pages.
-        api.post(base, json!({"metadata": {"name": format!("late{}", seen.len())}})).await;
+        api.post(
+            base,
+            json!({"metadata": {"name": format!("late{}", seen.len())}}),
+        )
+        .await;
         token = r.body["metadata"]["continue"].as_str().map(str::to_string);
         if token.is_none() {
             break;
@@ -144,20 +189,33 @@ async fn expired_continue_and_resource_versions() {
     let api = start_with(MemoryStore::with_history(5).shared(), api_common::config()).await;
     let base = "/api/v1/namespaces/default/configmaps";
     for i in 0..3 {
-        api.post(base, json!({"metadata": {"name": format!("cm{i}")}})).await;
+        api.post(base, json!({"metadata": {"name": format!("cm{i}")}}))
+            .await;
     }
     let first = api.get(&format!("{base}?limit=1")).await;
-    let token = first.body["metadata"]["continue"].as_str().expect("token").to_string();
+    let token = first.body["metadata"]["continue"]
+        .as_str()
+        .expect("token")
+        .to_string();
     for i in 0..10 {
-        api.post(base, json!({"metadata": {"name": format!("x{i}")}})).await;
+        api.post(base, json!({"metadata": {"name": format!("x{i}")}}))
+            .await;
     }
     let r = api.get(&format!("{base}?limit=1&continue={token}")).await;
     assert_eq!(r.status, StatusCode::GONE, "{}", r.body);
     assert_eq!(r.body["reason"], "Expired");
-    let r = api.get(&format!("{base}?resourceVersion=1&resourceVersionMatch=Exact")).await;
+    let r = api
+        .get(&format!(
+            "{base}?resourceVersion=1&resourceVersionMatch=Exact"
+        ))
+        .await;
     assert_eq!(r.status, StatusCode::GONE);
     let now = api.store.current_revision();
-    let r = api.get(&format!("{base}?resourceVersion={now}&resourceVersionMatch=Exact")).await;
+    let r = api
+        .get(&format!(
+            "{base}?resourceVersion={now}&resourceVersionMatch=Exact"
+        ))
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     let r = api.get(&format!("{base}?resourceVersion=0")).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -174,11 +232,22 @@ async fn watch_from_zero_sends_current_state_then_changes() {
     assert_eq!(w.status, StatusCode::OK);
     assert_eq!(w.content_type, "application/json");
     let (ty, obj) = w.next_of().await;
-    assert_eq!((ty.as_str(), obj["metadata"]["name"].as_str()), ("ADDED", Some("a")));
+    assert_eq!(
+        (ty.as_str(), obj["metadata"]["name"].as_str()),
+        ("ADDED", Some("a"))
+    );
     api.post(PODS, pod("b")).await;
     let (ty, obj) = w.next_of().await;
-    assert_eq!((ty.as_str(), obj["metadata"]["name"].as_str()), ("ADDED", Some("b")));
-    api.patch(&format!("{PODS}/b"), "application/merge-patch+json", json!({"metadata": {"labels": {"x": "1"}}})).await;
+    assert_eq!(
+        (ty.as_str(), obj["metadata"]["name"].as_str()),
+        ("ADDED", Some("b"))
+    );
+    api.patch(
+        &format!("{PODS}/b"),
+        "application/merge-patch+json",
+        json!({"metadata": {"labels": {"x": "1"}}}),
+    )
+    .await;
     let (ty, obj) = w.next_of().await;
     assert_eq!(ty, "MODIFIED");
     assert_eq!(obj["metadata"]["labels"]["x"], "1");
@@ -192,36 +261,86 @@ async fn watch_from_zero_sends_current_state_then_changes() {
 async fn watch_after_a_resource_version_and_too_old() {
     let api = start_with(MemoryStore::with_history(5).shared(), api_common::config()).await;
     let a = api.post(PODS, pod("a")).await;
-    let rv = a.body["metadata"]["resourceVersion"].as_str().expect("rv").to_string();
+    let rv = a.body["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_string();
     api.post(PODS, pod("b")).await;
     let mut w = Watch::open(&api, &format!("{PODS}?watch=1&resourceVersion={rv}"), None).await;
     let (ty, obj) = w.next_of().await;
-    assert_eq!((ty.as_str(), obj["metadata"]["name"].as_str()), ("ADDED", Some("b")), "only changes after RV");
+    assert_eq!(
+        (ty.as_str(), obj["metadata"]["name"].as_str()),
+        ("ADDED", Some("b")),
+        "only changes after RV"
+    );
     for i in 0..10 {
-        api.post("/api/v1/namespaces/default/configmaps", json!({"metadata": {"name": format!("c{i}")}})).await;
+        api.post(
+            "/api/v1/namespaces/default/configmaps",
+            json!({"metadata": {"name": format!("c{i}")}}),
+        )
+        .await;
     }
-    let mut old = Watch::open(&api, &format!("{PODS}?watch=true&resourceVersion={rv}"), None).await;
+    let mut old = Watch::open(
+        &api,
+        &format!("{PODS}?watch=true&resourceVersion={rv}"),
+        None,
+    )
+    .await;
     assert_eq!(old.status, StatusCode::OK);
     let (ty, obj) = old.next_of().await;
     assert_eq!(ty, "ERROR");
-    assert_eq!((obj["code"].clone(), obj["reason"].clone()), (json!(410), json!("Expired")));
-    assert!(old.next(Duration::from_secs(2)).await.is_none(), "stream ends after the error");
+    assert_eq!(
+        (obj["code"].clone(), obj["reason"].clone()),
+        (json!(410), json!("Expired"))
+    );
+    assert!(
+        old.next(Duration::from_secs(2)).await.is_none(),
+        "stream ends after the error"
+    );
 }
 
 #[tokio::test]
 async fn watch_selectors_emit_added_and_deleted_on_transitions() {
     let api = start().await;
     api.post(PODS, labelled("p", json!({"app": "db"}))).await;
-    let mut w = Watch::open(&api, &format!("{PODS}?watch=true&labelSelector=app%3Dweb"), None).await;
+    let mut w = Watch::open(
+        &api,
+        &format!("{PODS}?watch=true&labelSelector=app%3Dweb"),
+        None,
+    )
+    .await;
     let uri = format!("{PODS}/p");
-    api.patch(&uri, "application/merge-patch+json", json!({"metadata": {"labels": {"app": "web"}}})).await;
+    api.patch(
+        &uri,
+        "application/merge-patch+json",
+        json!({"metadata": {"labels": {"app": "web"}}}),
+    )
+    .await;
     assert_eq!(w.next_of().await.0, "ADDED");
-    api.patch(&uri, "application/merge-patch+json", json!({"metadata": {"labels": {"v": "2"}}})).await;
+    api.patch(
+        &uri,
+        "application/merge-patch+json",
+        json!({"metadata": {"labels": {"v": "2"}}}),
+    )
+    .await;
     assert_eq!(w.next_of().await.0, "MODIFIED");
-    api.patch(&uri, "application/merge-patch+json", json!({"metadata": {"labels": {"app": "db"}}})).await;
+    api.patch(
+        &uri,
+        "application/merge-patch+json",
+        json!({"metadata": {"labels": {"app": "db"}}}),
+    )
+    .await;
     assert_eq!(w.next_of().await.0, "DELETED");
-    api.patch(&uri, "application/merge-patch+json", json!({"metadata": {"labels": {"v": "3"}}})).await;
-    assert!(w.next(Duration::from_millis(500)).await.is_none(), "non-matching changes are filtered");
+    api.patch(
+        &uri,
+        "application/merge-patch+json",
+        json!({"metadata": {"labels": {"v": "3"}}}),
+    )
+    .await;
+    assert!(
+        w.next(Duration::from_millis(500)).await.is_none(),
+        "non-matching changes are filtered"
+    );
 }
 
 #[tokio::test]
@@ -241,7 +360,10 @@ async fn watch_by_name_bookmarks_and_timeout() {
     assert!(obj["metadata"]["resourceVersion"].as_str().is_some());
     let started = std::time::Instant::now();
     while w.next(Duration::from_secs(5)).await.is_some() {}
-    assert!(started.elapsed() < Duration::from_secs(5), "the server ends the stream at timeoutSeconds");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the server ends the stream at timeoutSeconds"
+    );
     // Legacy /watch/ path with a name.
     let mut legacy = Watch::open(&api, "/api/v1/watch/namespaces/default/pods/x", None).await;
     assert_eq!(legacy.next_of().await.0, "ADDED");
@@ -250,10 +372,23 @@ async fn watch_by_name_bookmarks_and_timeout() {
 #[tokio::test]
 async fn table_watch_events_are_one_row_tables() {
     let api = start().await;
-    let list = api.call(axum::http::Method::GET, PODS, None, &[("accept", TABLE)]).await;
-    let rv = list.body["metadata"]["resourceVersion"].as_str().expect("rv").to_string();
-    let mut w = Watch::open(&api, &format!("{PODS}?resourceVersion={rv}&watch=true"), Some(TABLE)).await;
-    assert_eq!(w.content_type, "application/json;as=Table;v=v1;g=meta.k8s.io");
+    let list = api
+        .call(axum::http::Method::GET, PODS, None, &[("accept", TABLE)])
+        .await;
+    let rv = list.body["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_string();
+    let mut w = Watch::open(
+        &api,
+        &format!("{PODS}?resourceVersion={rv}&watch=true"),
+        Some(TABLE),
+    )
+    .await;
+    assert_eq!(
+        w.content_type,
+        "application/json;as=Table;v=v1;g=meta.k8s.io"
+    );
     api.post(PODS, pod("t")).await;
     let (ty, obj) = w.next_of().await;
     assert_eq!(ty, "ADDED");
@@ -266,12 +401,29 @@ async fn table_watch_events_are_one_row_tables() {
 #[tokio::test]
 async fn watchers_are_freed_when_clients_disconnect() {
     let api = start().await;
-    let metrics = || async { api.get("/metrics").await.body.as_str().unwrap_or("").to_string() };
+    let metrics = || async {
+        api.get("/metrics")
+            .await
+            .body
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
     let w = Watch::open(&api, &format!("{PODS}?watch=true"), None).await;
     let open = api.server.state().metrics().open_watches();
     assert_eq!(open, 1);
-    assert!(metrics().await.contains("apiserver_registered_watchers{group=\"\",resource=\"pods\"} 1"));
+    assert!(
+        metrics()
+            .await
+            .contains("apiserver_registered_watchers{group=\"\",resource=\"pods\"} 1")
+    );
     drop(w);
     let state = api.server.state();
-    assert!(eventually(|| { let s = state.clone(); async move { s.metrics().open_watches() == 0 } }).await);
+    assert!(
+        eventually(|| {
+            let s = state.clone();
+            async move { s.metrics().open_watches() == 0 }
+        })
+        .await
+    );
 }

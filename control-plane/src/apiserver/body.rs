@@ -16,7 +16,11 @@ use super::errors::{ApiError, ApiResult};
 use super::protobuf;
 
 /// Media types accepted for object bodies.
-pub const ACCEPTED: &[&str] = &["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"];
+pub const ACCEPTED: &[&str] = &[
+    "application/json",
+    "application/yaml",
+    "application/vnd.kubernetes.protobuf",
+];
 
 /// Reads the whole body, failing with 413 past `limit` bytes.
 pub async fn read(body: Body, limit: usize) -> ApiResult<Bytes> {
@@ -24,7 +28,9 @@ pub async fn read(body: Body, limit: usize) -> ApiResult<Bytes> {
     match limited.collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(limit)),
-        Err(e) => Err(ApiError::bad_request(format!("reading the request body failed: {e}"))),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "reading the request body failed: {e}"
+        ))),
     }
 }
 
@@ -58,13 +64,21 @@ pub fn decode_object(headers: &HeaderMap, bytes: &[u8], expected_kind: &str) -> 
                     "the object provided is unrecognized (must be of type {expected_kind}): couldn't get version/kind; yaml parse error: {e}"
                 ))
             })?;
-            Ok(Decoded { value, duplicates: Vec::new() })
+            Ok(Decoded {
+                value,
+                duplicates: Vec::new(),
+            })
         }
         "application/vnd.kubernetes.protobuf" => {
             let value = protobuf::decode(bytes).map_err(|e| {
-                ApiError::bad_request(format!("the object provided is unrecognized (must be of type {expected_kind}): {e}"))
+                ApiError::bad_request(format!(
+                    "the object provided is unrecognized (must be of type {expected_kind}): {e}"
+                ))
             })?;
-            Ok(Decoded { value, duplicates: Vec::new() })
+            Ok(Decoded {
+                value,
+                duplicates: Vec::new(),
+            })
         }
         other => Err(ApiError::unsupported_media_type(other, ACCEPTED)),
     }
@@ -77,14 +91,21 @@ pub fn decode_json(bytes: &[u8], expected_kind: &str) -> ApiResult<Decoded> {
             "the object provided is unrecognized (must be of type {expected_kind}): couldn't get version/kind; json parse error: {e}"
         ))
     })?;
-    Ok(Decoded { value, duplicates: duplicate_fields(bytes) })
+    Ok(Decoded {
+        value,
+        duplicates: duplicate_fields(bytes),
+    })
 }
 
 /// Paths of duplicate object keys in a JSON document (empty if none or unparsable).
 pub fn duplicate_fields(bytes: &[u8]) -> Vec<String> {
     let mut out = Vec::new();
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let _ = DupSeed { path: String::new(), out: &mut out }.deserialize(&mut de);
+    let _ = DupSeed {
+        path: String::new(),
+        out: &mut out,
+    }
+    .deserialize(&mut de);
     out
 }
 
@@ -96,7 +117,10 @@ struct DupSeed<'a> {
 impl<'de> DeserializeSeed<'de> for DupSeed<'_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(DupVisitor { path: self.path, out: self.out })
+        d.deserialize_any(DupVisitor {
+            path: self.path,
+            out: self.out,
+        })
     }
 }
 
@@ -107,7 +131,11 @@ struct DupVisitor<'a> {
 
 impl DupVisitor<'_> {
     fn child(&self, key: &str) -> String {
-        if self.path.is_empty() { key.to_string() } else { format!("{}.{key}", self.path) }
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
     }
 }
 
@@ -138,7 +166,13 @@ impl<'de> Visitor<'de> for DupVisitor<'_> {
         let mut i = 0;
         loop {
             let path = format!("{}[{i}]", self.path);
-            if seq.next_element_seed(DupSeed { path, out: self.out })?.is_none() {
+            if seq
+                .next_element_seed(DupSeed {
+                    path,
+                    out: self.out,
+                })?
+                .is_none()
+            {
                 return Ok(());
             }
             i += 1;
@@ -151,7 +185,10 @@ impl<'de> Visitor<'de> for DupVisitor<'_> {
             if !seen.insert(key) {
                 self.out.push(path.clone());
             }
-            map.next_value_seed(DupSeed { path, out: self.out })?;
+            map.next_value_seed(DupSeed {
+                path,
+                out: self.out,
+            })?;
         }
         Ok(())
     }
@@ -165,31 +202,73 @@ mod tests {
     fn headers(ct: Option<&str>) -> HeaderMap {
         let mut h = HeaderMap::new();
         if let Some(ct) = ct {
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).expect("header"));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_str(ct).expect("header"),
+            );
         }
         h
     }
 
     #[test]
     fn finds_duplicate_fields() {
-        let d = duplicate_fields(br#"{"metadata":{"name":"a","name":"b"},"spec":{"x":[{"a":1,"a":2}]}}"#);
+        let d = duplicate_fields(
+            br#"{"metadata":{"name":"a","name":"b"},"spec":{"x":[{"a":1,"a":2}]}}"#,
+        );
         assert_eq!(d, vec!["metadata.name", "spec.x[0].a"]);
         assert!(duplicate_fields(br#"{"a":{"b":1},"c":{"b":1}}"#).is_empty());
     }
 
     #[test]
     fn media_types() {
-        assert!(decode_object(&headers(None), b"{}", "Pod").is_ok(), "missing content type = JSON");
-        assert!(decode_object(&headers(Some("application/json; charset=utf-8")), b"{}", "Pod").is_ok());
-        let y = decode_object(&headers(Some("application/yaml")), b"kind: Pod\nmetadata:\n  name: a\n", "Pod").expect("yaml");
+        assert!(
+            decode_object(&headers(None), b"{}", "Pod").is_ok(),
+            "missing content type = JSON"
+        );
+        assert!(
+            decode_object(
+                &headers(Some("application/json; charset=utf-8")),
+                b"{}",
+                "Pod"
+            )
+            .is_ok()
+        );
+        let y = decode_object(
+            &headers(Some("application/yaml")),
+            b"kind: Pod\nmetadata:\n  name: a\n",
+            "Pod",
+        )
+        .expect("yaml");
         assert_eq!(y.value["metadata"]["name"], "a");
-        assert_eq!(decode_object(&headers(Some("text/plain")), b"{}", "Pod").err().map(|e| e.code), Some(415));
-        assert_eq!(decode_object(&headers(None), b"{bad", "Pod").err().map(|e| e.code), Some(400));
+        assert_eq!(
+            decode_object(&headers(Some("text/plain")), b"{}", "Pod")
+                .err()
+                .map(|e| e.code),
+            Some(415)
+        );
+        assert_eq!(
+            decode_object(&headers(None), b"{bad", "Pod")
+                .err()
+                .map(|e| e.code),
+            Some(400)
+        );
     }
 
     #[tokio::test]
     async fn size_limit() {
-        assert_eq!(read(Body::from(vec![0u8; 10]), 5).await.err().map(|e| e.code), Some(413));
-        assert_eq!(read(Body::from(vec![0u8; 5]), 5).await.map(|b| b.len()).ok(), Some(5));
+        assert_eq!(
+            read(Body::from(vec![0u8; 10]), 5)
+                .await
+                .err()
+                .map(|e| e.code),
+            Some(413)
+        );
+        assert_eq!(
+            read(Body::from(vec![0u8; 5]), 5)
+                .await
+                .map(|b| b.len())
+                .ok(),
+            Some(5)
+        );
     }
 }

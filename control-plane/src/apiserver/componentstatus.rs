@@ -25,7 +25,11 @@ pub async fn compute(state: &ApiState) -> Vec<Value> {
         Err(e) => Err(e.to_string()),
     };
     out.push(status("etcd-0", store));
-    out.sort_by(|a, b| a["metadata"]["name"].as_str().cmp(&b["metadata"]["name"].as_str()));
+    out.sort_by(|a, b| {
+        a["metadata"]["name"]
+            .as_str()
+            .cmp(&b["metadata"]["name"].as_str())
+    });
     out
 }
 
@@ -35,7 +39,10 @@ mod tests {
 
     #[test]
     fn status_shapes() {
-        assert_eq!(status("scheduler", Ok(()))["conditions"][0]["status"], "True");
+        assert_eq!(
+            status("scheduler", Ok(()))["conditions"][0]["status"],
+            "True"
+        );
         let bad = status("controller-manager", Err("connection refused".into()));
         assert_eq!(bad["conditions"][0]["error"], "connection refused");
         assert_eq!(bad["metadata"]["name"], "controller-manager");

@@ -69,11 +69,17 @@ fn condition(ty: &str, ok: bool, reason: &str, message: &str) -> Value {
 /// CRD defaulting: singular, listKind, conversion, per-version flags.
 pub fn default_crd(obj: &mut Value) {
     let kind = objects::path_str(obj, "spec.names.kind").to_string();
-    if let Some(names) = obj.pointer_mut("/spec/names").and_then(Value::as_object_mut) {
-        if !kind.is_empty() {
-            names.entry("singular").or_insert_with(|| json!(kind.to_ascii_lowercase()));
-            names.entry("listKind").or_insert_with(|| json!(format!("{kind}List")));
-        }
+    if let Some(names) = obj
+        .pointer_mut("/spec/names")
+        .and_then(Value::as_object_mut)
+        && !kind.is_empty()
+    {
+        names
+            .entry("singular")
+            .or_insert_with(|| json!(kind.to_ascii_lowercase()));
+        names
+            .entry("listKind")
+            .or_insert_with(|| json!(format!("{kind}List")));
     }
 }
 
@@ -81,7 +87,10 @@ pub fn default_crd(obj: &mut Value) {
 pub fn is_established(crd: &Value) -> bool {
     objects::path(crd, "status.conditions")
         .and_then(Value::as_array)
-        .is_some_and(|c| c.iter().any(|c| c["type"] == "Established" && c["status"] == "True"))
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Established" && c["status"] == "True")
+        })
 }
 
 /// Computes `status` for a CRD being written: names accepted unless another
@@ -91,30 +100,62 @@ pub fn compute_status(crd: &Value, old: Option<&Value>, registry: &Registry) -> 
     let plural = objects::path_str(crd, "spec.names.plural");
     let kind = objects::path_str(crd, "spec.names.kind");
     let conflict = registry.name_conflict(objects::name(crd), group, plural, kind);
-    let old_status = old.and_then(|o| o.get("status")).cloned().unwrap_or_else(|| json!({}));
-    let mut stored: Vec<Value> = old_status.get("storedVersions").and_then(Value::as_array).cloned().unwrap_or_default();
-    if let Some(v) = storage_version(crd) {
-        if !stored.contains(&json!(v)) {
-            stored.push(json!(v));
-        }
+    let old_status = old
+        .and_then(|o| o.get("status"))
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let mut stored: Vec<Value> = old_status
+        .get("storedVersions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(v) = storage_version(crd)
+        && !stored.contains(&json!(v))
+    {
+        stored.push(json!(v));
     }
     let keep_time = |ty: &str, st: &str| -> Option<Value> {
-        old_status.get("conditions")?.as_array()?.iter().find(|c| c["type"] == ty && c["status"] == st).cloned()
+        old_status
+            .get("conditions")?
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == ty && c["status"] == st)
+            .cloned()
     };
     let conditions = match conflict {
         Some(name) => vec![
-            condition("NamesAccepted", false, "PluralConflict", &format!("\"{name}\" is already in use")),
-            condition("Established", false, "NotAccepted", "not all names are accepted"),
+            condition(
+                "NamesAccepted",
+                false,
+                "PluralConflict",
+                &format!("\"{name}\" is already in use"),
+            ),
+            condition(
+                "Established",
+                false,
+                "NotAccepted",
+                "not all names are accepted",
+            ),
         ],
         None => vec![
-            keep_time("NamesAccepted", "True").unwrap_or_else(|| condition("NamesAccepted", true, "NoConflicts", "no conflicts found")),
-            keep_time("Established", "True")
-                .unwrap_or_else(|| condition("Established", true, "InitialNamesAccepted", "the initial names have been accepted")),
+            keep_time("NamesAccepted", "True").unwrap_or_else(|| {
+                condition("NamesAccepted", true, "NoConflicts", "no conflicts found")
+            }),
+            keep_time("Established", "True").unwrap_or_else(|| {
+                condition(
+                    "Established",
+                    true,
+                    "InitialNamesAccepted",
+                    "the initial names have been accepted",
+                )
+            }),
         ],
     };
     let mut status = json!({"conditions": conditions, "storedVersions": stored});
     if status["conditions"][0]["status"] == "True" {
-        status["acceptedNames"] = objects::path(crd, "spec.names").cloned().unwrap_or_else(|| json!({}));
+        status["acceptedNames"] = objects::path(crd, "spec.names")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
     } else {
         status["acceptedNames"] = json!({"plural": "", "kind": ""});
     }
@@ -133,7 +174,11 @@ pub fn storage_version(crd: &Value) -> Option<String> {
 
 fn strings(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -143,14 +188,29 @@ pub fn resources_from_crd(crd: &Value) -> Vec<Resource> {
         return Vec::new();
     }
     let group = objects::path_str(crd, "spec.group").to_string();
-    let names = objects::path(crd, "spec.names").cloned().unwrap_or(Value::Null);
+    let names = objects::path(crd, "spec.names")
+        .cloned()
+        .unwrap_or(Value::Null);
     let kind = names["kind"].as_str().unwrap_or("").to_string();
     let plural = names["plural"].as_str().unwrap_or("").to_string();
-    let singular = names["singular"].as_str().map(str::to_string).unwrap_or_else(|| kind.to_ascii_lowercase());
-    let list_kind = names["listKind"].as_str().map(str::to_string).unwrap_or_else(|| format!("{kind}List"));
-    let scope = if objects::path_str(crd, "spec.scope") == "Cluster" { Scope::Cluster } else { Scope::Namespaced };
+    let singular = names["singular"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| kind.to_ascii_lowercase());
+    let list_kind = names["listKind"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{kind}List"));
+    let scope = if objects::path_str(crd, "spec.scope") == "Cluster" {
+        Scope::Cluster
+    } else {
+        Scope::Namespaced
+    };
     let storage = storage_version(crd).unwrap_or_default();
-    let versions = objects::path(crd, "spec.versions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let versions = objects::path(crd, "spec.versions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let g: &'static str = intern(&group);
     let k: &'static str = intern(&kind);
     versions
@@ -161,8 +221,14 @@ pub fn resources_from_crd(crd: &Value) -> Vec<Resource> {
             let subs = v.get("subresources");
             let mut subresources: Vec<Subresource> = Vec::new();
             let scale = subs.and_then(|s| s.get("scale")).map(|s| ScalePaths {
-                spec_replicas: s["specReplicasPath"].as_str().unwrap_or(".spec.replicas").to_string(),
-                status_replicas: s["statusReplicasPath"].as_str().unwrap_or(".status.replicas").to_string(),
+                spec_replicas: s["specReplicasPath"]
+                    .as_str()
+                    .unwrap_or(".spec.replicas")
+                    .to_string(),
+                status_replicas: s["statusReplicasPath"]
+                    .as_str()
+                    .unwrap_or(".status.replicas")
+                    .to_string(),
                 label_selector: s["labelSelectorPath"].as_str().map(str::to_string),
             });
             if scale.is_some() {
@@ -242,7 +308,10 @@ pub fn sync_one(registry: &Registry, name: &str, crd: Option<&Value>) {
 
 /// Loads every stored CRD into the registry; returns the list revision.
 pub async fn load_all(state: &ApiState) -> Result<i64, crate::store::StoreError> {
-    let Some(res) = state.registry().builtin("apiextensions.k8s.io", "customresourcedefinitions") else {
+    let Some(res) = state
+        .registry()
+        .builtin("apiextensions.k8s.io", "customresourcedefinitions")
+    else {
         return Ok(0);
     };
     let prefix = objects::key(&res, None, None);
@@ -264,7 +333,12 @@ pub async fn watch_crds(state: ApiState) {
             0
         }
     };
-    let Some(res) = state.registry().builtin("apiextensions.k8s.io", "customresourcedefinitions") else { return };
+    let Some(res) = state
+        .registry()
+        .builtin("apiextensions.k8s.io", "customresourcedefinitions")
+    else {
+        return;
+    };
     let prefix = objects::key(&res, None, None);
     loop {
         let mut stream = match state.store().watch(&prefix, after).await {
@@ -307,15 +381,15 @@ mod tests {
 
     fn crd() -> Value {
         json!({"metadata": {"name": "widgets.example.com"}, "spec": {
-            "group": "example.com", "scope": "Namespaced",
-            "names": {"plural": "widgets", "kind": "Widget", "shortNames": ["wd"], "categories": ["all"]},
-            "versions": [
-                {"name": "v1", "served": true, "storage": true,
-                 "schema": {"openAPIV3Schema": {"type": "object"}},
-                 "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.size", "statusReplicasPath": ".status.size"}},
-                 "additionalPrinterColumns": [{"name": "Size", "type": "integer", "jsonPath": ".spec.size"}]},
-                {"name": "v1beta1", "served": false, "storage": false, "schema": {"openAPIV3Schema": {"type": "object"}}}
-            ]}})
+        "group": "example.com", "scope": "Namespaced",
+        "names": {"plural": "widgets", "kind": "Widget", "shortNames": ["wd"], "categories": ["all"]},
+        "versions": [
+            {"name": "v1", "served": true, "storage": true,
+             "schema": {"openAPIV3Schema": {"type": "object"}},
+             "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.size", "statusReplicasPath": ".status.size"}},
+             "additionalPrinterColumns": [{"name": "Size", "type": "integer", "jsonPath": ".spec.size"}]},
+            {"name": "v1beta1", "served": false, "storage": false, "schema": {"openAPIV3Schema": {"type": "object"}}}
+        ]}})
     }
 
     #[test]
@@ -352,17 +426,30 @@ mod tests {
         let rs = resources_from_crd(&c);
         assert_eq!(rs.len(), 1);
         let r = &rs[0];
-        assert_eq!((r.info.group.as_str(), r.info.version.as_str(), r.info.plural.as_str()), ("example.com", "v1", "widgets"));
+        assert_eq!(
+            (
+                r.info.group.as_str(),
+                r.info.version.as_str(),
+                r.info.plural.as_str()
+            ),
+            ("example.com", "v1", "widgets")
+        );
         assert!(r.info.has_status_subresource);
         assert!(r.has_subresource("scale"));
         assert_eq!(r.info.short_names, ["wd"]);
         let ci = r.custom.as_ref().expect("custom");
         assert_eq!(ci.printer_columns[0].json_path, ".spec.size");
-        assert_eq!(ci.scale.as_ref().map(|s| s.spec_replicas.as_str()), Some(".spec.size"));
+        assert_eq!(
+            ci.scale.as_ref().map(|s| s.spec_replicas.as_str()),
+            Some(".spec.size")
+        );
         let reg = Registry::new();
         sync_one(&reg, "widgets.example.com", Some(&c));
         assert!(reg.lookup("example.com", "v1", "widgets").is_some());
-        assert_eq!(reg.name_conflict("other.example.com", "example.com", "widgets", "X"), Some("widgets".into()));
+        assert_eq!(
+            reg.name_conflict("other.example.com", "example.com", "widgets", "X"),
+            Some("widgets".into())
+        );
         sync_one(&reg, "widgets.example.com", None);
         assert!(reg.lookup("example.com", "v1", "widgets").is_none());
     }

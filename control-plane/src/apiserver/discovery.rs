@@ -36,7 +36,10 @@ pub fn serve(state: &ApiState, p: &ApiPath, headers: &HeaderMap) -> ApiResult<Re
         }),
         (ApiPath::Group(g), _) => {
             let groups = state.registry().groups();
-            let found = groups.iter().find(|x| &x.group == g).ok_or_else(ApiError::path_not_found)?;
+            let found = groups
+                .iter()
+                .find(|x| &x.group == g)
+                .ok_or_else(ApiError::path_not_found)?;
             let mut v = api_group(found);
             v["kind"] = json!("APIGroup");
             v["apiVersion"] = json!("v1");
@@ -55,7 +58,11 @@ pub fn serve(state: &ApiState, p: &ApiPath, headers: &HeaderMap) -> ApiResult<Re
 }
 
 fn group_version(group: &str, version: &str) -> String {
-    if group.is_empty() { version.to_string() } else { format!("{group}/{version}") }
+    if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    }
 }
 
 fn api_group(g: &GroupVersions) -> Value {
@@ -127,7 +134,10 @@ fn discovery_resource(r: &Resource) -> Value {
 fn aggregated(state: &ApiState, v: DiscoveryVersion, core: bool) -> Value {
     let reg = state.registry();
     let groups: Vec<GroupVersions> = if core {
-        vec![GroupVersions { group: String::new(), versions: vec!["v1".into()] }]
+        vec![GroupVersions {
+            group: String::new(),
+            versions: vec!["v1".into()],
+        }]
     } else {
         reg.groups()
     };
@@ -138,11 +148,19 @@ fn aggregated(state: &ApiState, v: DiscoveryVersion, core: bool) -> Value {
                 .versions
                 .iter()
                 .map(|ver| {
-                    let rs: Vec<Value> = reg.in_group_version(&g.group, ver).iter().map(|r| discovery_resource(r)).collect();
+                    let rs: Vec<Value> = reg
+                        .in_group_version(&g.group, ver)
+                        .iter()
+                        .map(|r| discovery_resource(r))
+                        .collect();
                     json!({"version": ver, "resources": rs, "freshness": "Current"})
                 })
                 .collect();
-            let meta = if g.group.is_empty() { json!({"creationTimestamp": null}) } else { json!({"name": g.group, "creationTimestamp": null}) };
+            let meta = if g.group.is_empty() {
+                json!({"creationTimestamp": null})
+            } else {
+                json!({"name": g.group, "creationTimestamp": null})
+            };
             json!({"metadata": meta, "versions": versions})
         })
         .collect();
@@ -159,11 +177,27 @@ mod tests {
         let reg = Registry::new();
         let list = resource_list("apps", "v1", &reg.in_group_version("apps", "v1"));
         let rs = list["resources"].as_array().expect("resources");
-        let scale = rs.iter().find(|r| r["name"] == "deployments/scale").expect("scale entry");
-        assert_eq!((scale["group"].clone(), scale["version"].clone(), scale["kind"].clone()), (json!("autoscaling"), json!("v1"), json!("Scale")));
-        let status = rs.iter().find(|r| r["name"] == "deployments/status").expect("status entry");
+        let scale = rs
+            .iter()
+            .find(|r| r["name"] == "deployments/scale")
+            .expect("scale entry");
+        assert_eq!(
+            (
+                scale["group"].clone(),
+                scale["version"].clone(),
+                scale["kind"].clone()
+            ),
+            (json!("autoscaling"), json!("v1"), json!("Scale"))
+        );
+        let status = rs
+            .iter()
+            .find(|r| r["name"] == "deployments/status")
+            .expect("status entry");
         assert!(status.get("group").is_none());
-        let d = rs.iter().find(|r| r["name"] == "deployments").expect("deployments");
+        let d = rs
+            .iter()
+            .find(|r| r["name"] == "deployments")
+            .expect("deployments");
         assert_eq!(d["shortNames"], json!(["deploy"]));
         assert_eq!(d["categories"], json!(["all"]));
         assert_eq!(list["groupVersion"], "apps/v1");
@@ -173,8 +207,22 @@ mod tests {
     fn core_list_has_pod_subresources() {
         let reg = Registry::new();
         let list = resource_list("", "v1", &reg.in_group_version("", "v1"));
-        let names: Vec<&str> = list["resources"].as_array().expect("resources").iter().filter_map(|r| r["name"].as_str()).collect();
-        for n in ["pods", "pods/log", "pods/exec", "pods/attach", "pods/portforward", "pods/status", "pods/binding", "namespaces/finalize"] {
+        let names: Vec<&str> = list["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .filter_map(|r| r["name"].as_str())
+            .collect();
+        for n in [
+            "pods",
+            "pods/log",
+            "pods/exec",
+            "pods/attach",
+            "pods/portforward",
+            "pods/status",
+            "pods/binding",
+            "namespaces/finalize",
+        ] {
             assert!(names.contains(&n), "{n} missing");
         }
         assert_eq!(list["groupVersion"], "v1");

@@ -108,14 +108,22 @@ impl ApiError {
 
     /// 404 NotFound for an unknown path.
     pub fn path_not_found() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
-            .with_details(json!({}))
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .with_details(json!({}))
     }
 
     /// 409 AlreadyExists: `pods "x" already exists`.
     pub fn already_exists(gr: &GroupResource, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{gr} \"{name}\" already exists"))
-            .with_details(Self::name_details(gr, name))
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{gr} \"{name}\" already exists"),
+        )
+        .with_details(Self::name_details(gr, name))
     }
 
     /// 409 Conflict with a custom explanation:
@@ -163,8 +171,12 @@ impl ApiError {
         if !group.is_empty() {
             details["group"] = json!(group);
         }
-        Self::new(422, "Invalid", format!("{kind} \"{name}\" is invalid: {summary}"))
-            .with_details(details)
+        Self::new(
+            422,
+            "Invalid",
+            format!("{kind} \"{name}\" is invalid: {summary}"),
+        )
+        .with_details(details)
     }
 
     /// 403 Forbidden: `<resource> "<name>" is forbidden: <why>`.
@@ -316,12 +328,14 @@ impl IntoResponse for ApiError {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = self.status_body().to_string();
         let mut resp = (code, body).into_response();
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(secs) = self.retry_after {
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(secs) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
         resp
     }
@@ -341,26 +355,64 @@ mod tests {
     #[test]
     fn group_resource_is_qualified_outside_core() {
         assert_eq!(pods().to_string(), "pods");
-        assert_eq!(GroupResource::new("apps", "deployments").to_string(), "deployments.apps");
+        assert_eq!(
+            GroupResource::new("apps", "deployments").to_string(),
+            "deployments.apps"
+        );
     }
 
     #[test]
     fn store_errors_map_to_kubernetes_reasons() {
         let gr = pods();
         let cases: Vec<(StoreError, u16, &str, &str)> = vec![
-            (StoreError::AlreadyExists { key: "k".into() }, 409, "AlreadyExists", "pods \"x\" already exists"),
-            (StoreError::NotFound { key: "k".into() }, 404, "NotFound", "pods \"x\" not found"),
             (
-                StoreError::Conflict { key: "k".into(), expected: 1, actual: 2 },
+                StoreError::AlreadyExists { key: "k".into() },
+                409,
+                "AlreadyExists",
+                "pods \"x\" already exists",
+            ),
+            (
+                StoreError::NotFound { key: "k".into() },
+                404,
+                "NotFound",
+                "pods \"x\" not found",
+            ),
+            (
+                StoreError::Conflict {
+                    key: "k".into(),
+                    expected: 1,
+                    actual: 2,
+                },
                 409,
                 "Conflict",
                 "Operation cannot be fulfilled on pods \"x\": the object has been modified; please apply your changes to the latest version and try again",
             ),
-            (StoreError::Expired { requested: 3, oldest: 9 }, 410, "Expired", "too old resource version: 3 (9)"),
-            (StoreError::Overloaded, 429, "TooManyRequests", "the server has received too many requests and has asked us to try again later"),
-            (StoreError::Closed, 503, "ServiceUnavailable", "the storage backend is shutting down"),
             (
-                StoreError::Backend { message: "/var/lib/secret.redb corrupt".into(), source: None },
+                StoreError::Expired {
+                    requested: 3,
+                    oldest: 9,
+                },
+                410,
+                "Expired",
+                "too old resource version: 3 (9)",
+            ),
+            (
+                StoreError::Overloaded,
+                429,
+                "TooManyRequests",
+                "the server has received too many requests and has asked us to try again later",
+            ),
+            (
+                StoreError::Closed,
+                503,
+                "ServiceUnavailable",
+                "the storage backend is shutting down",
+            ),
+            (
+                StoreError::Backend {
+                    message: "/var/lib/secret.redb corrupt".into(),
+                    source: None,
+                },
                 500,
                 "InternalError",
                 "Internal error occurred: storage error",
@@ -368,7 +420,10 @@ mod tests {
         ];
         for (err, code, reason, message) in cases {
             let e = ApiError::from_store(err, &gr, "x");
-            assert_eq!((e.code, e.reason, e.message.as_str()), (code, reason, message));
+            assert_eq!(
+                (e.code, e.reason, e.message.as_str()),
+                (code, reason, message)
+            );
         }
     }
 
@@ -381,13 +436,17 @@ mod tests {
 
     #[test]
     fn internal_errors_do_not_leak() {
-        let e = ApiError::from(StoreError::Backend { message: "disk /secret/path failed".into(), source: None });
+        let e = ApiError::from(StoreError::Backend {
+            message: "disk /secret/path failed".into(),
+            source: None,
+        });
         assert!(!e.status_body().to_string().contains("secret"));
     }
 
     #[test]
     fn status_body_has_kubernetes_shape() {
-        let body = ApiError::not_found(&GroupResource::new("apps", "deployments"), "web").status_body();
+        let body =
+            ApiError::not_found(&GroupResource::new("apps", "deployments"), "web").status_body();
         assert_eq!(
             body,
             json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
@@ -398,12 +457,27 @@ mod tests {
 
     #[test]
     fn invalid_joins_several_causes() {
-        let c = |f: &str| Cause { reason: "FieldValueRequired".into(), message: "Required value".into(), field: f.into() };
+        let c = |f: &str| Cause {
+            reason: "FieldValueRequired".into(),
+            message: "Required value".into(),
+            field: f.into(),
+        };
         let one = ApiError::invalid("", "Pod", "p", vec![c("spec.containers")]);
-        assert_eq!(one.message, "Pod \"p\" is invalid: spec.containers: Required value");
+        assert_eq!(
+            one.message,
+            "Pod \"p\" is invalid: spec.containers: Required value"
+        );
         let two = ApiError::invalid("", "Pod", "p", vec![c("a"), c("b")]);
-        assert_eq!(two.message, "Pod \"p\" is invalid: [a: Required value, b: Required value]");
+        assert_eq!(
+            two.message,
+            "Pod \"p\" is invalid: [a: Required value, b: Required value]"
+        );
         assert_eq!(two.code, 422);
-        assert_eq!(two.details.as_ref().map(|d| d["causes"][1]["field"].clone()), Some(json!("b")));
+        assert_eq!(
+            two.details
+                .as_ref()
+                .map(|d| d["causes"][1]["field"].clone()),
+            Some(json!("b"))
+        );
     }
 }

@@ -59,8 +59,15 @@ impl Cidr {
         let (ip, bits) = s.split_once('/')?;
         let ip: Ipv4Addr = ip.parse().ok()?;
         let bits: u8 = bits.parse().ok().filter(|b| *b <= 30)?;
-        let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
-        Some(Cidr { base: u32::from(ip) & mask, bits })
+        let mask = if bits == 0 {
+            0
+        } else {
+            u32::MAX << (32 - bits)
+        };
+        Some(Cidr {
+            base: u32::from(ip) & mask,
+            bits,
+        })
     }
 
     /// Number of usable host addresses (network and broadcast excluded).
@@ -80,11 +87,20 @@ impl Cidr {
     }
 }
 
-async fn reserve(state: &ApiState, key: &str, owner: &str, dry_run: bool) -> Result<bool, StoreError> {
+async fn reserve(
+    state: &ApiState,
+    key: &str,
+    owner: &str,
+    dry_run: bool,
+) -> Result<bool, StoreError> {
     if dry_run {
         return Ok(state.store().get(key).await?.is_none());
     }
-    match state.store().create(key, Bytes::from(owner.to_string())).await {
+    match state
+        .store()
+        .create(key, Bytes::from(owner.to_string()))
+        .await
+    {
         Ok(_) => Ok(true),
         Err(StoreError::AlreadyExists { .. }) => Ok(false),
         Err(e) => Err(e),
@@ -93,12 +109,22 @@ async fn reserve(state: &ApiState, key: &str, owner: &str, dry_run: bool) -> Res
 
 fn invalid(svc: &Value, field: &str, value: &str, detail: &str) -> ApiError {
     let errs = [FieldErr::invalid(field, value, detail)];
-    ApiError::invalid("", "Service", objects::name(svc), errs.iter().map(FieldErr::cause).collect())
+    ApiError::invalid(
+        "",
+        "Service",
+        objects::name(svc),
+        errs.iter().map(FieldErr::cause).collect(),
+    )
 }
 
 /// Allocates the cluster IP (and node ports) of a new service, writing them
 /// into `svc`. `old` is the stored service on updates (its reservations are kept).
-pub async fn allocate(state: &ApiState, svc: &mut Value, old: Option<&Value>, dry_run: bool) -> ApiResult<Allocation> {
+pub async fn allocate(
+    state: &ApiState,
+    svc: &mut Value,
+    old: Option<&Value>,
+    dry_run: bool,
+) -> ApiResult<Allocation> {
     let mut alloc = Allocation::default();
     let ty = objects::path_str(svc, "spec.type").to_string();
     if ty == "ExternalName" || old.is_some() {
@@ -111,15 +137,23 @@ pub async fn allocate(state: &ApiState, svc: &mut Value, old: Option<&Value>, dr
     let ip = if requested == "None" {
         None
     } else if !requested.is_empty() {
-        let parsed: Ipv4Addr = requested
-            .parse()
-            .map_err(|_| invalid(svc, "spec.clusterIPs[0]", &requested, "must be a valid IP address"))?;
+        let parsed: Ipv4Addr = requested.parse().map_err(|_| {
+            invalid(
+                svc,
+                "spec.clusterIPs[0]",
+                &requested,
+                "must be a valid IP address",
+            )
+        })?;
         if !cidr.contains(parsed) {
             return Err(invalid(
                 svc,
                 "spec.clusterIPs",
                 &requested,
-                &format!("failed to allocate IP {requested}: provided IP is not in the valid range. The range of valid IPs is {}", state.config().service_cidr),
+                &format!(
+                    "failed to allocate IP {requested}: provided IP is not in the valid range. The range of valid IPs is {}",
+                    state.config().service_cidr
+                ),
             ));
         }
         if !reserve(state, &format!("{IP_PREFIX}{requested}"), &owner, dry_run).await? {
@@ -146,10 +180,10 @@ pub async fn allocate(state: &ApiState, svc: &mut Value, old: Option<&Value>, dr
         }
         Some(found.ok_or_else(|| ApiError::internal("allocating a cluster IP", &"range is full"))?)
     };
-    if let Some(ip) = &ip {
-        if !dry_run {
-            alloc.keys.push(format!("{IP_PREFIX}{ip}"));
-        }
+    if let Some(ip) = &ip
+        && !dry_run
+    {
+        alloc.keys.push(format!("{IP_PREFIX}{ip}"));
     }
     let spec = svc.get_mut("spec").and_then(Value::as_object_mut);
     if let Some(spec) = spec {
@@ -157,18 +191,28 @@ pub async fn allocate(state: &ApiState, svc: &mut Value, old: Option<&Value>, dr
         spec.insert("clusterIP".into(), json!(v));
         spec.insert("clusterIPs".into(), json!([v]));
         spec.entry("ipFamilies").or_insert_with(|| json!(["IPv4"]));
-        spec.entry("ipFamilyPolicy").or_insert_with(|| json!("SingleStack"));
+        spec.entry("ipFamilyPolicy")
+            .or_insert_with(|| json!("SingleStack"));
     }
     if ty == "NodePort" || ty == "LoadBalancer" {
         let (lo, hi) = state.config().node_port_range;
-        let ports = svc.pointer_mut("/spec/ports").and_then(Value::as_array_mut).map(std::mem::take).unwrap_or_default();
+        let ports = svc
+            .pointer_mut("/spec/ports")
+            .and_then(Value::as_array_mut)
+            .map(std::mem::take)
+            .unwrap_or_default();
         let mut out = Vec::new();
         for mut p in ports {
             let want = p.get("nodePort").and_then(Value::as_i64).unwrap_or(0);
             let port = if want > 0 {
                 if !reserve(state, &format!("{PORT_PREFIX}{want}"), &owner, dry_run).await? {
                     release(state, &alloc).await;
-                    return Err(invalid(svc, "spec.ports[0].nodePort", &want.to_string(), "provided port is already allocated"));
+                    return Err(invalid(
+                        svc,
+                        "spec.ports[0].nodePort",
+                        &want.to_string(),
+                        "provided port is already allocated",
+                    ));
                 }
                 want
             } else {
@@ -177,7 +221,8 @@ pub async fn allocate(state: &ApiState, svc: &mut Value, old: Option<&Value>, dr
                 let mut got = None;
                 for i in 0..span {
                     let candidate = i64::from(lo) + (start + i) % span;
-                    if reserve(state, &format!("{PORT_PREFIX}{candidate}"), &owner, dry_run).await? {
+                    if reserve(state, &format!("{PORT_PREFIX}{candidate}"), &owner, dry_run).await?
+                    {
                         got = Some(candidate);
                         break;
                     }
@@ -186,7 +231,10 @@ pub async fn allocate(state: &ApiState, svc: &mut Value, old: Option<&Value>, dr
                     Some(p) => p,
                     None => {
                         release(state, &alloc).await;
-                        return Err(ApiError::internal("allocating a node port", &"range is full"));
+                        return Err(ApiError::internal(
+                            "allocating a node port",
+                            &"range is full",
+                        ));
                     }
                 }
             };
@@ -233,8 +281,15 @@ mod tests {
         let svc = json!({"spec": {"clusterIP": "10.96.0.7", "ports": [{"port": 80, "nodePort": 30001}, {"port": 81}]}});
         assert_eq!(
             Allocation::of_service(&svc).keys,
-            vec!["/registry/ranges/serviceips/10.96.0.7", "/registry/ranges/servicenodeports/30001"]
+            vec![
+                "/registry/ranges/serviceips/10.96.0.7",
+                "/registry/ranges/servicenodeports/30001"
+            ]
         );
-        assert!(Allocation::of_service(&json!({"spec": {"clusterIP": "None"}})).keys.is_empty());
+        assert!(
+            Allocation::of_service(&json!({"spec": {"clusterIP": "None"}}))
+                .keys
+                .is_empty()
+        );
     }
 }

@@ -156,7 +156,11 @@ fn build(s: Spec) -> Resource {
             singular: s.kind.to_ascii_lowercase(),
             scope: s.scope,
             short_names: s.short.iter().map(|x| x.to_string()).collect(),
-            categories: if s.all { vec!["all".to_string()] } else { Vec::new() },
+            categories: if s.all {
+                vec!["all".to_string()]
+            } else {
+                Vec::new()
+            },
             verbs: s.verbs.to_vec(),
             subresources: s.subs,
             has_status_subresource: has_status,
@@ -174,19 +178,97 @@ pub fn builtin_resources() -> Vec<Resource> {
     let st = |group: &'static str, kind: &'static str| status_sub(group, "v1", kind);
     let specs = vec![
         // core/v1, alphabetical like the real discovery document.
-        Spec { id: K::ComponentStatus, group: "", kind: "ComponentStatus", plural: "componentstatuses", scope: Cluster, short: &["cs"], all: false, verbs: &["get", "list"], subs: vec![] },
-        Spec { id: K::ConfigMap, group: "", kind: "ConfigMap", plural: "configmaps", scope: Namespaced, short: &["cm"], all: false, verbs: ALL_VERBS, subs: vec![] },
-        Spec { id: K::Endpoints, group: "", kind: "Endpoints", plural: "endpoints", scope: Namespaced, short: &["ep"], all: false, verbs: ALL_VERBS, subs: vec![] },
-        Spec { id: K::Event, group: "", kind: "Event", plural: "events", scope: Namespaced, short: &["ev"], all: false, verbs: ALL_VERBS, subs: vec![] },
-        Spec { id: K::LimitRange, group: "", kind: "LimitRange", plural: "limitranges", scope: Namespaced, short: &["limits"], all: false, verbs: ALL_VERBS, subs: vec![] },
         Spec {
-            id: K::Namespace, group: "", kind: "Namespace", plural: "namespaces", scope: Cluster, short: &["ns"], all: false,
-            verbs: &["create", "delete", "get", "list", "patch", "update", "watch"],
-            subs: vec![sub("finalize", "Namespace", &["update"]), st("", "Namespace")],
+            id: K::ComponentStatus,
+            group: "",
+            kind: "ComponentStatus",
+            plural: "componentstatuses",
+            scope: Cluster,
+            short: &["cs"],
+            all: false,
+            verbs: &["get", "list"],
+            subs: vec![],
         },
-        Spec { id: K::Node, group: "", kind: "Node", plural: "nodes", scope: Cluster, short: &["no"], all: false, verbs: ALL_VERBS, subs: vec![st("", "Node")] },
         Spec {
-            id: K::Pod, group: "", kind: "Pod", plural: "pods", scope: Namespaced, short: &["po"], all: true, verbs: ALL_VERBS,
+            id: K::ConfigMap,
+            group: "",
+            kind: "ConfigMap",
+            plural: "configmaps",
+            scope: Namespaced,
+            short: &["cm"],
+            all: false,
+            verbs: ALL_VERBS,
+            subs: vec![],
+        },
+        Spec {
+            id: K::Endpoints,
+            group: "",
+            kind: "Endpoints",
+            plural: "endpoints",
+            scope: Namespaced,
+            short: &["ep"],
+            all: false,
+            verbs: ALL_VERBS,
+            subs: vec![],
+        },
+        Spec {
+            id: K::Event,
+            group: "",
+            kind: "Event",
+            plural: "events",
+            scope: Namespaced,
+            short: &["ev"],
+            all: false,
+            verbs: ALL_VERBS,
+            subs: vec![],
+        },
+        Spec {
+            id: K::LimitRange,
+            group: "",
+            kind: "LimitRange",
+            plural: "limitranges",
+            scope: Namespaced,
+            short: &["limits"],
+            all: false,
+            verbs: ALL_VERBS,
+            subs: vec![],
+        },
+        Spec {
+            id: K::Namespace,
+            group: "",
+            kind: "Namespace",
+            plural: "namespaces",
+            scope: Cluster,
+            short: &["ns"],
+            all: false,
+            verbs: &[
+                "create", "delete", "get", "list", "patch", "update", "watch",
+            ],
+            subs: vec![
+                sub("finalize", "Namespace", &["update"]),
+                st("", "Namespace"),
+            ],
+        },
+        Spec {
+            id: K::Node,
+            group: "",
+            kind: "Node",
+            plural: "nodes",
+            scope: Cluster,
+            short: &["no"],
+            all: false,
+            verbs: ALL_VERBS,
+            subs: vec![st("", "Node")],
+        },
+        Spec {
+            id: K::Pod,
+            group: "",
+            kind: "Pod",
+            plural: "pods",
+            scope: Namespaced,
+            short: &["po"],
+            all: true,
+            verbs: ALL_VERBS,
             subs: vec![
                 sub("attach", "PodAttachOptions", &["create", "get"]),
                 sub("binding", "Binding", &["create"]),
@@ -196,30 +278,161 @@ pub fn builtin_resources() -> Vec<Resource> {
                 st("", "Pod"),
             ],
         },
-        Spec { id: K::ResourceQuota, group: "", kind: "ResourceQuota", plural: "resourcequotas", scope: Namespaced, short: &["quota"], all: false, verbs: ALL_VERBS, subs: vec![st("", "ResourceQuota")] },
-        Spec { id: K::Secret, group: "", kind: "Secret", plural: "secrets", scope: Namespaced, short: &[], all: false, verbs: ALL_VERBS, subs: vec![] },
-        Spec { id: K::ServiceAccount, group: "", kind: "ServiceAccount", plural: "serviceaccounts", scope: Namespaced, short: &["sa"], all: false, verbs: ALL_VERBS, subs: vec![] },
         Spec {
-            id: K::Service, group: "", kind: "Service", plural: "services", scope: Namespaced, short: &["svc"], all: true,
-            verbs: &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+            id: K::ResourceQuota,
+            group: "",
+            kind: "ResourceQuota",
+            plural: "resourcequotas",
+            scope: Namespaced,
+            short: &["quota"],
+            all: false,
+            verbs: ALL_VERBS,
+            subs: vec![st("", "ResourceQuota")],
+        },
+        Spec {
+            id: K::Secret,
+            group: "",
+            kind: "Secret",
+            plural: "secrets",
+            scope: Namespaced,
+            short: &[],
+            all: false,
+            verbs: ALL_VERBS,
+            subs: vec![],
+        },
+        Spec {
+            id: K::ServiceAccount,
+            group: "",
+            kind: "ServiceAccount",
+            plural: "serviceaccounts",
+            scope: Namespaced,
+            short: &["sa"],
+            all: false,
+            verbs: ALL_VERBS,
+            subs: vec![],
+        },
+        Spec {
+            id: K::Service,
+            group: "",
+            kind: "Service",
+            plural: "services",
+            scope: Namespaced,
+            short: &["svc"],
+            all: true,
+            verbs: &[
+                "create",
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "update",
+                "watch",
+            ],
             subs: vec![st("", "Service")],
         },
         // apps/v1
-        Spec { id: K::DaemonSet, group: "apps", kind: "DaemonSet", plural: "daemonsets", scope: Namespaced, short: &["ds"], all: true, verbs: ALL_VERBS, subs: vec![st("apps", "DaemonSet")] },
-        Spec { id: K::Deployment, group: "apps", kind: "Deployment", plural: "deployments", scope: Namespaced, short: &["deploy"], all: true, verbs: ALL_VERBS, subs: vec![scale_sub(), st("apps", "Deployment")] },
-        Spec { id: K::ReplicaSet, group: "apps", kind: "ReplicaSet", plural: "replicasets", scope: Namespaced, short: &["rs"], all: true, verbs: ALL_VERBS, subs: vec![scale_sub(), st("apps", "ReplicaSet")] },
-        Spec { id: K::StatefulSet, group: "apps", kind: "StatefulSet", plural: "statefulsets", scope: Namespaced, short: &["sts"], all: true, verbs: ALL_VERBS, subs: vec![scale_sub(), st("apps", "StatefulSet")] },
+        Spec {
+            id: K::DaemonSet,
+            group: "apps",
+            kind: "DaemonSet",
+            plural: "daemonsets",
+            scope: Namespaced,
+            short: &["ds"],
+            all: true,
+            verbs: ALL_VERBS,
+            subs: vec![st("apps", "DaemonSet")],
+        },
+        Spec {
+            id: K::Deployment,
+            group: "apps",
+            kind: "Deployment",
+            plural: "deployments",
+            scope: Namespaced,
+            short: &["deploy"],
+            all: true,
+            verbs: ALL_VERBS,
+            subs: vec![scale_sub(), st("apps", "Deployment")],
+        },
+        Spec {
+            id: K::ReplicaSet,
+            group: "apps",
+            kind: "ReplicaSet",
+            plural: "replicasets",
+            scope: Namespaced,
+            short: &["rs"],
+            all: true,
+            verbs: ALL_VERBS,
+            subs: vec![scale_sub(), st("apps", "ReplicaSet")],
+        },
+        Spec {
+            id: K::StatefulSet,
+            group: "apps",
+            kind: "StatefulSet",
+            plural: "statefulsets",
+            scope: Namespaced,
+            short: &["sts"],
+            all: true,
+            verbs: ALL_VERBS,
+            subs: vec![scale_sub(), st("apps", "StatefulSet")],
+        },
         // batch/v1
-        Spec { id: K::CronJob, group: "batch", kind: "CronJob", plural: "cronjobs", scope: Namespaced, short: &["cj"], all: true, verbs: ALL_VERBS, subs: vec![st("batch", "CronJob")] },
-        Spec { id: K::Job, group: "batch", kind: "Job", plural: "jobs", scope: Namespaced, short: &[], all: true, verbs: ALL_VERBS, subs: vec![st("batch", "Job")] },
+        Spec {
+            id: K::CronJob,
+            group: "batch",
+            kind: "CronJob",
+            plural: "cronjobs",
+            scope: Namespaced,
+            short: &["cj"],
+            all: true,
+            verbs: ALL_VERBS,
+            subs: vec![st("batch", "CronJob")],
+        },
+        Spec {
+            id: K::Job,
+            group: "batch",
+            kind: "Job",
+            plural: "jobs",
+            scope: Namespaced,
+            short: &[],
+            all: true,
+            verbs: ALL_VERBS,
+            subs: vec![st("batch", "Job")],
+        },
         // coordination.k8s.io/v1
-        Spec { id: K::Lease, group: "coordination.k8s.io", kind: "Lease", plural: "leases", scope: Namespaced, short: &[], all: false, verbs: ALL_VERBS, subs: vec![] },
+        Spec {
+            id: K::Lease,
+            group: "coordination.k8s.io",
+            kind: "Lease",
+            plural: "leases",
+            scope: Namespaced,
+            short: &[],
+            all: false,
+            verbs: ALL_VERBS,
+            subs: vec![],
+        },
         // node.k8s.io/v1
-        Spec { id: K::RuntimeClass, group: "node.k8s.io", kind: "RuntimeClass", plural: "runtimeclasses", scope: Cluster, short: &[], all: false, verbs: ALL_VERBS, subs: vec![] },
+        Spec {
+            id: K::RuntimeClass,
+            group: "node.k8s.io",
+            kind: "RuntimeClass",
+            plural: "runtimeclasses",
+            scope: Cluster,
+            short: &[],
+            all: false,
+            verbs: ALL_VERBS,
+            subs: vec![],
+        },
         // apiextensions.k8s.io/v1
         Spec {
-            id: K::CustomResourceDefinition, group: "apiextensions.k8s.io", kind: "CustomResourceDefinition",
-            plural: "customresourcedefinitions", scope: Cluster, short: &["crd", "crds"], all: false, verbs: ALL_VERBS,
+            id: K::CustomResourceDefinition,
+            group: "apiextensions.k8s.io",
+            kind: "CustomResourceDefinition",
+            plural: "customresourcedefinitions",
+            scope: Cluster,
+            short: &["crd", "crds"],
+            all: false,
+            verbs: ALL_VERBS,
             subs: vec![st("apiextensions.k8s.io", "CustomResourceDefinition")],
         },
     ];
@@ -290,14 +503,28 @@ mod tests {
         all.sort();
         assert_eq!(
             all,
-            ["cronjobs", "daemonsets", "deployments", "jobs", "pods", "replicasets", "services", "statefulsets"]
+            [
+                "cronjobs",
+                "daemonsets",
+                "deployments",
+                "jobs",
+                "pods",
+                "replicasets",
+                "services",
+                "statefulsets"
+            ]
         );
     }
 
     #[test]
     fn scale_is_autoscaling_v1() {
         let d = find("deployments");
-        let s = d.info.subresources.iter().find(|s| s.name == "scale").expect("scale");
+        let s = d
+            .info
+            .subresources
+            .iter()
+            .find(|s| s.name == "scale")
+            .expect("scale");
         assert_eq!((s.group, s.version, s.kind), ("autoscaling", "v1", "Scale"));
         assert!(d.info.has_status_subresource);
         assert!(!find("configmaps").info.has_status_subresource);
@@ -306,8 +533,14 @@ mod tests {
     #[test]
     fn list_kinds_and_singulars() {
         let p = find("pods");
-        assert_eq!((p.info.list_kind.as_str(), p.info.singular.as_str()), ("PodList", "pod"));
+        assert_eq!(
+            (p.info.list_kind.as_str(), p.info.singular.as_str()),
+            ("PodList", "pod")
+        );
         assert_eq!(find("endpoints").info.list_kind, "EndpointsList");
-        assert_eq!(find("customresourcedefinitions").info.singular, "customresourcedefinition");
+        assert_eq!(
+            find("customresourcedefinitions").info.singular,
+            "customresourcedefinition"
+        );
     }
 }

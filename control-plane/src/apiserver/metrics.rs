@@ -83,14 +83,28 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let watchers = Family::<WatchLabels, Gauge>::default();
-        registry.register("apiserver_request", "Counter of API server requests", requests.clone());
+        registry.register(
+            "apiserver_request",
+            "Counter of API server requests",
+            requests.clone(),
+        );
         registry.register(
             "apiserver_request_duration_seconds",
             "Response latency distribution in seconds",
             latency.clone(),
         );
-        registry.register("apiserver_registered_watchers", "Number of currently open watches", watchers.clone());
-        Metrics { registry, requests, latency, watchers, open_watches: Arc::new(AtomicI64::new(0)) }
+        registry.register(
+            "apiserver_registered_watchers",
+            "Number of currently open watches",
+            watchers.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            watchers,
+            open_watches: Arc::new(AtomicI64::new(0)),
+        }
     }
 
     /// The text exposition.
@@ -104,11 +118,17 @@ impl Metrics {
 
     /// Counts one watch as open until the guard is dropped.
     pub fn watch_started(&self, group: &str, resource: &str) -> WatchGuard {
-        let labels = WatchLabels { group: group.into(), resource: resource.into() };
+        let labels = WatchLabels {
+            group: group.into(),
+            resource: resource.into(),
+        };
         let gauge = self.watchers.get_or_create(&labels).clone();
         gauge.inc();
         self.open_watches.fetch_add(1, Ordering::Relaxed);
-        WatchGuard { gauge, total: self.open_watches.clone() }
+        WatchGuard {
+            gauge,
+            total: self.open_watches.clone(),
+        }
     }
 
     /// Open watches right now (all resources).
@@ -149,7 +169,10 @@ pub fn verb(method: &Method, has_name: bool, watching: bool) -> &'static str {
 pub async fn track(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
-    let watch_param = req.uri().query().is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
+    let watch_param = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
     let (verb, group, resource, sub) = match path::parse(req.uri().path()) {
         Some(ApiPath::Resource(r)) => (
             verb(&method, r.name.is_some(), r.watch_prefix || watch_param).to_string(),
@@ -157,7 +180,12 @@ pub async fn track(State(state): State<ApiState>, req: Request, next: Next) -> R
             r.plural,
             r.subresource.unwrap_or_default(),
         ),
-        _ => (method.as_str().to_ascii_lowercase(), String::new(), String::new(), String::new()),
+        _ => (
+            method.as_str().to_ascii_lowercase(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ),
     };
     let resp = next.run(req).await;
     let m = state.metrics();
@@ -171,7 +199,11 @@ pub async fn track(State(state): State<ApiState>, req: Request, next: Next) -> R
         })
         .inc();
     m.latency
-        .get_or_create(&LatencyLabels { verb, group, resource })
+        .get_or_create(&LatencyLabels {
+            verb,
+            group,
+            resource,
+        })
         .observe(start.elapsed().as_secs_f64());
     resp
 }
@@ -193,10 +225,16 @@ mod tests {
     fn watch_gauge_goes_up_and_down() {
         let m = Metrics::new();
         let g = m.watch_started("", "pods");
-        assert!(m.encode().contains("apiserver_registered_watchers{group=\"\",resource=\"pods\"} 1"));
+        assert!(
+            m.encode()
+                .contains("apiserver_registered_watchers{group=\"\",resource=\"pods\"} 1")
+        );
         assert_eq!(m.open_watches(), 1);
         drop(g);
-        assert!(m.encode().contains("apiserver_registered_watchers{group=\"\",resource=\"pods\"} 0"));
+        assert!(
+            m.encode()
+                .contains("apiserver_registered_watchers{group=\"\",resource=\"pods\"} 0")
+        );
         assert_eq!(m.open_watches(), 0);
     }
 }

@@ -98,7 +98,10 @@ impl std::fmt::Debug for ApiConfig {
         f.debug_struct("ApiConfig")
             .field("advertise_address", &self.advertise_address)
             .field("max_body_bytes", &self.max_body_bytes)
-            .field("component_probes", &self.component_probes.keys().collect::<Vec<_>>())
+            .field(
+                "component_probes",
+                &self.component_probes.keys().collect::<Vec<_>>(),
+            )
             .field("service_cidr", &self.service_cidr)
             .finish_non_exhaustive()
     }
@@ -197,7 +200,9 @@ impl ApiServer {
     /// An API server over `store`. Call [`ApiServer::bootstrap`] and
     /// [`ApiServer::spawn_background`] before serving.
     pub fn new(store: Arc<dyn Store>, config: ApiConfig) -> Self {
-        ApiServer { state: ApiState::new(store, config) }
+        ApiServer {
+            state: ApiState::new(store, config),
+        }
     }
 
     /// The shared state.

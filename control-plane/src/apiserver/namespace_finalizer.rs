@@ -34,7 +34,9 @@ pub async fn run(state: ApiState) {
 
 /// Finalizes every terminating namespace once; returns how many are gone.
 pub async fn sweep(state: &ApiState) -> ApiResult<usize> {
-    let Some(ns_res) = state.registry().builtin("", "namespaces") else { return Ok(0) };
+    let Some(ns_res) = state.registry().builtin("", "namespaces") else {
+        return Ok(0);
+    };
     let list = ops::list(state, &ns_res, None, &ListOpts::default()).await?;
     let mut removed = 0;
     for ns in list.items.iter().filter(|n| objects::is_deleting(n)) {
@@ -48,25 +50,42 @@ pub async fn sweep(state: &ApiState) -> ApiResult<usize> {
 /// Deletes the content of one namespace; removes the namespace when empty.
 async fn finalize_one(state: &ApiState, ns_res: &Resource, ns: &Value) -> ApiResult<bool> {
     let name = objects::name(ns).to_string();
-    let opts = WriteOpts { field_manager: Some("namespace-controller".into()), ..Default::default() };
+    let opts = WriteOpts {
+        field_manager: Some("namespace-controller".into()),
+        ..Default::default()
+    };
     let mut remaining = 0usize;
     for res in state.registry().all() {
-        if !res.info.namespaced() || res.id == KindId::ComponentStatus || !res.info.verbs.contains(&"delete") {
+        if !res.info.namespaced()
+            || res.id == KindId::ComponentStatus
+            || !res.info.verbs.contains(&"delete")
+        {
             continue;
         }
         // Custom resources are stored once per CRD, not per served version.
-        if let Some(c) = &res.custom {
-            if c.storage_version != res.info.version {
-                continue;
-            }
+        if let Some(c) = &res.custom
+            && c.storage_version != res.info.version
+        {
+            continue;
         }
-        let items = ops::list(state, &res, Some(&name), &ListOpts::default()).await?.items;
+        let items = ops::list(state, &res, Some(&name), &ListOpts::default())
+            .await?
+            .items;
         for item in items {
             remaining += 1;
             if objects::is_deleting(&item) {
                 continue;
             }
-            match ops::delete(state, &res, Some(&name), objects::name(&item), &DeleteOpts::default(), &opts).await {
+            match ops::delete(
+                state,
+                &res,
+                Some(&name),
+                objects::name(&item),
+                &DeleteOpts::default(),
+                &opts,
+            )
+            .await
+            {
                 Ok(d) if d.gone => remaining -= 1,
                 Ok(_) => {}
                 Err(e) if e.code == 404 => remaining -= 1,
@@ -78,25 +97,44 @@ async fn finalize_one(state: &ApiState, ns_res: &Resource, ns: &Value) -> ApiRes
         tracing::debug!(namespace = %name, remaining, "namespace still has content");
         return Ok(false);
     }
-    let target = Target { namespace: None, name: &name, subresource: Some("finalize") };
-    let finalized = ops::update(state, ns_res, target, Precondition::MustExist, &opts, |cur| {
-        let mut next = cur.cloned().unwrap_or(Value::Null);
-        let fins: Vec<Value> = next
-            .pointer("/spec/finalizers")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter(|f| f.as_str() != Some(FINALIZER)).cloned().collect())
-            .unwrap_or_default();
-        next["spec"]["finalizers"] = json!(fins);
-        objects::meta_mut(&mut next).remove("resourceVersion");
-        Ok(next)
-    })
+    let target = Target {
+        namespace: None,
+        name: &name,
+        subresource: Some("finalize"),
+    };
+    let finalized = ops::update(
+        state,
+        ns_res,
+        target,
+        Precondition::MustExist,
+        &opts,
+        |cur| {
+            let mut next = cur.cloned().unwrap_or(Value::Null);
+            let fins: Vec<Value> = next
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter(|f| f.as_str() != Some(FINALIZER))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            next["spec"]["finalizers"] = json!(fins);
+            objects::meta_mut(&mut next).remove("resourceVersion");
+            Ok(next)
+        },
+    )
     .await;
     let finalized = match finalized {
         Ok(w) => w.object,
         Err(e) if e.code == 404 => return Ok(true),
         Err(e) => return Err(e),
     };
-    let spec_empty = finalized.pointer("/spec/finalizers").and_then(Value::as_array).is_none_or(|a| a.is_empty());
+    let spec_empty = finalized
+        .pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .is_none_or(|a| a.is_empty());
     if !spec_empty || !objects::finalizers(&finalized).is_empty() {
         return Ok(false);
     }

@@ -90,7 +90,10 @@ fn parse_accept(accept: &str) -> Vec<MediaRange> {
             let params = it
                 .filter_map(|p| {
                     let (k, v) = p.split_once('=')?;
-                    Some((k.trim().to_ascii_lowercase(), v.trim().trim_matches('"').to_string()))
+                    Some((
+                        k.trim().to_ascii_lowercase(),
+                        v.trim().trim_matches('"').to_string(),
+                    ))
                 })
                 .collect();
             Some(MediaRange { ty, params })
@@ -99,7 +102,10 @@ fn parse_accept(accept: &str) -> Vec<MediaRange> {
 }
 
 fn param<'a>(m: &'a MediaRange, k: &str) -> Option<&'a str> {
-    m.params.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
+    m.params
+        .iter()
+        .find(|(key, _)| key == k)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Picks the first representation in `Accept` this endpoint supports.
@@ -119,20 +125,42 @@ pub fn choose(headers: &HeaderMap, endpoint: Endpoint) -> ApiResult<Output> {
                 let g = param(m, "g").unwrap_or("");
                 let v = param(m, "v").unwrap_or("");
                 match (endpoint, as_, g, v) {
-                    (Endpoint::Objects, "Table", "meta.k8s.io", "v1") => return Ok(Output::Table(MetaVersion::V1)),
+                    (Endpoint::Objects, "Table", "meta.k8s.io", "v1") => {
+                        return Ok(Output::Table(MetaVersion::V1));
+                    }
                     (Endpoint::Objects, "Table", "meta.k8s.io", "v1beta1") => {
                         return Ok(Output::Table(MetaVersion::V1beta1));
                     }
-                    (Endpoint::Objects, "PartialObjectMetadata" | "PartialObjectMetadataList", "meta.k8s.io", "v1") => {
+                    (
+                        Endpoint::Objects,
+                        "PartialObjectMetadata" | "PartialObjectMetadataList",
+                        "meta.k8s.io",
+                        "v1",
+                    ) => {
                         return Ok(Output::PartialMetadata(MetaVersion::V1));
                     }
-                    (Endpoint::Objects, "PartialObjectMetadata" | "PartialObjectMetadataList", "meta.k8s.io", "v1beta1") => {
+                    (
+                        Endpoint::Objects,
+                        "PartialObjectMetadata" | "PartialObjectMetadataList",
+                        "meta.k8s.io",
+                        "v1beta1",
+                    ) => {
                         return Ok(Output::PartialMetadata(MetaVersion::V1beta1));
                     }
-                    (Endpoint::DiscoveryRoot, "APIGroupDiscoveryList", "apidiscovery.k8s.io", "v2") => {
+                    (
+                        Endpoint::DiscoveryRoot,
+                        "APIGroupDiscoveryList",
+                        "apidiscovery.k8s.io",
+                        "v2",
+                    ) => {
                         return Ok(Output::Discovery(DiscoveryVersion::V2));
                     }
-                    (Endpoint::DiscoveryRoot, "APIGroupDiscoveryList", "apidiscovery.k8s.io", "v2beta1") => {
+                    (
+                        Endpoint::DiscoveryRoot,
+                        "APIGroupDiscoveryList",
+                        "apidiscovery.k8s.io",
+                        "v2beta1",
+                    ) => {
                         return Ok(Output::Discovery(DiscoveryVersion::V2beta1));
                     }
                     _ => continue,
@@ -155,15 +183,23 @@ pub fn content_type(out: Output) -> String {
         Output::Json => "application/json".to_string(),
         Output::Yaml => "application/yaml".to_string(),
         Output::Table(v) => format!("application/json;as=Table;v={};g=meta.k8s.io", v.as_str()),
-        Output::PartialMetadata(v) => format!("application/json;as=PartialObjectMetadata;v={};g=meta.k8s.io", v.as_str()),
-        Output::Discovery(v) => format!("application/json;g=apidiscovery.k8s.io;v={};as=APIGroupDiscoveryList", v.as_str()),
+        Output::PartialMetadata(v) => format!(
+            "application/json;as=PartialObjectMetadata;v={};g=meta.k8s.io",
+            v.as_str()
+        ),
+        Output::Discovery(v) => format!(
+            "application/json;g=apidiscovery.k8s.io;v={};as=APIGroupDiscoveryList",
+            v.as_str()
+        ),
     }
 }
 
 /// Renders a JSON value as the response body in the chosen output.
 pub fn respond(status: StatusCode, out: Output, body: &Value) -> Response {
     let bytes = match out {
-        Output::Yaml => serde_yaml::to_string(body).map(String::into_bytes).unwrap_or_default(),
+        Output::Yaml => serde_yaml::to_string(body)
+            .map(String::into_bytes)
+            .unwrap_or_default(),
         _ => serde_json::to_vec(body).unwrap_or_default(),
     };
     let mut resp = (status, bytes).into_response();
@@ -198,16 +234,25 @@ mod tests {
     #[test]
     fn kubectl_table_accept() {
         let a = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
-        assert_eq!(pick(Some(a), Endpoint::Objects).ok(), Some(Output::Table(MetaVersion::V1)));
+        assert_eq!(
+            pick(Some(a), Endpoint::Objects).ok(),
+            Some(Output::Table(MetaVersion::V1))
+        );
         assert_eq!(pick(Some(a), Endpoint::Plain).ok(), Some(Output::Json));
     }
 
     #[test]
     fn kubectl_discovery_accept() {
         let new = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
-        assert_eq!(pick(Some(new), Endpoint::DiscoveryRoot).ok(), Some(Output::Discovery(DiscoveryVersion::V2)));
+        assert_eq!(
+            pick(Some(new), Endpoint::DiscoveryRoot).ok(),
+            Some(Output::Discovery(DiscoveryVersion::V2))
+        );
         let old = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
-        assert_eq!(pick(Some(old), Endpoint::DiscoveryRoot).ok(), Some(Output::Discovery(DiscoveryVersion::V2beta1)));
+        assert_eq!(
+            pick(Some(old), Endpoint::DiscoveryRoot).ok(),
+            Some(Output::Discovery(DiscoveryVersion::V2beta1))
+        );
         assert_eq!(pick(Some(new), Endpoint::Objects).ok(), Some(Output::Json));
         assert_eq!(
             content_type(Output::Discovery(DiscoveryVersion::V2)),
@@ -219,20 +264,42 @@ mod tests {
     fn protobuf_first_falls_back_to_json() {
         let a = "application/vnd.kubernetes.protobuf,application/json";
         assert_eq!(pick(Some(a), Endpoint::Objects).ok(), Some(Output::Json));
-        assert_eq!(pick(Some("application/json, */*"), Endpoint::Objects).ok(), Some(Output::Json));
+        assert_eq!(
+            pick(Some("application/json, */*"), Endpoint::Objects).ok(),
+            Some(Output::Json)
+        );
         assert_eq!(pick(None, Endpoint::Objects).ok(), Some(Output::Json));
-        assert_eq!(pick(Some("application/yaml"), Endpoint::Objects).ok(), Some(Output::Yaml));
+        assert_eq!(
+            pick(Some("application/yaml"), Endpoint::Objects).ok(),
+            Some(Output::Yaml)
+        );
     }
 
     #[test]
     fn unacceptable_is_406() {
-        assert_eq!(pick(Some("application/vnd.kubernetes.protobuf"), Endpoint::Objects).err().map(|e| e.code), Some(406));
-        assert_eq!(pick(Some("text/html"), Endpoint::Plain).err().map(|e| e.code), Some(406));
+        assert_eq!(
+            pick(
+                Some("application/vnd.kubernetes.protobuf"),
+                Endpoint::Objects
+            )
+            .err()
+            .map(|e| e.code),
+            Some(406)
+        );
+        assert_eq!(
+            pick(Some("text/html"), Endpoint::Plain)
+                .err()
+                .map(|e| e.code),
+            Some(406)
+        );
     }
 
     #[test]
     fn partial_metadata_accept() {
         let a = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
-        assert_eq!(pick(Some(a), Endpoint::Objects).ok(), Some(Output::PartialMetadata(MetaVersion::V1)));
+        assert_eq!(
+            pick(Some(a), Endpoint::Objects).ok(),
+            Some(Output::PartialMetadata(MetaVersion::V1))
+        );
     }
 }

@@ -60,7 +60,11 @@ pub fn finalizers(obj: &Value) -> Vec<String> {
     meta(obj)
         .and_then(|m| m.get("finalizers"))
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -86,7 +90,11 @@ pub fn string_map<'a>(obj: &'a Value, field: &str) -> Vec<(&'a str, &'a str)> {
     meta(obj)
         .and_then(|m| m.get(field))
         .and_then(Value::as_object)
-        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.as_str(), v))).collect())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.as_str(), v)))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -122,7 +130,11 @@ pub fn parse_time(s: &str) -> Option<jiff::Timestamp> {
 
 /// The storage key of an object or (with `name = None`) of a collection.
 pub fn key(res: &Resource, namespace: Option<&str>, name: Option<&str>) -> String {
-    let ns = if res.info.namespaced() { namespace } else { None };
+    let ns = if res.info.namespaced() {
+        namespace
+    } else {
+        None
+    };
     key_for(res.storage_group(), &res.info.plural, ns, name)
 }
 
@@ -145,13 +157,13 @@ pub fn decode(res: &Resource, kv: &KeyValue) -> ApiResult<Value> {
 
 /// Like [`decode`] for raw bytes and an explicit revision.
 pub fn decode_at(res: &Resource, bytes: &[u8], revision: Revision) -> ApiResult<Value> {
-    let mut obj: Value =
-        serde_json::from_slice(bytes).map_err(|e| ApiError::internal("decoding a stored object", &e))?;
+    let mut obj: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::internal("decoding a stored object", &e))?;
     set_resource_version(&mut obj, revision);
-    if res.custom.is_some() {
-        if let Some(m) = obj.as_object_mut() {
-            m.insert("apiVersion".into(), json!(res.info.api_version()));
-        }
+    if res.custom.is_some()
+        && let Some(m) = obj.as_object_mut()
+    {
+        m.insert("apiVersion".into(), json!(res.info.api_version()));
     }
     Ok(obj)
 }
@@ -206,13 +218,19 @@ mod tests {
     fn suffix_has_requested_length() {
         let s = random_suffix(5);
         assert_eq!(s.len(), 5);
-        assert!(s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+        assert!(
+            s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        );
     }
 
     #[test]
     fn time_has_second_precision() {
         let ts: jiff::Timestamp = "2024-05-01T12:00:00.123Z".parse().expect("ts");
         assert_eq!(format_time(ts), "2024-05-01T12:00:00Z");
-        assert_eq!(path_str(&json!({"spec": {"nodeName": "n1"}}), "spec.nodeName"), "n1");
+        assert_eq!(
+            path_str(&json!({"spec": {"nodeName": "n1"}}), "spec.nodeName"),
+            "n1"
+        );
     }
 }

@@ -75,7 +75,9 @@ impl Query {
             None => Ok(false),
             Some("true" | "1" | "True" | "") => Ok(true),
             Some("false" | "0" | "False") => Ok(false),
-            Some(v) => Err(ApiError::bad_request(format!("invalid value for {k}: {v:?}, expected true or false"))),
+            Some(v) => Err(ApiError::bad_request(format!(
+                "invalid value for {k}: {v:?}, expected true or false"
+            ))),
         }
     }
 
@@ -83,10 +85,9 @@ impl Query {
     pub fn int(&self, k: &str) -> ApiResult<Option<i64>> {
         match self.non_empty(k) {
             None => Ok(None),
-            Some(v) => v
-                .parse::<i64>()
-                .map(Some)
-                .map_err(|_| ApiError::bad_request(format!("invalid value for {k}: {v:?}, expected an integer"))),
+            Some(v) => v.parse::<i64>().map(Some).map_err(|_| {
+                ApiError::bad_request(format!("invalid value for {k}: {v:?}, expected an integer"))
+            }),
         }
     }
 
@@ -159,7 +160,9 @@ impl Query {
     pub fn limit(&self) -> ApiResult<Option<usize>> {
         match self.int("limit")? {
             None | Some(0) => Ok(None),
-            Some(n) if n < 0 => Err(ApiError::bad_request(format!("invalid value for limit: {n}"))),
+            Some(n) if n < 0 => Err(ApiError::bad_request(format!(
+                "invalid value for limit: {n}"
+            ))),
             Some(n) => Ok(Some(n as usize)),
         }
     }
@@ -188,7 +191,9 @@ mod tests {
 
     #[test]
     fn parses_common_parameters() {
-        let p = q("watch=true&resourceVersion=10&limit=500&labelSelector=app%3Dweb&dryRun=All&fieldValidation=Strict");
+        let p = q(
+            "watch=true&resourceVersion=10&limit=500&labelSelector=app%3Dweb&dryRun=All&fieldValidation=Strict",
+        );
         assert!(p.bool("watch").expect("watch"));
         assert_eq!(p.resource_version().expect("rv"), Some(10));
         assert_eq!(p.limit().expect("limit"), Some(500));

@@ -52,7 +52,12 @@ fn decode(seg: &str) -> String {
 
 /// Parses a request path; `None` if it is not an API path.
 pub fn parse(path: &str) -> Option<ApiPath> {
-    let segs: Vec<String> = path.trim_end_matches('/').split('/').skip(1).map(decode).collect();
+    let segs: Vec<String> = path
+        .trim_end_matches('/')
+        .split('/')
+        .skip(1)
+        .map(decode)
+        .collect();
     let (group, version, rest) = match segs.first().map(String::as_str) {
         Some("api") => match segs.len() {
             1 => return Some(ApiPath::LegacyRoot),
@@ -128,8 +133,20 @@ mod tests {
         assert_eq!(parse("/api/"), Some(ApiPath::LegacyRoot));
         assert_eq!(parse("/apis"), Some(ApiPath::GroupsRoot));
         assert_eq!(parse("/apis/apps"), Some(ApiPath::Group("apps".into())));
-        assert_eq!(parse("/api/v1"), Some(ApiPath::GroupVersion { group: "".into(), version: "v1".into() }));
-        assert_eq!(parse("/apis/apps/v1"), Some(ApiPath::GroupVersion { group: "apps".into(), version: "v1".into() }));
+        assert_eq!(
+            parse("/api/v1"),
+            Some(ApiPath::GroupVersion {
+                group: "".into(),
+                version: "v1".into()
+            })
+        );
+        assert_eq!(
+            parse("/apis/apps/v1"),
+            Some(ApiPath::GroupVersion {
+                group: "apps".into(),
+                version: "v1".into()
+            })
+        );
         assert_eq!(parse("/healthz"), None);
     }
 
@@ -137,9 +154,19 @@ mod tests {
     fn namespaced_resources() {
         let r = res("/api/v1/namespaces/default/pods/web/status");
         assert_eq!(r.namespace.as_deref(), Some("default"));
-        assert_eq!((r.plural.as_str(), r.name.as_deref(), r.subresource.as_deref()), ("pods", Some("web"), Some("status")));
+        assert_eq!(
+            (
+                r.plural.as_str(),
+                r.name.as_deref(),
+                r.subresource.as_deref()
+            ),
+            ("pods", Some("web"), Some("status"))
+        );
         let r = res("/apis/apps/v1/namespaces/x/deployments");
-        assert_eq!((r.group.as_str(), r.plural.as_str(), r.name.clone()), ("apps", "deployments", None));
+        assert_eq!(
+            (r.group.as_str(), r.plural.as_str(), r.name.clone()),
+            ("apps", "deployments", None)
+        );
         let r = res("/api/v1/pods");
         assert_eq!((r.namespace.clone(), r.plural.as_str()), (None, "pods"));
     }
@@ -149,9 +176,15 @@ mod tests {
         let r = res("/api/v1/namespaces");
         assert_eq!((r.plural.as_str(), r.name.clone()), ("namespaces", None));
         let r = res("/api/v1/namespaces/team");
-        assert_eq!((r.plural.as_str(), r.name.as_deref(), r.namespace.clone()), ("namespaces", Some("team"), None));
+        assert_eq!(
+            (r.plural.as_str(), r.name.as_deref(), r.namespace.clone()),
+            ("namespaces", Some("team"), None)
+        );
         let r = res("/api/v1/namespaces/team/finalize");
-        assert_eq!((r.name.as_deref(), r.subresource.as_deref()), (Some("team"), Some("finalize")));
+        assert_eq!(
+            (r.name.as_deref(), r.subresource.as_deref()),
+            (Some("team"), Some("finalize"))
+        );
     }
 
     #[test]

@@ -76,11 +76,18 @@ impl Registry {
 
     /// Finds a resource by group, version and plural.
     pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<Arc<Resource>> {
-        let hit = |r: &&Arc<Resource>| r.info.group == group && r.info.version == version && r.info.plural == plural;
+        let hit = |r: &&Arc<Resource>| {
+            r.info.group == group && r.info.version == version && r.info.plural == plural
+        };
         if let Some(r) = self.builtins.iter().find(hit) {
             return Some(r.clone());
         }
-        self.custom.read().values().flat_map(|l| l.iter()).find(hit).cloned()
+        self.custom
+            .read()
+            .values()
+            .flat_map(|l| l.iter())
+            .find(hit)
+            .cloned()
     }
 
     /// Finds a built-in resource by plural in the given group (any version).
@@ -93,9 +100,23 @@ impl Registry {
 
     /// True if a built-in or another CRD already serves `plural` or `kind`
     /// in `group`; returns the conflicting name.
-    pub fn name_conflict(&self, crd_name: &str, group: &str, plural: &str, kind: &str) -> Option<String> {
-        if let Some(r) = self.builtins.iter().find(|r| r.info.group == group && (r.info.plural == plural || r.info.kind == kind)) {
-            return Some(if r.info.plural == plural { plural.to_string() } else { kind.to_string() });
+    pub fn name_conflict(
+        &self,
+        crd_name: &str,
+        group: &str,
+        plural: &str,
+        kind: &str,
+    ) -> Option<String> {
+        if let Some(r) = self
+            .builtins
+            .iter()
+            .find(|r| r.info.group == group && (r.info.plural == plural || r.info.kind == kind))
+        {
+            return Some(if r.info.plural == plural {
+                plural.to_string()
+            } else {
+                kind.to_string()
+            });
         }
         let custom = self.custom.read();
         for (name, list) in custom.iter() {
@@ -120,7 +141,10 @@ impl Registry {
         if resources.is_empty() {
             custom.remove(crd_name);
         } else {
-            custom.insert(crd_name.to_string(), resources.into_iter().map(Arc::new).collect());
+            custom.insert(
+                crd_name.to_string(),
+                resources.into_iter().map(Arc::new).collect(),
+            );
         }
     }
 
@@ -137,11 +161,15 @@ impl Registry {
                         g.versions.push(r.info.version.clone());
                     }
                 }
-                None => out.push(GroupVersions { group: r.info.group.clone(), versions: vec![r.info.version.clone()] }),
+                None => out.push(GroupVersions {
+                    group: r.info.group.clone(),
+                    versions: vec![r.info.version.clone()],
+                }),
             }
         }
         for g in &mut out {
-            g.versions.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+            g.versions
+                .sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
         }
         out
     }
@@ -158,18 +186,22 @@ impl Registry {
 /// Kubernetes' version priority: GA > beta > alpha, then by number
 /// (`v2` > `v1` > `v1beta2` > `v1beta1` > `v1alpha1`), then others.
 pub fn version_priority(v: &str) -> (u8, u32, u32) {
-    let Some(rest) = v.strip_prefix('v') else { return (0, 0, 0) };
+    let Some(rest) = v.strip_prefix('v') else {
+        return (0, 0, 0);
+    };
     let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-    let Ok(major) = digits.parse::<u32>() else { return (0, 0, 0) };
+    let Ok(major) = digits.parse::<u32>() else {
+        return (0, 0, 0);
+    };
     let tail = &rest[digits.len()..];
     if tail.is_empty() {
         return (3, major, 0);
     }
     for (prefix, rank) in [("beta", 2u8), ("alpha", 1u8)] {
-        if let Some(n) = tail.strip_prefix(prefix) {
-            if let Ok(minor) = n.parse::<u32>() {
-                return (rank, major, minor);
-            }
+        if let Some(n) = tail.strip_prefix(prefix)
+            && let Ok(minor) = n.parse::<u32>()
+        {
+            return (rank, major, minor);
         }
     }
     (0, 0, 0)
@@ -182,21 +214,38 @@ mod tests {
     #[test]
     fn lookup_builtins() {
         let r = Registry::new();
-        assert_eq!(r.lookup("apps", "v1", "deployments").map(|d| d.info.kind.clone()), Some("Deployment".into()));
+        assert_eq!(
+            r.lookup("apps", "v1", "deployments")
+                .map(|d| d.info.kind.clone()),
+            Some("Deployment".into())
+        );
         assert!(r.lookup("apps", "v2", "deployments").is_none());
         assert!(r.lookup("", "v1", "deployments").is_none());
     }
 
     #[test]
     fn groups_in_order() {
-        let names: Vec<String> = Registry::new().groups().into_iter().map(|g| g.group).collect();
-        assert_eq!(names, ["apps", "batch", "coordination.k8s.io", "node.k8s.io", "apiextensions.k8s.io"]);
+        let names: Vec<String> = Registry::new()
+            .groups()
+            .into_iter()
+            .map(|g| g.group)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "apps",
+                "batch",
+                "coordination.k8s.io",
+                "node.k8s.io",
+                "apiextensions.k8s.io"
+            ]
+        );
     }
 
     #[test]
     fn version_priorities() {
         let mut v = vec!["v1alpha1", "v1", "v2beta1", "v1beta1", "v2", "foo"];
-        v.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+        v.sort_by_key(|x| std::cmp::Reverse(version_priority(x)));
         assert_eq!(v, ["v2", "v1", "v2beta1", "v1beta1", "v1alpha1", "foo"]);
     }
 
@@ -210,7 +259,13 @@ mod tests {
     #[test]
     fn conflicts_with_builtins() {
         let r = Registry::new();
-        assert_eq!(r.name_conflict("x", "apps", "deployments", "Foo"), Some("deployments".into()));
-        assert_eq!(r.name_conflict("x", "example.com", "deployments", "Foo"), None);
+        assert_eq!(
+            r.name_conflict("x", "apps", "deployments", "Foo"),
+            Some("deployments".into())
+        );
+        assert_eq!(
+            r.name_conflict("x", "example.com", "deployments", "Foo"),
+            None
+        );
     }
 }

@@ -25,8 +25,8 @@ use super::handlers::{Ctx, objects as handler_objects, output};
 use super::kinds::Resource;
 use super::negotiate::{self, Output};
 use super::ops::{self, ListOpts};
-use super::selectors::{FieldSelector, Filter};
 use super::selectors::field::FieldTerm;
+use super::selectors::{FieldSelector, Filter};
 use super::table::{self, IncludeObject};
 use super::{ApiState, objects};
 use crate::store::{Event, EventKind, EventStream, Revision, StoreError};
@@ -52,7 +52,8 @@ impl Renderer {
             }
             _ => obj.clone(),
         };
-        let mut line = serde_json::to_vec(&json!({"type": ty, "object": object})).unwrap_or_default();
+        let mut line =
+            serde_json::to_vec(&json!({"type": ty, "object": object})).unwrap_or_default();
         line.push(b'\n');
         Bytes::from(line)
     }
@@ -69,13 +70,18 @@ impl Renderer {
 
 /// The error event for a failed watch.
 fn error_line(err: &ApiError) -> Bytes {
-    let mut line = serde_json::to_vec(&json!({"type": "ERROR", "object": err.status_body()})).unwrap_or_default();
+    let mut line = serde_json::to_vec(&json!({"type": "ERROR", "object": err.status_body()}))
+        .unwrap_or_default();
     line.push(b'\n');
     Bytes::from(line)
 }
 
 /// Classifies a store event against the filter (Kubernetes' watch filtering).
-pub fn classify(res: &Resource, filter: &Filter, ev: &Event) -> ApiResult<Option<(&'static str, Value)>> {
+pub fn classify(
+    res: &Resource,
+    filter: &Filter,
+    ev: &Event,
+) -> ApiResult<Option<(&'static str, Value)>> {
     let obj = objects::decode(res, &ev.kv)?;
     let new_match = filter.matches(res, &obj);
     Ok(match ev.kind {
@@ -104,7 +110,11 @@ pub async fn serve(ctx: &Ctx) -> ApiResult<Response> {
     let mut filter = handler_objects::filter(ctx)?;
     if let Some(name) = ctx.path.name.clone() {
         let mut fields = filter.fields.terms.clone();
-        fields.push(FieldTerm { field: "metadata.name".into(), value: name, negated: false });
+        fields.push(FieldTerm {
+            field: "metadata.name".into(),
+            value: name,
+            negated: false,
+        });
         filter.fields = FieldSelector { terms: fields };
     }
     let include = IncludeObject::parse(ctx.query.get("includeObject"))?;
@@ -123,18 +133,37 @@ pub async fn serve(ctx: &Ctx) -> ApiResult<Response> {
     let prefix = objects::key(&res, ctx.ns(), None);
     let initial_events = send_initial.unwrap_or(matches!(rv, None | Some(0)));
     let (initial, after) = if initial_events {
-        let l = ops::list(&state, &res, ctx.ns(), &ListOpts { filter: filter.clone(), ..Default::default() }).await?;
+        let l = ops::list(
+            &state,
+            &res,
+            ctx.ns(),
+            &ListOpts {
+                filter: filter.clone(),
+                ..Default::default()
+            },
+        )
+        .await?;
         (l.items, l.revision)
     } else {
         let after = rv.unwrap_or(0);
-        let after = if after == 0 { state.store().current_revision() } else { after };
+        let after = if after == 0 {
+            state.store().current_revision()
+        } else {
+            after
+        };
         (Vec::new(), after)
     };
-    let renderer = Renderer { res: res.clone(), out, include };
+    let renderer = Renderer {
+        res: res.clone(),
+        out,
+        include,
+    };
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     match state.store().watch(&prefix, after).await {
         Ok(stream) => {
-            let guard = state.metrics().watch_started(&res.info.group, &res.info.plural);
+            let guard = state
+                .metrics()
+                .watch_started(&res.info.group, &res.info.plural);
             let job = WatchJob {
                 state: state.clone(),
                 renderer,
@@ -163,7 +192,10 @@ pub async fn serve(ctx: &Ctx) -> ApiResult<Response> {
     if let Ok(v) = HeaderValue::from_str(&negotiate::content_type(out)) {
         resp.headers_mut().insert(header::CONTENT_TYPE, v);
     }
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
     Ok(resp)
 }
 
@@ -185,12 +217,23 @@ impl WatchJob {
         let deadline = tokio::time::sleep(self.timeout);
         tokio::pin!(deadline);
         for obj in std::mem::take(&mut self.initial) {
-            if self.tx.send(self.renderer.line("ADDED", &obj)).await.is_err() {
+            if self
+                .tx
+                .send(self.renderer.line("ADDED", &obj))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
         let mut last = self.after;
-        if self.initial_end_bookmark && self.tx.send(self.renderer.bookmark(last, true)).await.is_err() {
+        if self.initial_end_bookmark
+            && self
+                .tx
+                .send(self.renderer.bookmark(last, true))
+                .await
+                .is_err()
+        {
             return;
         }
         let period = self.state.config().bookmark_interval;
@@ -240,26 +283,78 @@ mod tests {
 
     fn kv(labels: Value, rev: i64) -> KeyValue {
         let v = json!({"metadata": {"name": "p", "labels": labels}});
-        KeyValue { key: "/registry/core/pods/d/p".into(), value: Bytes::from(v.to_string()), create_revision: 1, mod_revision: rev }
+        KeyValue {
+            key: "/registry/core/pods/d/p".into(),
+            value: Bytes::from(v.to_string()),
+            create_revision: 1,
+            mod_revision: rev,
+        }
     }
 
     fn ev(kind: EventKind, prev: Option<Value>, new: Value) -> Event {
-        Event { kind, revision: 5, kv: kv(new, 5), prev: prev.map(|p| kv(p, 4)) }
+        Event {
+            kind,
+            revision: 5,
+            kv: kv(new, 5),
+            prev: prev.map(|p| kv(p, 4)),
+        }
     }
 
     #[test]
     fn selector_transitions() {
-        let pods = builtin_resources().into_iter().find(|r| r.info.plural == "pods").expect("pods");
-        let f = Filter { labels: LabelSelector::parse("app=web").expect("sel"), ..Default::default() };
+        let pods = builtin_resources()
+            .into_iter()
+            .find(|r| r.info.plural == "pods")
+            .expect("pods");
+        let f = Filter {
+            labels: LabelSelector::parse("app=web").expect("sel"),
+            ..Default::default()
+        };
         let ty = |e: Event| classify(&pods, &f, &e).expect("classify").map(|(t, _)| t);
-        assert_eq!(ty(ev(EventKind::Put, None, json!({"app": "web"}))), Some("ADDED"));
-        assert_eq!(ty(ev(EventKind::Put, Some(json!({"app": "web"})), json!({"app": "web", "x": "1"}))), Some("MODIFIED"));
-        assert_eq!(ty(ev(EventKind::Put, Some(json!({"app": "web"})), json!({"app": "db"}))), Some("DELETED"));
-        assert_eq!(ty(ev(EventKind::Put, Some(json!({"app": "db"})), json!({"app": "web"}))), Some("ADDED"));
-        assert_eq!(ty(ev(EventKind::Put, Some(json!({"app": "db"})), json!({"app": "db2"}))), None);
-        assert_eq!(ty(ev(EventKind::Delete, None, json!({"app": "web"}))), Some("DELETED"));
+        assert_eq!(
+            ty(ev(EventKind::Put, None, json!({"app": "web"}))),
+            Some("ADDED")
+        );
+        assert_eq!(
+            ty(ev(
+                EventKind::Put,
+                Some(json!({"app": "web"})),
+                json!({"app": "web", "x": "1"})
+            )),
+            Some("MODIFIED")
+        );
+        assert_eq!(
+            ty(ev(
+                EventKind::Put,
+                Some(json!({"app": "web"})),
+                json!({"app": "db"})
+            )),
+            Some("DELETED")
+        );
+        assert_eq!(
+            ty(ev(
+                EventKind::Put,
+                Some(json!({"app": "db"})),
+                json!({"app": "web"})
+            )),
+            Some("ADDED")
+        );
+        assert_eq!(
+            ty(ev(
+                EventKind::Put,
+                Some(json!({"app": "db"})),
+                json!({"app": "db2"})
+            )),
+            None
+        );
+        assert_eq!(
+            ty(ev(EventKind::Delete, None, json!({"app": "web"}))),
+            Some("DELETED")
+        );
         assert_eq!(ty(ev(EventKind::Delete, None, json!({"app": "db"}))), None);
-        let (_, obj) = classify(&pods, &f, &ev(EventKind::Put, None, json!({"app": "web"}))).expect("c").expect("some");
+        let (_, obj) = classify(&pods, &f, &ev(EventKind::Put, None, json!({"app": "web"})))
+            .expect("c")
+            .expect("some");
         assert_eq!(obj["metadata"]["resourceVersion"], "5");
     }
 }

@@ -42,7 +42,12 @@ pub async fn start_with(store: Arc<dyn Store>, config: ApiConfig) -> TestApi {
     let server = ApiServer::new(store.clone(), config);
     server.bootstrap().await.expect("bootstrap");
     let bg = server.spawn_background();
-    TestApi { router: server.router(), server, store, _bg: bg }
+    TestApi {
+        router: server.router(),
+        server,
+        store,
+        _bg: bg,
+    }
 }
 
 /// A response: status, headers, body (JSON if it parses, else a string).
@@ -55,13 +60,27 @@ pub struct Resp {
 
 impl TestApi {
     /// Sends a request; `body` is JSON unless `content_type` says otherwise.
-    pub async fn call(&self, method: Method, uri: &str, body: Option<Value>, headers: &[(&str, &str)]) -> Resp {
-        let bytes = body.map(|b| serde_json::to_vec(&b).expect("json")).unwrap_or_default();
+    pub async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let bytes = body
+            .map(|b| serde_json::to_vec(&b).expect("json"))
+            .unwrap_or_default();
         self.raw(method, uri, bytes, headers).await
     }
 
     /// Sends raw bytes.
-    pub async fn raw(&self, method: Method, uri: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Resp {
+    pub async fn raw(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
         let mut b = Request::builder().method(method).uri(uri);
         for (k, v) in headers {
             b = b.header(*k, *v);
@@ -70,9 +89,21 @@ impl TestApi {
         let resp = self.router.clone().oneshot(req).await.expect("infallible");
         let status = resp.status();
         let headers = resp.headers().clone();
-        let raw = resp.into_body().collect().await.expect("body").to_bytes().to_vec();
-        let body = serde_json::from_slice(&raw).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&raw).into_owned()));
-        Resp { status, headers, body, raw }
+        let raw = resp
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec();
+        let body = serde_json::from_slice(&raw)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&raw).into_owned()));
+        Resp {
+            status,
+            headers,
+            body,
+            raw,
+        }
     }
 
     pub async fn get(&self, uri: &str) -> Resp {
@@ -88,7 +119,8 @@ impl TestApi {
     }
 
     pub async fn patch(&self, uri: &str, ct: &str, body: Value) -> Resp {
-        self.call(Method::PATCH, uri, Some(body), &[("content-type", ct)]).await
+        self.call(Method::PATCH, uri, Some(body), &[("content-type", ct)])
+            .await
     }
 
     pub async fn delete(&self, uri: &str) -> Resp {

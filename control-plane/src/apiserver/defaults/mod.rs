@@ -85,9 +85,15 @@ pub fn prepare_for_create(res: &Resource, obj: &mut Value) {
 }
 
 fn default_service(obj: &mut Value) {
-    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
     set_default(spec, "type", json!("ClusterIP"));
-    let ty = spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+    let ty = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+        .to_string();
     if ty == "ExternalName" {
         return;
     }
@@ -115,7 +121,10 @@ fn default_secret(obj: &mut Value) {
         if let Some(d) = data.as_object_mut() {
             for (k, v) in sd {
                 let s = v.as_str().unwrap_or_default();
-                d.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(s)));
+                d.insert(
+                    k,
+                    json!(base64::engine::general_purpose::STANDARD.encode(s)),
+                );
             }
         }
     }
@@ -127,7 +136,10 @@ mod tests {
     use crate::apiserver::kinds::builtin_resources;
 
     fn res(plural: &str) -> Resource {
-        builtin_resources().into_iter().find(|r| r.info.plural == plural).expect("resource")
+        builtin_resources()
+            .into_iter()
+            .find(|r| r.info.plural == plural)
+            .expect("resource")
     }
 
     #[test]
@@ -136,8 +148,12 @@ mod tests {
         apply(&res("services"), &mut svc);
         assert_eq!(svc["spec"]["type"], "ClusterIP");
         assert_eq!(svc["spec"]["sessionAffinity"], "None");
-        assert_eq!(svc["spec"]["ports"][0], json!({"port": 80, "protocol": "TCP", "targetPort": 80}));
-        let mut np = json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "targetPort": "http"}]}});
+        assert_eq!(
+            svc["spec"]["ports"][0],
+            json!({"port": 80, "protocol": "TCP", "targetPort": 80})
+        );
+        let mut np =
+            json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "targetPort": "http"}]}});
         apply(&res("services"), &mut np);
         assert_eq!(np["spec"]["externalTrafficPolicy"], "Cluster");
         assert_eq!(np["spec"]["ports"][0]["targetPort"], "http");
@@ -147,7 +163,10 @@ mod tests {
     fn secret_string_data_is_merged() {
         let mut s = json!({"stringData": {"user": "admin"}, "data": {"x": "eA=="}});
         apply(&res("secrets"), &mut s);
-        assert_eq!(s, json!({"type": "Opaque", "data": {"x": "eA==", "user": "YWRtaW4="}}));
+        assert_eq!(
+            s,
+            json!({"type": "Opaque", "data": {"x": "eA==", "user": "YWRtaW4="}})
+        );
     }
 
     #[test]
@@ -157,14 +176,20 @@ mod tests {
         apply(&res("namespaces"), &mut ns);
         assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]));
         assert_eq!(ns["status"]["phase"], "Active");
-        assert_eq!(ns["metadata"]["labels"]["kubernetes.io/metadata.name"], "team");
+        assert_eq!(
+            ns["metadata"]["labels"]["kubernetes.io/metadata.name"],
+            "team"
+        );
     }
 
     #[test]
     fn pod_create_sets_pending_status() {
         let mut pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a", "image": "x"}]}, "status": {"phase": "Running"}});
         prepare_for_create(&res("pods"), &mut pod);
-        assert_eq!(pod["status"], json!({"phase": "Pending", "qosClass": "BestEffort"}));
+        assert_eq!(
+            pod["status"],
+            json!({"phase": "Pending", "qosClass": "BestEffort"})
+        );
     }
 
     #[test]

@@ -42,7 +42,11 @@ fn default_probe(p: &mut Value) {
 
 fn default_container(c: &mut Value) {
     let Some(m) = c.as_object_mut() else { return };
-    let image = m.get("image").and_then(Value::as_str).unwrap_or("").to_string();
+    let image = m
+        .get("image")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     set_default(m, "terminationMessagePath", json!("/dev/termination-log"));
     set_default(m, "terminationMessagePolicy", json!("File"));
     set_default(m, "imagePullPolicy", json!(pull_policy_for(&image)));
@@ -59,7 +63,10 @@ fn default_container(c: &mut Value) {
     }
     if let Some(env) = m.get_mut("env").and_then(Value::as_array_mut) {
         for e in env {
-            if let Some(fr) = e.pointer_mut("/valueFrom/fieldRef").and_then(Value::as_object_mut) {
+            if let Some(fr) = e
+                .pointer_mut("/valueFrom/fieldRef")
+                .and_then(Value::as_object_mut)
+            {
                 set_default(fr, "apiVersion", json!("v1"));
             }
         }
@@ -68,7 +75,9 @@ fn default_container(c: &mut Value) {
 
 /// `SetDefaults_PodSpec` and nested defaults; used for pods and templates.
 pub fn default_pod_spec(spec: &mut Value) {
-    let Some(m) = spec.as_object_mut() else { return };
+    let Some(m) = spec.as_object_mut() else {
+        return;
+    };
     set_default(m, "dnsPolicy", json!("ClusterFirst"));
     set_default(m, "restartPolicy", json!("Always"));
     set_default(m, "terminationGracePeriodSeconds", json!(30));
@@ -105,19 +114,26 @@ fn has_toleration(tols: &[Value], key: &str) -> bool {
         let k = t.get("key").and_then(Value::as_str).unwrap_or("");
         let op = t.get("operator").and_then(Value::as_str).unwrap_or("Equal");
         let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
-        (k == key || (k.is_empty() && op == "Exists")) && (effect.is_empty() || effect == "NoExecute")
+        (k == key || (k.is_empty() && op == "Exists"))
+            && (effect.is_empty() || effect == "NoExecute")
     })
 }
 
 /// Admission-time defaults for a new pod: service account, priority,
 /// service links and the not-ready/unreachable tolerations (300 s).
 pub fn admit_pod(pod: &mut Value) {
-    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
     let sa = spec
         .get("serviceAccountName")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
-        .or_else(|| spec.get("serviceAccount").and_then(Value::as_str).filter(|s| !s.is_empty()))
+        .or_else(|| {
+            spec.get("serviceAccount")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        })
         .unwrap_or("default")
         .to_string();
     spec.insert("serviceAccountName".into(), json!(sa));
@@ -125,8 +141,15 @@ pub fn admit_pod(pod: &mut Value) {
     set_default(spec, "enableServiceLinks", json!(true));
     set_default(spec, "priority", json!(0));
     set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-    let mut tols = spec.get("tolerations").and_then(Value::as_array).cloned().unwrap_or_default();
-    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+    let mut tols = spec
+        .get("tolerations")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
         if !has_toleration(&tols, key) {
             tols.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
         }
@@ -148,7 +171,9 @@ pub fn qos_class(spec: &Value) -> &'static str {
         .filter_map(|l| spec.get(*l).and_then(Value::as_array))
         .flatten()
         .collect();
-    let any = containers.iter().any(|c| has_resources(c, "requests") || has_resources(c, "limits"));
+    let any = containers
+        .iter()
+        .any(|c| has_resources(c, "requests") || has_resources(c, "limits"));
     if !any {
         return "BestEffort";
     }
@@ -159,7 +184,11 @@ pub fn qos_class(spec: &Value) -> &'static str {
             limit.is_some() && (request.is_none() || request == limit)
         })
     });
-    if guaranteed { "Guaranteed" } else { "Burstable" }
+    if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
 }
 
 /// The status of a newly created pod.
@@ -229,13 +258,20 @@ mod tests {
     #[test]
     fn qos_classes() {
         assert_eq!(qos_class(&json!({"containers": [{}]})), "BestEffort");
-        assert_eq!(qos_class(&json!({"containers": [{"resources": {"requests": {"cpu": "1"}}}]})), "Burstable");
         assert_eq!(
-            qos_class(&json!({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]})),
+            qos_class(&json!({"containers": [{"resources": {"requests": {"cpu": "1"}}}]})),
+            "Burstable"
+        );
+        assert_eq!(
+            qos_class(
+                &json!({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]})
+            ),
             "Guaranteed"
         );
         assert_eq!(
-            qos_class(&json!({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "500m"}}}]})),
+            qos_class(
+                &json!({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "500m"}}}]})
+            ),
             "Burstable"
         );
     }

@@ -10,7 +10,9 @@ use crate::apiserver::objects;
 
 /// Defaults for Deployments, ReplicaSets, DaemonSets and StatefulSets.
 pub fn default_workload(id: KindId, obj: &mut Value) {
-    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
     match id {
         KindId::Deployment => {
             set_default(spec, "replicas", json!(1));
@@ -31,7 +33,10 @@ pub fn default_workload(id: KindId, obj: &mut Value) {
         KindId::ReplicaSet => set_default(spec, "replicas", json!(1)),
         KindId::DaemonSet => {
             set_default(spec, "updateStrategy", json!({}));
-            if let Some(st) = spec.get_mut("updateStrategy").and_then(Value::as_object_mut) {
+            if let Some(st) = spec
+                .get_mut("updateStrategy")
+                .and_then(Value::as_object_mut)
+            {
                 set_default(st, "type", json!("RollingUpdate"));
                 if st.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
                     set_default(st, "rollingUpdate", json!({}));
@@ -47,7 +52,10 @@ pub fn default_workload(id: KindId, obj: &mut Value) {
             set_default(spec, "replicas", json!(1));
             set_default(spec, "podManagementPolicy", json!("OrderedReady"));
             set_default(spec, "updateStrategy", json!({}));
-            if let Some(st) = spec.get_mut("updateStrategy").and_then(Value::as_object_mut) {
+            if let Some(st) = spec
+                .get_mut("updateStrategy")
+                .and_then(Value::as_object_mut)
+            {
                 set_default(st, "type", json!("RollingUpdate"));
                 if st.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
                     set_default(st, "rollingUpdate", json!({}));
@@ -93,7 +101,9 @@ pub fn default_job(obj: &mut Value) {
 
 /// Defaults for CronJobs (pod template defaults inside the job template).
 pub fn default_cronjob(obj: &mut Value) {
-    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
     set_default(spec, "concurrencyPolicy", json!("Allow"));
     set_default(spec, "suspend", json!(false));
     set_default(spec, "successfulJobsHistoryLimit", json!(3));
@@ -108,7 +118,9 @@ pub fn default_cronjob(obj: &mut Value) {
 pub fn job_selector(obj: &mut Value) {
     let uid = objects::uid(obj).to_string();
     let name = objects::name(obj).to_string();
-    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
     if spec.get("manualSelector").and_then(Value::as_bool) == Some(true) {
         return;
     }
@@ -137,11 +149,17 @@ mod tests {
         default_workload(KindId::Deployment, &mut d);
         let s = &d["spec"];
         assert_eq!(s["replicas"], 1);
-        assert_eq!(s["strategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}));
+        assert_eq!(
+            s["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+        );
         assert_eq!(s["revisionHistoryLimit"], 10);
         assert_eq!(s["progressDeadlineSeconds"], 600);
         assert_eq!(s["template"]["spec"]["restartPolicy"], "Always");
-        assert_eq!(s["template"]["spec"]["containers"][0]["imagePullPolicy"], "Always");
+        assert_eq!(
+            s["template"]["spec"]["containers"][0]["imagePullPolicy"],
+            "Always"
+        );
         let mut r = json!({"spec": {"strategy": {"type": "Recreate"}}});
         default_workload(KindId::Deployment, &mut r);
         assert!(r["spec"]["strategy"].get("rollingUpdate").is_none());
@@ -151,11 +169,17 @@ mod tests {
     fn daemonset_and_statefulset_defaults() {
         let mut ds = json!({"spec": {}});
         default_workload(KindId::DaemonSet, &mut ds);
-        assert_eq!(ds["spec"]["updateStrategy"]["rollingUpdate"], json!({"maxUnavailable": 1, "maxSurge": 0}));
+        assert_eq!(
+            ds["spec"]["updateStrategy"]["rollingUpdate"],
+            json!({"maxUnavailable": 1, "maxSurge": 0})
+        );
         let mut sts = json!({"spec": {}});
         default_workload(KindId::StatefulSet, &mut sts);
         assert_eq!(sts["spec"]["podManagementPolicy"], "OrderedReady");
-        assert_eq!(sts["spec"]["updateStrategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}));
+        assert_eq!(
+            sts["spec"]["updateStrategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
+        );
     }
 
     #[test]
@@ -164,8 +188,18 @@ mod tests {
         default_job(&mut j);
         job_selector(&mut j);
         let s = &j["spec"];
-        assert_eq!((s["completions"].clone(), s["parallelism"].clone(), s["backoffLimit"].clone()), (json!(1), json!(1), json!(6)));
-        assert_eq!(s["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"], "u1");
+        assert_eq!(
+            (
+                s["completions"].clone(),
+                s["parallelism"].clone(),
+                s["backoffLimit"].clone()
+            ),
+            (json!(1), json!(1), json!(6))
+        );
+        assert_eq!(
+            s["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+            "u1"
+        );
         assert_eq!(s["template"]["metadata"]["labels"]["job-name"], "pi");
         let mut p = json!({"spec": {"parallelism": 3}});
         default_job(&mut p);
@@ -178,6 +212,9 @@ mod tests {
         default_cronjob(&mut c);
         assert_eq!(c["spec"]["concurrencyPolicy"], "Allow");
         assert_eq!(c["spec"]["successfulJobsHistoryLimit"], 3);
-        assert_eq!(c["spec"]["jobTemplate"]["spec"]["template"]["spec"]["dnsPolicy"], "ClusterFirst");
+        assert_eq!(
+            c["spec"]["jobTemplate"]["spec"]["template"]["spec"]["dnsPolicy"],
+            "ClusterFirst"
+        );
     }
 }

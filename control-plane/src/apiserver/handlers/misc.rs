@@ -44,8 +44,14 @@ pub async fn version(State(state): State<ApiState>) -> Response {
 
 fn text_ok() -> Response {
     let mut r = (StatusCode::OK, "ok").into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    r.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut().insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     r
 }
 
@@ -60,8 +66,15 @@ pub async fn readyz(State(state): State<ApiState>) -> Response {
         Ok(_) => text_ok(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            let mut r = (StatusCode::INTERNAL_SERVER_ERROR, "[-]etcd failed: reason withheld\nreadyz check failed").into_response();
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+            let mut r = (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "[-]etcd failed: reason withheld\nreadyz check failed",
+            )
+                .into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
             r
         }
     }
@@ -82,16 +95,25 @@ const PROTO_V2: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protob
 /// `GET /openapi/v2` (JSON, or protobuf when asked for).
 pub async fn openapi_v2(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     let infos = state.registry().infos();
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if accept.contains("protobuf") {
         return match openapi::v2_protobuf(&infos) {
             Some(bytes) => {
                 let mut r = (StatusCode::OK, bytes).into_response();
-                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROTO_V2));
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROTO_V2));
                 r
             }
-            None if accept.contains("json") => negotiate::respond(StatusCode::OK, Output::Json, &openapi::v2(&infos)),
-            None => ApiError::not_acceptable("the OpenAPI v2 document is not available as protobuf").into_response(),
+            None if accept.contains("json") => {
+                negotiate::respond(StatusCode::OK, Output::Json, &openapi::v2(&infos))
+            }
+            None => {
+                ApiError::not_acceptable("the OpenAPI v2 document is not available as protobuf")
+                    .into_response()
+            }
         };
     }
     negotiate::respond(StatusCode::OK, Output::Json, &openapi::v2(&infos))
@@ -99,7 +121,11 @@ pub async fn openapi_v2(State(state): State<ApiState>, headers: HeaderMap) -> Re
 
 /// `GET /openapi/v3`.
 pub async fn openapi_v3_root(State(state): State<ApiState>) -> Response {
-    negotiate::respond(StatusCode::OK, Output::Json, &openapi::v3_root(&state.registry().infos()))
+    negotiate::respond(
+        StatusCode::OK,
+        Output::Json,
+        &openapi::v3_root(&state.registry().infos()),
+    )
 }
 
 /// `GET /openapi/v3/api/v1` and `/openapi/v3/apis/{group}/{version}`.

@@ -44,7 +44,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/apis/", any(api))
         .route("/apis/{*rest}", any(api))
         .fallback(misc::not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .with_state(state)
 }
 
@@ -78,8 +81,18 @@ impl Ctx {
             .get(axum::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let prefix: String = ua.split('/').next().unwrap_or("").chars().take(128).collect();
-        Ok(Some(if prefix.is_empty() { "unknown".to_string() } else { prefix }))
+        let prefix: String = ua
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(128)
+            .collect();
+        Ok(Some(if prefix.is_empty() {
+            "unknown".to_string()
+        } else {
+            prefix
+        }))
     }
 
     /// Write options from the query.
@@ -149,7 +162,9 @@ async fn resource(state: ApiState, rp: ResourcePath, req: Request) -> ApiResult<
         (Method::PUT, true) if !namespaced_without_ns => objects::replace(&ctx, body).await,
         (Method::PATCH, true) if !namespaced_without_ns => objects::patch(&ctx, body).await,
         (Method::DELETE, true) if !namespaced_without_ns => objects::delete(&ctx, body).await,
-        (Method::DELETE, false) if !namespaced_without_ns => objects::delete_collection(&ctx, body).await,
+        (Method::DELETE, false) if !namespaced_without_ns => {
+            objects::delete_collection(&ctx, body).await
+        }
         (_, true) if namespaced_without_ns => Err(ApiError::path_not_found()),
         _ => Err(ApiError::method_not_allowed()),
     }

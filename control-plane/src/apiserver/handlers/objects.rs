@@ -10,7 +10,9 @@ use super::{Ctx, output, read_body};
 use crate::apiserver::errors::{ApiError, ApiResult};
 use crate::apiserver::kinds::{KindId, Resource, allows_create_on_update, returns_deleted_object};
 use crate::apiserver::negotiate::{self, Output};
-use crate::apiserver::ops::{self, DeleteOpts, ListOpts, Precondition, WriteOpts, Written, update::Target};
+use crate::apiserver::ops::{
+    self, DeleteOpts, ListOpts, Precondition, WriteOpts, Written, update::Target,
+};
 use crate::apiserver::params::parse_propagation;
 use crate::apiserver::patch::{self, PatchRequest, PatchType};
 use crate::apiserver::selectors::{FieldSelector, Filter, LabelSelector};
@@ -18,7 +20,12 @@ use crate::apiserver::table::{self, IncludeObject};
 use crate::apiserver::{body, componentstatus, objects};
 
 /// Renders one object in the negotiated output.
-pub fn render_object(ctx: &Ctx, status: StatusCode, out: Output, obj: &Value) -> ApiResult<Response> {
+pub fn render_object(
+    ctx: &Ctx,
+    status: StatusCode,
+    out: Output,
+    obj: &Value,
+) -> ApiResult<Response> {
     let body = match out {
         Output::Table(v) => {
             let include = IncludeObject::parse(ctx.query.get("includeObject"))?;
@@ -37,7 +44,11 @@ pub fn render_object(ctx: &Ctx, status: StatusCode, out: Output, obj: &Value) ->
 
 fn render_written(ctx: &Ctx, w: Written) -> ApiResult<Response> {
     let out = output(ctx)?;
-    let status = if w.created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if w.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     let mut resp = render_object(ctx, status, out, &w.object)?;
     negotiate::add_warnings(&mut resp, &w.warnings);
     Ok(resp)
@@ -49,7 +60,9 @@ pub fn filter(ctx: &Ctx) -> ApiResult<Filter> {
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let fields = FieldSelector::parse(ctx.query.get("fieldSelector").unwrap_or(""))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    fields.check_supported(&ctx.res).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    fields
+        .check_supported(&ctx.res)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(Filter { labels, fields })
 }
 
@@ -65,7 +78,13 @@ pub fn list_opts(ctx: &Ctx) -> ApiResult<ListOpts> {
 }
 
 /// A list body in the negotiated output.
-pub fn render_list(ctx: &Ctx, res: &Resource, items: Vec<Value>, revision: i64, cont: Option<String>) -> ApiResult<Response> {
+pub fn render_list(
+    ctx: &Ctx,
+    res: &Resource,
+    items: Vec<Value>,
+    revision: i64,
+    cont: Option<String>,
+) -> ApiResult<Response> {
     let out = output(ctx)?;
     let mut meta = json!({"resourceVersion": revision.to_string()});
     if let Some(c) = cont {
@@ -82,7 +101,9 @@ pub fn render_list(ctx: &Ctx, res: &Resource, items: Vec<Value>, revision: i64, 
             "metadata": meta,
             "items": items.iter().map(objects::partial_metadata).collect::<Vec<_>>(),
         }),
-        _ => json!({"kind": res.info.list_kind, "apiVersion": res.info.api_version(), "metadata": meta, "items": items}),
+        _ => {
+            json!({"kind": res.info.list_kind, "apiVersion": res.info.api_version(), "metadata": meta, "items": items})
+        }
     };
     Ok(negotiate::respond(StatusCode::OK, out, &body))
 }
@@ -110,7 +131,12 @@ async fn object_body(ctx: &Ctx, body: Body, kind: &str) -> ApiResult<(Value, Vec
     let decoded = body::decode_object(&ctx.headers, &bytes, kind)?;
     let mut value = decoded.value;
     ops::check_type_meta(&ctx.res, &mut value, kind)?;
-    let warnings = ops::check_fields(&ctx.res, &value, ctx.query.field_validation()?, &decoded.duplicates)?;
+    let warnings = ops::check_fields(
+        &ctx.res,
+        &value,
+        ctx.query.field_validation()?,
+        &decoded.duplicates,
+    )?;
     Ok((value, warnings))
 }
 
@@ -133,8 +159,20 @@ pub async fn replace_sub(ctx: &Ctx, body: Body, sub: Option<&str>) -> ApiResult<
     } else {
         Precondition::MustExist
     };
-    let target = Target { namespace: ctx.ns(), name, subresource: sub };
-    let mut w = ops::update(&ctx.state, &ctx.res, target, pre, &ctx.write_opts()?, |_| Ok(obj.clone())).await?;
+    let target = Target {
+        namespace: ctx.ns(),
+        name,
+        subresource: sub,
+    };
+    let mut w = ops::update(
+        &ctx.state,
+        &ctx.res,
+        target,
+        pre,
+        &ctx.write_opts()?,
+        |_| Ok(obj.clone()),
+    )
+    .await?;
     w.warnings.extend(warnings);
     render_written(ctx, w)
 }
@@ -150,8 +188,11 @@ pub fn patch_error(e: patch::PatchError) -> ApiError {
     err.code = e.code();
     err.reason = e.reason();
     if !e.causes().is_empty() {
-        let causes: Vec<Value> =
-            e.causes().iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field})).collect();
+        let causes: Vec<Value> = e
+            .causes()
+            .iter()
+            .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+            .collect();
         err.details = Some(json!({"causes": causes}));
     }
     err
@@ -161,7 +202,11 @@ pub fn patch_error(e: patch::PatchError) -> ApiError {
 pub fn patch_type(ctx: &Ctx) -> ApiResult<(PatchType, String)> {
     let ct = body::media_type(&ctx.headers);
     let accepted: &[&str] = if ctx.res.custom.is_some() {
-        &["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"]
+        &[
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            "application/apply-patch+yaml",
+        ]
     } else {
         &[
             "application/json-patch+json",
@@ -173,7 +218,8 @@ pub fn patch_type(ctx: &Ctx) -> ApiResult<(PatchType, String)> {
     if !accepted.contains(&ct.as_str()) {
         return Err(ApiError::unsupported_media_type(&ct, accepted));
     }
-    let pt = PatchType::from_content_type(&ct).ok_or_else(|| ApiError::unsupported_media_type(&ct, accepted))?;
+    let pt = PatchType::from_content_type(&ct)
+        .ok_or_else(|| ApiError::unsupported_media_type(&ct, accepted))?;
     Ok((pt, ct))
 }
 
@@ -199,19 +245,36 @@ pub async fn patch_sub(ctx: &Ctx, body: Body, sub: Option<&str>) -> ApiResult<Re
             ));
         }
     } else if ctx.query.get("force").is_some() {
-        return Err(ApiError::bad_request("force: Forbidden: may not be specified for non-apply patch"));
+        return Err(ApiError::bad_request(
+            "force: Forbidden: may not be specified for non-apply patch",
+        ));
     }
     let force = ctx.query.bool("force")?;
     let name = ctx.path.name.as_deref().unwrap_or("");
-    let pre = if is_apply && sub.is_none() { Precondition::CreateIfMissing } else { Precondition::MustExist };
-    let target = Target { namespace: ctx.ns(), name, subresource: sub };
+    let pre = if is_apply && sub.is_none() {
+        Precondition::CreateIfMissing
+    } else {
+        Precondition::MustExist
+    };
+    let target = Target {
+        namespace: ctx.ns(),
+        name,
+        subresource: sub,
+    };
     let fv = opts.field_validation;
     let manager = opts.field_manager.clone();
     let res = ctx.res.clone();
     let mut warnings = Vec::new();
     let mut w = ops::update(&ctx.state, &ctx.res, target, pre, &opts, |cur| {
-        let patch_type = PatchType::from_content_type(&ct).ok_or_else(|| ApiError::unsupported_media_type(&ct, &[]))?;
-        let req = PatchRequest { info: &res.info, patch_type, body: &bytes, field_manager: manager.as_deref(), force };
+        let patch_type = PatchType::from_content_type(&ct)
+            .ok_or_else(|| ApiError::unsupported_media_type(&ct, &[]))?;
+        let req = PatchRequest {
+            info: &res.info,
+            patch_type,
+            body: &bytes,
+            field_manager: manager.as_deref(),
+            force,
+        };
         let mut out = patch::apply_patch(&req, cur).map_err(patch_error)?;
         if cur.is_none() {
             objects::meta_mut(&mut out).remove("resourceVersion");
@@ -234,7 +297,11 @@ async fn delete_opts(ctx: &Ctx, body: Body) -> ApiResult<DeleteOpts> {
     let mut o = DeleteOpts {
         grace_period: ctx.query.int("gracePeriodSeconds")?,
         propagation: ctx.query.propagation()?,
-        orphan_dependents: if ctx.query.get("orphanDependents").is_some() { Some(ctx.query.bool("orphanDependents")?) } else { None },
+        orphan_dependents: if ctx.query.get("orphanDependents").is_some() {
+            Some(ctx.query.bool("orphanDependents")?)
+        } else {
+            None
+        },
         dry_run: ctx.query.dry_run()?,
         ..Default::default()
     };
@@ -250,12 +317,20 @@ async fn delete_opts(ctx: &Ctx, body: Body) -> ApiResult<DeleteOpts> {
         if let Some(b) = v.get("orphanDependents").and_then(Value::as_bool) {
             o.orphan_dependents = Some(b);
         }
-        o.precondition_uid = v.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
-        o.precondition_rv = v.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string);
+        o.precondition_uid = v
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        o.precondition_rv = v
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         if let Some(dr) = v.get("dryRun").and_then(Value::as_array) {
             for d in dr {
                 if d.as_str() != Some("All") {
-                    return Err(ApiError::bad_request(format!("dryRun: Unsupported value: {d}: supported values: \"All\"")));
+                    return Err(ApiError::bad_request(format!(
+                        "dryRun: Unsupported value: {d}: supported values: \"All\""
+                    )));
                 }
                 o.dry_run = true;
             }
@@ -271,7 +346,8 @@ async fn delete_opts(ctx: &Ctx, body: Body) -> ApiResult<DeleteOpts> {
 
 /// The Success Status of a delete.
 fn success_status(res: &Resource, obj: &Value) -> Value {
-    let mut details = json!({"name": objects::name(obj), "kind": res.info.plural, "uid": objects::uid(obj)});
+    let mut details =
+        json!({"name": objects::name(obj), "kind": res.info.plural, "uid": objects::uid(obj)});
     if !res.info.group.is_empty() {
         details["group"] = json!(res.info.group);
     }
@@ -283,11 +359,22 @@ pub async fn delete(ctx: &Ctx, body: Body) -> ApiResult<Response> {
     let out = output(ctx)?;
     let opts = delete_opts(ctx, body).await?;
     let name = ctx.path.name.as_deref().unwrap_or("");
-    let write = WriteOpts { dry_run: opts.dry_run, ..ctx.write_opts()? };
+    let write = WriteOpts {
+        dry_run: opts.dry_run,
+        ..ctx.write_opts()?
+    };
     let d = ops::delete(&ctx.state, &ctx.res, ctx.ns(), name, &opts, &write).await?;
-    let status = if !d.gone && opts.orphan_dependents == Some(false) { StatusCode::ACCEPTED } else { StatusCode::OK };
+    let status = if !d.gone && opts.orphan_dependents == Some(false) {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
     if d.gone && !returns_deleted_object(ctx.res.id) {
-        return Ok(negotiate::respond(status, Output::Json, &success_status(&ctx.res, &d.object)));
+        return Ok(negotiate::respond(
+            status,
+            Output::Json,
+            &success_status(&ctx.res, &d.object),
+        ));
     }
     render_object(ctx, status, out, &d.object)
 }
@@ -300,11 +387,23 @@ pub async fn delete_collection(ctx: &Ctx, body: Body) -> ApiResult<Response> {
     }
     let opts = delete_opts(ctx, body).await?;
     let list = ops::list(&ctx.state, &ctx.res, ctx.ns(), &list_opts(ctx)?).await?;
-    let write = WriteOpts { dry_run: opts.dry_run, ..ctx.write_opts()? };
+    let write = WriteOpts {
+        dry_run: opts.dry_run,
+        ..ctx.write_opts()?
+    };
     let mut deleted = Vec::new();
     for item in list.items {
         let ns = Some(objects::namespace(&item)).filter(|s| !s.is_empty());
-        match ops::delete(&ctx.state, &ctx.res, ns, objects::name(&item), &opts, &write).await {
+        match ops::delete(
+            &ctx.state,
+            &ctx.res,
+            ns,
+            objects::name(&item),
+            &opts,
+            &write,
+        )
+        .await
+        {
             Ok(d) => deleted.push(d.object),
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),
@@ -331,7 +430,10 @@ pub async fn component_statuses(ctx: &Ctx, method: &Method) -> ApiResult<Respons
         }
         None => {
             let f = filter(ctx)?;
-            let items = items.into_iter().filter(|i| f.matches(&ctx.res, i)).collect();
+            let items = items
+                .into_iter()
+                .filter(|i| f.matches(&ctx.res, i))
+                .collect();
             render_list(ctx, &ctx.res, items, rev, None)
         }
     }

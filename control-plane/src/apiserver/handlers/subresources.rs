@@ -84,7 +84,11 @@ fn scale_of(ctx: &Ctx, obj: &Value) -> Value {
 async fn get_scale(ctx: &Ctx) -> ApiResult<Response> {
     let name = ctx.path.name.as_deref().unwrap_or("");
     let obj = ops::get(&ctx.state, &ctx.res, ctx.ns(), name).await?;
-    Ok(negotiate::respond(StatusCode::OK, output_json(ctx)?, &scale_of(ctx, &obj)))
+    Ok(negotiate::respond(
+        StatusCode::OK,
+        output_json(ctx)?,
+        &scale_of(ctx, &obj),
+    ))
 }
 
 fn output_json(ctx: &Ctx) -> ApiResult<Output> {
@@ -118,71 +122,115 @@ async fn write_scale(ctx: &Ctx, method: &Method, body: Body) -> ApiResult<Respon
     if is_patch
         && !matches!(
             ct.as_str(),
-            "application/merge-patch+json" | "application/strategic-merge-patch+json" | "application/json-patch+json" | "application/apply-patch+yaml"
+            "application/merge-patch+json"
+                | "application/strategic-merge-patch+json"
+                | "application/json-patch+json"
+                | "application/apply-patch+yaml"
         )
     {
-        return Err(ApiError::unsupported_media_type(&ct, &["application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json", "application/apply-patch+yaml"]));
+        return Err(ApiError::unsupported_media_type(
+            &ct,
+            &[
+                "application/json-patch+json",
+                "application/merge-patch+json",
+                "application/strategic-merge-patch+json",
+                "application/apply-patch+yaml",
+            ],
+        ));
     }
-    let put_body = if is_patch { None } else { Some(body::decode_object(&ctx.headers, &bytes, "Scale")?.value) };
+    let put_body = if is_patch {
+        None
+    } else {
+        Some(body::decode_object(&ctx.headers, &bytes, "Scale")?.value)
+    };
     let patch_body: Option<Value> = if is_patch && ct != "application/apply-patch+yaml" {
-        Some(serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid patch: {e}")))?)
+        Some(
+            serde_json::from_slice(&bytes)
+                .map_err(|e| ApiError::bad_request(format!("invalid patch: {e}")))?,
+        )
     } else if is_patch {
-        Some(serde_yaml::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("invalid patch: {e}")))?)
+        Some(
+            serde_yaml::from_slice(&bytes)
+                .map_err(|e| ApiError::bad_request(format!("invalid patch: {e}")))?,
+        )
     } else {
         None
     };
     let name = ctx.path.name.as_deref().unwrap_or("");
     let (spec_p, _, _) = scale_paths(ctx);
-    let target = Target { namespace: ctx.ns(), name, subresource: Some("scale") };
+    let target = Target {
+        namespace: ctx.ns(),
+        name,
+        subresource: Some("scale"),
+    };
     let opts = ctx.write_opts()?;
-    let w = ops::update(&ctx.state, &ctx.res, target, Precondition::MustExist, &opts, |cur| {
-        let cur = cur.ok_or_else(|| ApiError::not_found(&ctx.res.group_resource(), name))?;
-        let mut scale = scale_of(ctx, cur);
-        let new_scale = match (&put_body, &patch_body) {
-            (Some(b), _) => b.clone(),
-            (None, Some(p)) if ct == "application/json-patch+json" => {
-                let patch: json_patch::Patch = serde_json::from_value(p.clone())
-                    .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-                json_patch::patch(&mut scale, &patch).map_err(|e| {
-                    let mut err = ApiError::bad_request(e.to_string());
-                    err.code = 422;
-                    err.reason = "Invalid";
-                    err
-                })?;
-                scale
+    let w = ops::update(
+        &ctx.state,
+        &ctx.res,
+        target,
+        Precondition::MustExist,
+        &opts,
+        |cur| {
+            let cur = cur.ok_or_else(|| ApiError::not_found(&ctx.res.group_resource(), name))?;
+            let mut scale = scale_of(ctx, cur);
+            let new_scale = match (&put_body, &patch_body) {
+                (Some(b), _) => b.clone(),
+                (None, Some(p)) if ct == "application/json-patch+json" => {
+                    let patch: json_patch::Patch = serde_json::from_value(p.clone())
+                        .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+                    json_patch::patch(&mut scale, &patch).map_err(|e| {
+                        let mut err = ApiError::bad_request(e.to_string());
+                        err.code = 422;
+                        err.reason = "Invalid";
+                        err
+                    })?;
+                    scale
+                }
+                (None, Some(p)) => {
+                    json_patch::merge(&mut scale, p);
+                    scale
+                }
+                (None, None) => scale,
+            };
+            let replicas = new_scale
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            if replicas < 0 {
+                return Err(ApiError::invalid(
+                    "autoscaling",
+                    "Scale",
+                    name,
+                    vec![crate::apiserver::errors::Cause {
+                        reason: "FieldValueInvalid".into(),
+                        message: format!(
+                            "Invalid value: {replicas}: must be greater than or equal to 0"
+                        ),
+                        field: "spec.replicas".into(),
+                    }],
+                ));
             }
-            (None, Some(p)) => {
-                json_patch::merge(&mut scale, p);
-                scale
+            let mut next = cur.clone();
+            set_path(&mut next, &dotted(&spec_p), json!(replicas));
+            let rv = new_scale
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let meta = objects::meta_mut(&mut next);
+            if rv.is_empty() {
+                meta.remove("resourceVersion");
+            } else {
+                meta.insert("resourceVersion".into(), json!(rv));
             }
-            (None, None) => scale,
-        };
-        let replicas = new_scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
-        if replicas < 0 {
-            return Err(ApiError::invalid(
-                "autoscaling",
-                "Scale",
-                name,
-                vec![crate::apiserver::errors::Cause {
-                    reason: "FieldValueInvalid".into(),
-                    message: format!("Invalid value: {replicas}: must be greater than or equal to 0"),
-                    field: "spec.replicas".into(),
-                }],
-            ));
-        }
-        let mut next = cur.clone();
-        set_path(&mut next, &dotted(&spec_p), json!(replicas));
-        let rv = new_scale.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("");
-        let meta = objects::meta_mut(&mut next);
-        if rv.is_empty() {
-            meta.remove("resourceVersion");
-        } else {
-            meta.insert("resourceVersion".into(), json!(rv));
-        }
-        Ok(next)
-    })
+            Ok(next)
+        },
+    )
     .await?;
-    Ok(negotiate::respond(StatusCode::OK, out, &scale_of(ctx, &w.object)))
+    Ok(negotiate::respond(
+        StatusCode::OK,
+        out,
+        &scale_of(ctx, &w.object),
+    ))
 }
 
 async fn bind(ctx: &Ctx, body: Body) -> ApiResult<Response> {
@@ -192,13 +240,21 @@ async fn bind(ctx: &Ctx, body: Body) -> ApiResult<Response> {
     let bytes = read_body(ctx, body).await?;
     let binding = body::decode_object(&ctx.headers, &bytes, "Binding")?.value;
     let name = ctx.path.name.as_deref().unwrap_or("");
-    let target_node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
+    let target_node = binding
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if target_node.is_empty() {
         return Err(ApiError::invalid(
             "",
             "Binding",
             name,
-            vec![crate::apiserver::errors::Cause { reason: "FieldValueRequired".into(), message: "Required value".into(), field: "target.name".into() }],
+            vec![crate::apiserver::errors::Cause {
+                reason: "FieldValueRequired".into(),
+                message: "Required value".into(),
+                field: "target.name".into(),
+            }],
         ));
     }
     let bname = objects::name(&binding);
@@ -209,42 +265,70 @@ async fn bind(ctx: &Ctx, body: Body) -> ApiResult<Response> {
     }
     let gr = ctx.res.group_resource();
     let opts = ctx.write_opts()?;
-    let target = Target { namespace: ctx.ns(), name, subresource: Some("binding") };
-    let annotations = binding.pointer("/metadata/annotations").and_then(Value::as_object).cloned();
-    ops::update(&ctx.state, &ctx.res, target, Precondition::MustExist, &opts, |cur| {
-        let cur = cur.ok_or_else(|| ApiError::not_found(&gr, name))?;
-        if objects::is_deleting(cur) {
-            return Err(ApiError::conflict(&gr, name, "pod is being deleted, cannot be assigned to a host"));
-        }
-        let existing = objects::path_str(cur, "spec.nodeName");
-        if !existing.is_empty() {
-            return Err(ApiError::conflict(&gr, name, &format!("pod {name} is already assigned to node \"{existing}\"")));
-        }
-        let mut next = cur.clone();
-        next["spec"]["nodeName"] = json!(target_node);
-        if let Some(a) = &annotations {
-            let meta = objects::meta_mut(&mut next);
-            let ann = meta.entry("annotations").or_insert_with(|| json!({}));
-            if let Some(m) = ann.as_object_mut() {
-                m.extend(a.clone());
+    let target = Target {
+        namespace: ctx.ns(),
+        name,
+        subresource: Some("binding"),
+    };
+    let annotations = binding
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .cloned();
+    ops::update(
+        &ctx.state,
+        &ctx.res,
+        target,
+        Precondition::MustExist,
+        &opts,
+        |cur| {
+            let cur = cur.ok_or_else(|| ApiError::not_found(&gr, name))?;
+            if objects::is_deleting(cur) {
+                return Err(ApiError::conflict(
+                    &gr,
+                    name,
+                    "pod is being deleted, cannot be assigned to a host",
+                ));
             }
-        }
-        let cond = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null,
+            let existing = objects::path_str(cur, "spec.nodeName");
+            if !existing.is_empty() {
+                return Err(ApiError::conflict(
+                    &gr,
+                    name,
+                    &format!("pod {name} is already assigned to node \"{existing}\""),
+                ));
+            }
+            let mut next = cur.clone();
+            next["spec"]["nodeName"] = json!(target_node);
+            if let Some(a) = &annotations {
+                let meta = objects::meta_mut(&mut next);
+                let ann = meta.entry("annotations").or_insert_with(|| json!({}));
+                if let Some(m) = ann.as_object_mut() {
+                    m.extend(a.clone());
+                }
+            }
+            let cond = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null,
                           "lastTransitionTime": objects::now_rfc3339()});
-        let status = next.as_object_mut().map(|m| m.entry("status").or_insert_with(|| json!({})));
-        if let Some(s) = status.and_then(Value::as_object_mut) {
-            let conds = s.entry("conditions").or_insert_with(|| json!([]));
-            if let Some(list) = conds.as_array_mut() {
-                list.retain(|c| c["type"] != "PodScheduled");
-                list.push(cond);
+            let status = next
+                .as_object_mut()
+                .map(|m| m.entry("status").or_insert_with(|| json!({})));
+            if let Some(s) = status.and_then(Value::as_object_mut) {
+                let conds = s.entry("conditions").or_insert_with(|| json!([]));
+                if let Some(list) = conds.as_array_mut() {
+                    list.retain(|c| c["type"] != "PodScheduled");
+                    list.push(cond);
+                }
             }
-        }
-        objects::meta_mut(&mut next).remove("resourceVersion");
-        Ok(next)
-    })
+            objects::meta_mut(&mut next).remove("resourceVersion");
+            Ok(next)
+        },
+    )
     .await?;
     let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
-    Ok(negotiate::respond(StatusCode::CREATED, Output::Json, &status))
+    Ok(negotiate::respond(
+        StatusCode::CREATED,
+        Output::Json,
+        &status,
+    ))
 }
 
 #[cfg(test)]
@@ -256,6 +340,9 @@ mod tests {
         let mut o = json!({"spec": {"a": 1}});
         set_path(&mut o, "spec.size", json!(3));
         set_path(&mut o, "x.y.z", json!(true));
-        assert_eq!(o, json!({"spec": {"a": 1, "size": 3}, "x": {"y": {"z": true}}}));
+        assert_eq!(
+            o,
+            json!({"spec": {"a": 1, "size": 3}, "x": {"y": {"z": true}}})
+        );
     }
 }

@@ -21,8 +21,14 @@ pub async fn create(
     opts: &WriteOpts,
 ) -> ApiResult<Written> {
     let meta = objects::meta_mut(&mut obj);
-    if meta.get("resourceVersion").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
-        return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
+    if meta
+        .get("resourceVersion")
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Err(ApiError::bad_request(
+            "resourceVersion should not be set on objects to be created",
+        ));
     }
     if res.info.namespaced() {
         let url_ns = namespace.unwrap_or("");
@@ -39,12 +45,24 @@ pub async fn create(
     } else {
         meta.remove("namespace");
     }
-    let generate = meta.get("generateName").and_then(Value::as_str).unwrap_or("").to_string();
-    let explicit_name = meta.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+    let generate = meta
+        .get("generateName")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let explicit_name = meta
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let generated = explicit_name.is_empty() && !generate.is_empty();
 
     if res.info.namespaced() {
-        let display = if generated { generate.as_str() } else { explicit_name.as_str() };
+        let display = if generated {
+            generate.as_str()
+        } else {
+            explicit_name.as_str()
+        };
         check_namespace(state, res, namespace.unwrap_or(""), display).await?;
     }
 
@@ -96,7 +114,11 @@ async fn create_once(
         ipalloc::Allocation::default()
     };
     if opts.dry_run {
-        return Ok(Written { object: obj, created: true, warnings: Vec::new() });
+        return Ok(Written {
+            object: obj,
+            created: true,
+            warnings: Vec::new(),
+        });
     }
     let key = objects::key(res, namespace, Some(&name));
     let kv = match state.store().create(&key, objects::encode(&obj)?).await {
@@ -113,5 +135,9 @@ async fn create_once(
     if res.id == KindId::CustomResourceDefinition {
         crd::sync_one(state.registry(), &name, Some(&obj));
     }
-    Ok(Written { object: obj, created: true, warnings: Vec::new() })
+    Ok(Written {
+        object: obj,
+        created: true,
+        warnings: Vec::new(),
+    })
 }

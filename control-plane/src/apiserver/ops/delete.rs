@@ -46,26 +46,29 @@ pub struct Deleted {
 fn check_preconditions(res: &Resource, obj: &Value, opts: &DeleteOpts) -> ApiResult<()> {
     let gr = res.group_resource();
     let name = objects::name(obj);
-    if let Some(uid) = opts.precondition_uid.as_deref() {
-        if uid != objects::uid(obj) {
-            return Err(ApiError::conflict(
-                &gr,
-                name,
-                &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", objects::uid(obj)),
-            ));
-        }
+    if let Some(uid) = opts.precondition_uid.as_deref()
+        && uid != objects::uid(obj)
+    {
+        return Err(ApiError::conflict(
+            &gr,
+            name,
+            &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                objects::uid(obj)
+            ),
+        ));
     }
-    if let Some(rv) = opts.precondition_rv.as_deref() {
-        if rv != objects::resource_version(obj) {
-            return Err(ApiError::conflict(
-                &gr,
-                name,
-                &format!(
-                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                    objects::resource_version(obj)
-                ),
-            ));
-        }
+    if let Some(rv) = opts.precondition_rv.as_deref()
+        && rv != objects::resource_version(obj)
+    {
+        return Err(ApiError::conflict(
+            &gr,
+            name,
+            &format!(
+                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                objects::resource_version(obj)
+            ),
+        ));
     }
     Ok(())
 }
@@ -73,11 +76,16 @@ fn check_preconditions(res: &Resource, obj: &Value, opts: &DeleteOpts) -> ApiRes
 /// The grace period a pod gets (0 = delete at once).
 fn pod_grace(obj: &Value, requested: Option<i64>) -> i64 {
     let phase = objects::path_str(obj, "status.phase");
-    if objects::path_str(obj, "spec.nodeName").is_empty() || phase == "Succeeded" || phase == "Failed" {
+    if objects::path_str(obj, "spec.nodeName").is_empty()
+        || phase == "Succeeded"
+        || phase == "Failed"
+    {
         return 0;
     }
     let g = requested.unwrap_or_else(|| {
-        objects::path(obj, "spec.terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30)
+        objects::path(obj, "spec.terminationGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(30)
     });
     g.max(0)
 }
@@ -124,7 +132,11 @@ pub async fn delete(
         if res.id == KindId::Namespace {
             return delete_namespace(state, res, cur, rev, opts, write).await;
         }
-        let grace = if res.id == KindId::Pod { pod_grace(&cur, opts.grace_period) } else { 0 };
+        let grace = if res.id == KindId::Pod {
+            pod_grace(&cur, opts.grace_period)
+        } else {
+            0
+        };
         let policy = opts.propagation.or(match opts.orphan_dependents {
             Some(true) => Some(Propagation::Orphan),
             _ => None,
@@ -141,7 +153,10 @@ pub async fn delete(
             if !already || shorten {
                 let when = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
                 let meta = objects::meta_mut(&mut next);
-                meta.insert("deletionTimestamp".into(), json!(objects::format_time(when)));
+                meta.insert(
+                    "deletionTimestamp".into(),
+                    json!(objects::format_time(when)),
+                );
                 meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
                 if !already {
                     let g = meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
@@ -151,22 +166,35 @@ pub async fn delete(
                 }
             }
             if next == cur {
-                return Ok(Deleted { object: cur, gone: false });
+                return Ok(Deleted {
+                    object: cur,
+                    gone: false,
+                });
             }
             if grace == 0 && fins.is_empty() {
                 // Shortened to zero with nothing pending: fall through to removal.
             } else {
                 record_manager(res, Some(&cur), &mut next, write, None);
                 if opts.dry_run {
-                    return Ok(Deleted { object: next, gone: false });
+                    return Ok(Deleted {
+                        object: next,
+                        gone: false,
+                    });
                 }
-                match state.store().update(&key, objects::encode(&next)?, Some(rev)).await {
+                match state
+                    .store()
+                    .update(&key, objects::encode(&next)?, Some(rev))
+                    .await
+                {
                     Ok(kv) => {
                         objects::set_resource_version(&mut next, kv.mod_revision);
                         if res.id == KindId::CustomResourceDefinition {
                             crd::sync_one(state.registry(), name, Some(&next));
                         }
-                        return Ok(Deleted { object: next, gone: false });
+                        return Ok(Deleted {
+                            object: next,
+                            gone: false,
+                        });
                     }
                     Err(StoreError::Conflict { .. }) if !pinned => continue,
                     Err(e) => return Err(ApiError::from_store(e, &gr, name)),
@@ -174,7 +202,10 @@ pub async fn delete(
             }
         }
         if opts.dry_run {
-            return Ok(Deleted { object: cur, gone: true });
+            return Ok(Deleted {
+                object: cur,
+                gone: true,
+            });
         }
         if res.id == KindId::CustomResourceDefinition {
             delete_custom_objects(state, &cur).await?;
@@ -184,13 +215,20 @@ pub async fn delete(
                 let mut obj = cur;
                 objects::set_resource_version(&mut obj, kv.mod_revision);
                 after_delete(state, res, &obj).await;
-                return Ok(Deleted { object: obj, gone: true });
+                return Ok(Deleted {
+                    object: obj,
+                    gone: true,
+                });
             }
             Err(StoreError::Conflict { .. }) if !pinned => continue,
             Err(e) => return Err(ApiError::from_store(e, &gr, name)),
         }
     }
-    Err(ApiError::conflict(&gr, name, "too many concurrent updates, please retry"))
+    Err(ApiError::conflict(
+        &gr,
+        name,
+        "too many concurrent updates, please retry",
+    ))
 }
 
 async fn delete_namespace(
@@ -204,10 +242,17 @@ async fn delete_namespace(
     let name = objects::name(&cur).to_string();
     let gr = res.group_resource();
     if SYSTEM_NAMESPACES.contains(&name.as_str()) {
-        return Err(ApiError::forbidden(&gr, &name, "this namespace may not be deleted"));
+        return Err(ApiError::forbidden(
+            &gr,
+            &name,
+            "this namespace may not be deleted",
+        ));
     }
     if objects::is_deleting(&cur) {
-        return Ok(Deleted { object: cur, gone: false });
+        return Ok(Deleted {
+            object: cur,
+            gone: false,
+        });
     }
     let mut next = cur.clone();
     let fins = finalizers_for(&objects::finalizers(&cur), opts.propagation);
@@ -218,7 +263,10 @@ async fn delete_namespace(
     next["status"] = json!({"phase": "Terminating"});
     record_manager(res, Some(&cur), &mut next, write, None);
     if opts.dry_run {
-        return Ok(Deleted { object: next, gone: false });
+        return Ok(Deleted {
+            object: next,
+            gone: false,
+        });
     }
     let key = objects::key(res, None, Some(&name));
     let kv = state
@@ -228,7 +276,10 @@ async fn delete_namespace(
         .map_err(|e| ApiError::from_store(e, &gr, &name))?;
     objects::set_resource_version(&mut next, kv.mod_revision);
     state.wake_namespace_finalizer();
-    Ok(Deleted { object: next, gone: false })
+    Ok(Deleted {
+        object: next,
+        gone: false,
+    })
 }
 
 /// Deletes every stored object of a CRD (all versions share one prefix).
@@ -253,7 +304,9 @@ async fn delete_custom_objects(state: &ApiState, crd_obj: &Value) -> ApiResult<(
 pub async fn after_delete(state: &ApiState, res: &Resource, obj: &Value) {
     match res.id {
         KindId::Service => ipalloc::release(state, &ipalloc::Allocation::of_service(obj)).await,
-        KindId::CustomResourceDefinition => crd::sync_one(state.registry(), objects::name(obj), None),
+        KindId::CustomResourceDefinition => {
+            crd::sync_one(state.registry(), objects::name(obj), None)
+        }
         _ => {}
     }
 }
@@ -269,7 +322,11 @@ mod tests {
         assert_eq!(pod_grace(&scheduled, Some(0)), 0);
         assert_eq!(pod_grace(&scheduled, Some(3)), 3);
         assert_eq!(pod_grace(&json!({"spec": {"nodeName": "n"}}), None), 30);
-        assert_eq!(pod_grace(&json!({"spec": {}}), None), 0, "unscheduled pods go at once");
+        assert_eq!(
+            pod_grace(&json!({"spec": {}}), None),
+            0,
+            "unscheduled pods go at once"
+        );
         let done = json!({"spec": {"nodeName": "n"}, "status": {"phase": "Succeeded"}});
         assert_eq!(pod_grace(&done, None), 0, "terminal pods go at once");
     }
@@ -277,12 +334,24 @@ mod tests {
     #[test]
     fn propagation_finalizers() {
         let none: Vec<String> = Vec::new();
-        assert_eq!(finalizers_for(&none, Some(Propagation::Orphan)), vec!["orphan"]);
-        assert_eq!(finalizers_for(&none, Some(Propagation::Foreground)), vec!["foregroundDeletion"]);
+        assert_eq!(
+            finalizers_for(&none, Some(Propagation::Orphan)),
+            vec!["orphan"]
+        );
+        assert_eq!(
+            finalizers_for(&none, Some(Propagation::Foreground)),
+            vec!["foregroundDeletion"]
+        );
         assert!(finalizers_for(&none, Some(Propagation::Background)).is_empty());
         let both = vec!["x".to_string(), "orphan".to_string()];
-        assert_eq!(finalizers_for(&both, Some(Propagation::Foreground)), vec!["x", "foregroundDeletion"]);
-        assert_eq!(finalizers_for(&both, Some(Propagation::Background)), vec!["x"]);
+        assert_eq!(
+            finalizers_for(&both, Some(Propagation::Foreground)),
+            vec!["x", "foregroundDeletion"]
+        );
+        assert_eq!(
+            finalizers_for(&both, Some(Propagation::Background)),
+            vec!["x"]
+        );
         assert_eq!(finalizers_for(&both, None), both);
     }
 }

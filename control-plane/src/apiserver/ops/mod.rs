@@ -38,7 +38,11 @@ pub struct WriteOpts {
 
 impl Default for WriteOpts {
     fn default() -> Self {
-        WriteOpts { dry_run: false, field_manager: None, field_validation: FieldValidation::Ignore }
+        WriteOpts {
+            dry_run: false,
+            field_manager: None,
+            field_validation: FieldValidation::Ignore,
+        }
     }
 }
 
@@ -91,7 +95,9 @@ pub fn check_type_meta(res: &Resource, obj: &mut Value, kind: &str) -> ApiResult
             map.insert("apiVersion".into(), json!(expected_av));
         }
         Some(av) if av == expected_av => {}
-        Some(av) if res.custom.is_some() && av.split('/').next() == Some(res.info.group.as_str()) => {
+        Some(av)
+            if res.custom.is_some() && av.split('/').next() == Some(res.info.group.as_str()) =>
+        {
             map.insert("apiVersion".into(), json!(expected_av));
         }
         Some(av) => {
@@ -113,29 +119,51 @@ pub fn check_fields(
     if mode == FieldValidation::Ignore {
         return Ok(Vec::new());
     }
-    let mut problems: Vec<String> = duplicates.iter().map(|d| format!("duplicate field \"{d}\"")).collect();
+    let mut problems: Vec<String> = duplicates
+        .iter()
+        .map(|d| format!("duplicate field \"{d}\""))
+        .collect();
     if let Some(s) = schema::schema_for(&res.info) {
-        problems.extend(schema::unknown_fields(&s, obj).into_iter().map(|f| format!("unknown field \"{f}\"")));
+        problems.extend(
+            schema::unknown_fields(&s, obj)
+                .into_iter()
+                .map(|f| format!("unknown field \"{f}\"")),
+        );
     }
     if problems.is_empty() {
         return Ok(Vec::new());
     }
     match mode {
-        FieldValidation::Strict => Err(ApiError::bad_request(format!("strict decoding error: {}", problems.join(", ")))),
+        FieldValidation::Strict => Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            problems.join(", ")
+        ))),
         _ => Ok(problems),
     }
 }
 
 /// Checks that `namespace` exists and is not terminating (for creates).
-pub async fn check_namespace(state: &ApiState, res: &Resource, namespace: &str, name: &str) -> ApiResult<()> {
-    let Some(ns_res) = state.registry().builtin("", "namespaces") else { return Ok(()) };
+pub async fn check_namespace(
+    state: &ApiState,
+    res: &Resource,
+    namespace: &str,
+    name: &str,
+) -> ApiResult<()> {
+    let Some(ns_res) = state.registry().builtin("", "namespaces") else {
+        return Ok(());
+    };
     match load(state, &ns_res, None, namespace).await? {
         None => Err(ApiError::not_found(&ns_res.group_resource(), namespace)),
-        Some((ns, _)) if objects::is_deleting(&ns) || objects::path_str(&ns, "status.phase") == "Terminating" => {
+        Some((ns, _))
+            if objects::is_deleting(&ns)
+                || objects::path_str(&ns, "status.phase") == "Terminating" =>
+        {
             Err(ApiError::forbidden(
                 &res.group_resource(),
                 name,
-                &format!("unable to create new content in namespace {namespace} because it is being terminated"),
+                &format!(
+                    "unable to create new content in namespace {namespace} because it is being terminated"
+                ),
             ))
         }
         Some(_) => Ok(()),
@@ -156,10 +184,12 @@ pub fn finish(res: &Resource, obj: &mut Value, old: Option<&Value>) -> ApiResult
         super::crd::default_crd(obj);
     }
     let mut errs = validation::validate(res, obj, old);
-    if res.id == KindId::Custom {
-        if let Some(s) = res.info.crd_schema.as_ref() {
-            schema::prune(s, obj);
-            errs.extend(schema::validate_structural(s, obj).into_iter().map(|e| validation::FieldErr {
+    if res.id == KindId::Custom
+        && let Some(s) = res.info.crd_schema.as_ref()
+    {
+        schema::prune(s, obj);
+        errs.extend(schema::validate_structural(s, obj).into_iter().map(|e| {
+            validation::FieldErr {
                 ty: match e.reason {
                     "FieldValueRequired" => validation::ErrType::Required,
                     "FieldValueNotSupported" => validation::ErrType::NotSupported,
@@ -171,8 +201,8 @@ pub fn finish(res: &Resource, obj: &mut Value, old: Option<&Value>) -> ApiResult
                 field: e.field,
                 value: None,
                 detail: e.message,
-            }));
-        }
+            }
+        }));
     }
     if errs.is_empty() {
         Ok(())
@@ -196,7 +226,13 @@ pub fn spec_changed(old: &Value, new: &Value) -> bool {
 }
 
 /// Records a non-apply write in `managedFields`.
-pub fn record_manager(res: &Resource, old: Option<&Value>, new: &mut Value, opts: &WriteOpts, sub: Option<&str>) {
+pub fn record_manager(
+    res: &Resource,
+    old: Option<&Value>,
+    new: &mut Value,
+    opts: &WriteOpts,
+    sub: Option<&str>,
+) {
     if let Some(m) = opts.field_manager.as_deref() {
         patch::managed_fields::record_update(old, new, m, &res.info.api_version(), sub);
     }
@@ -208,7 +244,10 @@ mod tests {
     use crate::apiserver::kinds::builtin_resources;
 
     fn res(plural: &str) -> Resource {
-        builtin_resources().into_iter().find(|r| r.info.plural == plural).expect("resource")
+        builtin_resources()
+            .into_iter()
+            .find(|r| r.info.plural == plural)
+            .expect("resource")
     }
 
     #[test]
@@ -216,12 +255,23 @@ mod tests {
         let pods = res("pods");
         let mut o = json!({});
         check_type_meta(&pods, &mut o, "Pod").expect("fill");
-        assert_eq!((o["apiVersion"].clone(), o["kind"].clone()), (json!("v1"), json!("Pod")));
+        assert_eq!(
+            (o["apiVersion"].clone(), o["kind"].clone()),
+            (json!("v1"), json!("Pod"))
+        );
         let mut wrong = json!({"apiVersion": "v1", "kind": "Service"});
-        assert_eq!(check_type_meta(&pods, &mut wrong, "Pod").err().map(|e| e.code), Some(400));
+        assert_eq!(
+            check_type_meta(&pods, &mut wrong, "Pod")
+                .err()
+                .map(|e| e.code),
+            Some(400)
+        );
         let mut wrong_av = json!({"apiVersion": "apps/v1", "kind": "Pod"});
         let e = check_type_meta(&pods, &mut wrong_av, "Pod").expect_err("av");
-        assert_eq!(e.message, "the API version in the data (apps/v1) does not match the expected API version (v1)");
+        assert_eq!(
+            e.message,
+            "the API version in the data (apps/v1) does not match the expected API version (v1)"
+        );
     }
 
     #[test]
@@ -237,12 +287,20 @@ mod tests {
     fn duplicates_follow_field_validation() {
         let pods = res("pods");
         let dups = vec!["metadata.name".to_string()];
-        let e = check_fields(&pods, &json!({}), FieldValidation::Strict, &dups).expect_err("strict");
-        assert_eq!(e.message, "strict decoding error: duplicate field \"metadata.name\"");
+        let e =
+            check_fields(&pods, &json!({}), FieldValidation::Strict, &dups).expect_err("strict");
+        assert_eq!(
+            e.message,
+            "strict decoding error: duplicate field \"metadata.name\""
+        );
         assert_eq!(
             check_fields(&pods, &json!({}), FieldValidation::Warn, &dups).expect("warn"),
             vec!["duplicate field \"metadata.name\"".to_string()]
         );
-        assert!(check_fields(&pods, &json!({}), FieldValidation::Ignore, &dups).expect("ignore").is_empty());
+        assert!(
+            check_fields(&pods, &json!({}), FieldValidation::Ignore, &dups)
+                .expect("ignore")
+                .is_empty()
+        );
     }
 }

@@ -15,7 +15,12 @@ use crate::apiserver::{ApiState, objects};
 use crate::store::{ListOptions, Revision, StoreError};
 
 /// Reads one object or answers 404.
-pub async fn get(state: &ApiState, res: &Resource, namespace: Option<&str>, name: &str) -> ApiResult<Value> {
+pub async fn get(
+    state: &ApiState,
+    res: &Resource,
+    namespace: Option<&str>,
+    name: &str,
+) -> ApiResult<Value> {
     match super::load(state, res, namespace, name).await? {
         Some((obj, _)) => Ok(obj),
         None => Err(ApiError::not_found(&res.group_resource(), name)),
@@ -56,8 +61,14 @@ pub fn encode_continue(revision: Revision, last_key: &str) -> String {
 
 /// Decodes a continue token into (revision, last key); must lie under `prefix`.
 pub fn decode_continue(token: &str, prefix: &str) -> ApiResult<(Revision, String)> {
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.trim_end_matches('=')).map_err(|_| bad())?;
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.trim_end_matches('='))
+        .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let rev = v["rv"].as_i64().filter(|r| *r > 0).ok_or_else(bad)?;
     let key = v["start"].as_str().ok_or_else(bad)?.to_string();
@@ -76,17 +87,28 @@ async fn wait_for_revision(state: &ApiState, rev: Revision) -> ApiResult<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Err(StoreError::FutureRevision { requested: rev, current: state.store().current_revision() }.into())
+    Err(StoreError::FutureRevision {
+        requested: rev,
+        current: state.store().current_revision(),
+    }
+    .into())
 }
 
 /// Lists objects under `namespace` (or all namespaces).
-pub async fn list(state: &ApiState, res: &Resource, namespace: Option<&str>, opts: &ListOpts) -> ApiResult<ListResult> {
+pub async fn list(
+    state: &ApiState,
+    res: &Resource,
+    namespace: Option<&str>,
+    opts: &ListOpts,
+) -> ApiResult<ListResult> {
     let prefix = objects::key(res, namespace, None);
     let mut start_after = None;
     let mut read_at = None;
     if let Some(token) = opts.continue_token.as_deref().filter(|t| !t.is_empty()) {
         if opts.resource_version.is_some_and(|r| r != 0) {
-            return Err(ApiError::bad_request("specifying resource version is not allowed when using continue"));
+            return Err(ApiError::bad_request(
+                "specifying resource version is not allowed when using continue",
+            ));
         }
         let (rev, key) = decode_continue(token, &prefix)?;
         read_at = Some(rev);
@@ -153,7 +175,11 @@ pub async fn list(state: &ApiState, res: &Resource, namespace: Option<&str>, opt
         }
         start_after = last_key;
     }
-    Ok(ListResult { items, revision: revision.unwrap_or(0), continue_token })
+    Ok(ListResult {
+        items,
+        revision: revision.unwrap_or(0),
+        continue_token,
+    })
 }
 
 #[cfg(test)]
@@ -163,8 +189,16 @@ mod tests {
     #[test]
     fn continue_tokens_round_trip() {
         let t = encode_continue(42, "/registry/core/pods/default/web");
-        assert_eq!(decode_continue(&t, "/registry/core/pods/").ok(), Some((42, "/registry/core/pods/default/web".into())));
-        assert_eq!(decode_continue(&t, "/registry/core/services/").err().map(|e| e.code), Some(400));
+        assert_eq!(
+            decode_continue(&t, "/registry/core/pods/").ok(),
+            Some((42, "/registry/core/pods/default/web".into()))
+        );
+        assert_eq!(
+            decode_continue(&t, "/registry/core/services/")
+                .err()
+                .map(|e| e.code),
+            Some(400)
+        );
         assert_eq!(decode_continue("!!!", "/").err().map(|e| e.code), Some(400));
     }
 }

@@ -47,7 +47,13 @@ fn strip_volatile(v: &Value) -> Value {
 fn keep_server_metadata(cur: &Value, desired: &mut Value) {
     let cur_meta = objects::meta(cur).cloned().unwrap_or_default();
     let meta = objects::meta_mut(desired);
-    for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+    for k in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
         match cur_meta.get(k) {
             Some(v) => {
                 meta.insert(k.into(), v.clone());
@@ -83,7 +89,10 @@ fn merge(res: &Resource, cur: &Value, mut desired: Value, sub: Option<&str>) -> 
         }
         Some("finalize") => {
             let mut out = cur.clone();
-            let fins = desired.pointer("/spec/finalizers").cloned().unwrap_or_else(|| json!([]));
+            let fins = desired
+                .pointer("/spec/finalizers")
+                .cloned()
+                .unwrap_or_else(|| json!([]));
             if let Some(spec) = out.get_mut("spec").and_then(Value::as_object_mut) {
                 spec.insert("finalizers".into(), fins);
             } else {
@@ -110,11 +119,13 @@ fn merge(res: &Resource, cur: &Value, mut desired: Value, sub: Option<&str>) -> 
             if res.id == KindId::Service {
                 // A PUT without the allocated fields keeps them (kubectl replace).
                 for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
-                    let missing = desired.pointer(&format!("/spec/{f}")).is_none_or(|v| v.is_null() || v == "");
-                    if let (true, Some(v)) = (missing, cur.pointer(&format!("/spec/{f}"))) {
-                        if let Some(spec) = desired.get_mut("spec").and_then(Value::as_object_mut) {
-                            spec.insert(f.into(), v.clone());
-                        }
+                    let missing = desired
+                        .pointer(&format!("/spec/{f}"))
+                        .is_none_or(|v| v.is_null() || v == "");
+                    if let (true, Some(v)) = (missing, cur.pointer(&format!("/spec/{f}")))
+                        && let Some(spec) = desired.get_mut("spec").and_then(Value::as_object_mut)
+                    {
+                        spec.insert(f.into(), v.clone());
                     }
                 }
             }
@@ -155,9 +166,9 @@ where
         let pinned = match objects::resource_version(&desired) {
             "" => false,
             rv => {
-                let want: i64 = rv
-                    .parse()
-                    .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?;
+                let want: i64 = rv.parse().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resource version: {rv:?}"))
+                })?;
                 if want != rev {
                     return Err(ApiError::stale(&gr, name));
                 }
@@ -166,18 +177,29 @@ where
         };
         let sub = target.subresource;
         let mut merged = merge(res, &cur, desired, sub);
-        let old_for_checks = if matches!(sub, None | Some("scale")) { Some(&cur) } else { None };
+        let old_for_checks = if matches!(sub, None | Some("scale")) {
+            Some(&cur)
+        } else {
+            None
+        };
         finish(res, &mut merged, old_for_checks)?;
         if res.id == KindId::CustomResourceDefinition && sub != Some("status") {
             let status = crd::compute_status(&merged, Some(&cur), state.registry());
             merged["status"] = status;
         }
         if spec_changed(&cur, &merged) {
-            let g = objects::meta(&cur).and_then(|m| m.get("generation")).and_then(Value::as_i64).unwrap_or(0);
+            let g = objects::meta(&cur)
+                .and_then(|m| m.get("generation"))
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             objects::meta_mut(&mut merged).insert("generation".into(), json!(g + 1));
         }
         if strip_volatile(&merged) == strip_volatile(&cur) {
-            return Ok(Written { object: cur, created: false, warnings: Vec::new() });
+            return Ok(Written {
+                object: cur,
+                created: false,
+                warnings: Vec::new(),
+            });
         }
         let manager_sub = match sub {
             Some("scale") | Some("binding") | None => sub.filter(|s| *s == "scale"),
@@ -187,34 +209,60 @@ where
         let key = objects::key(res, target.namespace, Some(name));
         if should_delete_now(&merged) {
             if opts.dry_run {
-                return Ok(Written { object: merged, created: false, warnings: Vec::new() });
+                return Ok(Written {
+                    object: merged,
+                    created: false,
+                    warnings: Vec::new(),
+                });
             }
             match state.store().delete(&key, Some(rev)).await {
                 Ok(kv) => {
                     objects::set_resource_version(&mut merged, kv.mod_revision);
                     super::delete::after_delete(state, res, &merged).await;
-                    return Ok(Written { object: merged, created: false, warnings: Vec::new() });
+                    return Ok(Written {
+                        object: merged,
+                        created: false,
+                        warnings: Vec::new(),
+                    });
                 }
-                Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) if !pinned => continue,
+                Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) if !pinned => {
+                    continue;
+                }
                 Err(e) => return Err(ApiError::from_store(e, &gr, name)),
             }
         }
         if opts.dry_run {
-            return Ok(Written { object: merged, created: false, warnings: Vec::new() });
+            return Ok(Written {
+                object: merged,
+                created: false,
+                warnings: Vec::new(),
+            });
         }
-        match state.store().update(&key, objects::encode(&merged)?, Some(rev)).await {
+        match state
+            .store()
+            .update(&key, objects::encode(&merged)?, Some(rev))
+            .await
+        {
             Ok(kv) => {
                 objects::set_resource_version(&mut merged, kv.mod_revision);
                 if res.id == KindId::CustomResourceDefinition {
                     crd::sync_one(state.registry(), name, Some(&merged));
                 }
-                return Ok(Written { object: merged, created: false, warnings: Vec::new() });
+                return Ok(Written {
+                    object: merged,
+                    created: false,
+                    warnings: Vec::new(),
+                });
             }
             Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) if !pinned => continue,
             Err(e) => return Err(ApiError::from_store(e, &gr, name)),
         }
     }
-    Err(ApiError::conflict(&gr, name, "too many concurrent updates, please retry"))
+    Err(ApiError::conflict(
+        &gr,
+        name,
+        "too many concurrent updates, please retry",
+    ))
 }
 
 /// Kubernetes deletes an object on update once it is being deleted, has no
@@ -229,7 +277,12 @@ fn should_delete_now(obj: &Value) -> bool {
             == 0
 }
 
-fn check_name(obj: &mut Value, name: &str, namespace: Option<&str>, res: &Resource) -> ApiResult<()> {
+fn check_name(
+    obj: &mut Value,
+    name: &str,
+    namespace: Option<&str>,
+    res: &Resource,
+) -> ApiResult<()> {
     let meta = objects::meta_mut(obj);
     match meta.get("name").and_then(Value::as_str) {
         None | Some("") => {
@@ -265,7 +318,10 @@ mod tests {
     use crate::apiserver::kinds::builtin_resources;
 
     fn res(plural: &str) -> Resource {
-        builtin_resources().into_iter().find(|r| r.info.plural == plural).expect("resource")
+        builtin_resources()
+            .into_iter()
+            .find(|r| r.info.plural == plural)
+            .expect("resource")
     }
 
     #[test]
@@ -292,32 +348,58 @@ mod tests {
     #[test]
     fn kinds_without_status_subresource_take_the_body() {
         let cur = json!({"metadata": {"name": "c"}, "data": {"a": "1"}});
-        let m = merge(&res("configmaps"), &cur, json!({"metadata": {"name": "c"}, "data": {"a": "2"}}), None);
+        let m = merge(
+            &res("configmaps"),
+            &cur,
+            json!({"metadata": {"name": "c"}, "data": {"a": "2"}}),
+            None,
+        );
         assert_eq!(m["data"]["a"], "2");
     }
 
     #[test]
     fn namespace_finalizers_change_only_through_finalize() {
         let cur = json!({"metadata": {"name": "n"}, "spec": {"finalizers": ["kubernetes"]}});
-        let m = merge(&res("namespaces"), &cur, json!({"metadata": {"name": "n"}, "spec": {"finalizers": []}}), None);
+        let m = merge(
+            &res("namespaces"),
+            &cur,
+            json!({"metadata": {"name": "n"}, "spec": {"finalizers": []}}),
+            None,
+        );
         assert_eq!(m["spec"]["finalizers"], json!(["kubernetes"]));
-        let f = merge(&res("namespaces"), &cur, json!({"spec": {"finalizers": []}}), Some("finalize"));
+        let f = merge(
+            &res("namespaces"),
+            &cur,
+            json!({"spec": {"finalizers": []}}),
+            Some("finalize"),
+        );
         assert_eq!(f["spec"]["finalizers"], json!([]));
     }
 
     #[test]
     fn services_keep_allocated_ips_on_put() {
         let cur = json!({"metadata": {"name": "s"}, "spec": {"clusterIP": "10.96.0.5", "clusterIPs": ["10.96.0.5"], "ports": []}});
-        let m = merge(&res("services"), &cur, json!({"metadata": {"name": "s"}, "spec": {"ports": []}}), None);
+        let m = merge(
+            &res("services"),
+            &cur,
+            json!({"metadata": {"name": "s"}, "spec": {"ports": []}}),
+            None,
+        );
         assert_eq!(m["spec"]["clusterIP"], "10.96.0.5");
         assert_eq!(m["spec"]["clusterIPs"], json!(["10.96.0.5"]));
     }
 
     #[test]
     fn deletion_on_update_rules() {
-        assert!(should_delete_now(&json!({"metadata": {"deletionTimestamp": "t", "deletionGracePeriodSeconds": 0}})));
-        assert!(!should_delete_now(&json!({"metadata": {"deletionTimestamp": "t", "deletionGracePeriodSeconds": 30}})));
-        assert!(!should_delete_now(&json!({"metadata": {"deletionTimestamp": "t", "finalizers": ["x"]}})));
+        assert!(should_delete_now(
+            &json!({"metadata": {"deletionTimestamp": "t", "deletionGracePeriodSeconds": 0}})
+        ));
+        assert!(!should_delete_now(
+            &json!({"metadata": {"deletionTimestamp": "t", "deletionGracePeriodSeconds": 30}})
+        ));
+        assert!(!should_delete_now(
+            &json!({"metadata": {"deletionTimestamp": "t", "finalizers": ["x"]}})
+        ));
         assert!(!should_delete_now(&json!({"metadata": {}})));
     }
 }

@@ -130,9 +130,10 @@ pub fn supported_fields(id: KindId) -> &'static [&'static str] {
 fn field_value(obj: &Value, field: &str) -> String {
     match field {
         "source" => objects::path_str(obj, "source.component").to_string(),
-        "spec.hostNetwork" | "spec.unschedulable" => {
-            objects::path(obj, field).and_then(Value::as_bool).unwrap_or(false).to_string()
-        }
+        "spec.hostNetwork" | "spec.unschedulable" => objects::path(obj, field)
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+            .to_string(),
         _ => match objects::path(obj, field) {
             Some(Value::String(s)) => s.clone(),
             Some(Value::Number(n)) => n.to_string(),
@@ -150,9 +151,10 @@ impl FieldSelector {
             return Ok(FieldSelector { terms });
         }
         for raw in split_unescaped(s, ',') {
-            let (field, op, value) =
-                split_term(&raw).ok_or_else(|| FieldSelectorError::Syntax(s.to_string(), raw.clone()))?;
-            let value = unescape(&value).map_err(|_| FieldSelectorError::Syntax(s.to_string(), raw.clone()))?;
+            let (field, op, value) = split_term(&raw)
+                .ok_or_else(|| FieldSelectorError::Syntax(s.to_string(), raw.clone()))?;
+            let value = unescape(&value)
+                .map_err(|_| FieldSelectorError::Syntax(s.to_string(), raw.clone()))?;
             terms.push(FieldTerm {
                 field: field.trim().to_string(),
                 value,
@@ -219,13 +221,26 @@ mod tests {
 
     #[test]
     fn parses_operators_and_escapes() {
-        let s = FieldSelector::parse("metadata.name=a\\,b,status.phase!=Failed,spec.nodeName==n1").expect("parse");
+        let s = FieldSelector::parse("metadata.name=a\\,b,status.phase!=Failed,spec.nodeName==n1")
+            .expect("parse");
         assert_eq!(
             s.terms,
             vec![
-                FieldTerm { field: "metadata.name".into(), value: "a,b".into(), negated: false },
-                FieldTerm { field: "status.phase".into(), value: "Failed".into(), negated: true },
-                FieldTerm { field: "spec.nodeName".into(), value: "n1".into(), negated: false },
+                FieldTerm {
+                    field: "metadata.name".into(),
+                    value: "a,b".into(),
+                    negated: false
+                },
+                FieldTerm {
+                    field: "status.phase".into(),
+                    value: "Failed".into(),
+                    negated: true
+                },
+                FieldTerm {
+                    field: "spec.nodeName".into(),
+                    value: "n1".into(),
+                    negated: false
+                },
             ]
         );
         assert!(FieldSelector::parse("nonsense").is_err());
@@ -237,7 +252,8 @@ mod tests {
     fn matches_pod_fields() {
         let pods = res("pods");
         let pod = json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
-        let unscheduled = json!({"metadata": {"name": "q"}, "spec": {}, "status": {"phase": "Pending"}});
+        let unscheduled =
+            json!({"metadata": {"name": "q"}, "spec": {}, "status": {"phase": "Pending"}});
         let sel = |s: &str| FieldSelector::parse(s).expect(s);
         assert!(sel("spec.nodeName=n1").matches(&pods, &pod));
         assert!(!sel("spec.nodeName=n1").matches(&pods, &unscheduled));
@@ -264,7 +280,9 @@ mod tests {
     fn unsupported_fields_are_rejected() {
         let s = FieldSelector::parse("spec.foo=bar").expect("parse");
         assert_eq!(
-            s.check_supported(&res("pods")).expect_err("unsupported").to_string(),
+            s.check_supported(&res("pods"))
+                .expect_err("unsupported")
+                .to_string(),
             "field label not supported: spec.foo"
         );
         let s = FieldSelector::parse("spec.nodeName=x").expect("parse");

@@ -39,8 +39,12 @@ impl Requirement {
             Requirement::NotIn(k, vals) => get(k).is_none_or(|v| !vals.contains(v)),
             Requirement::Exists(k) => get(k).is_some(),
             Requirement::DoesNotExist(k) => get(k).is_none(),
-            Requirement::Gt(k, n) => get(k).and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v > *n),
-            Requirement::Lt(k, n) => get(k).and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v < *n),
+            Requirement::Gt(k, n) => get(k)
+                .and_then(|v| v.parse::<i64>().ok())
+                .is_some_and(|v| v > *n),
+            Requirement::Lt(k, n) => get(k)
+                .and_then(|v| v.parse::<i64>().ok())
+                .is_some_and(|v| v < *n),
         }
     }
 }
@@ -148,7 +152,8 @@ impl Parser {
     fn key(&mut self) -> Result<String, LabelSelectorError> {
         match self.next() {
             Some(Tok::Ident(k)) => {
-                check_qualified_name(&k).map_err(|m| LabelSelectorError(format!("invalid label key \"{k}\": {m}")))?;
+                check_qualified_name(&k)
+                    .map_err(|m| LabelSelectorError(format!("invalid label key \"{k}\": {m}")))?;
                 Ok(k)
             }
             _ => Err(self.err("identifier")),
@@ -160,8 +165,9 @@ impl Parser {
         match self.peek() {
             Some(Tok::Ident(_)) => match self.next() {
                 Some(Tok::Ident(v)) => {
-                    check_label_value(&v)
-                        .map_err(|m| LabelSelectorError(format!("invalid label value: \"{v}\": {m}")))?;
+                    check_label_value(&v).map_err(|m| {
+                        LabelSelectorError(format!("invalid label value: \"{v}\": {m}"))
+                    })?;
                     Ok(v)
                 }
                 _ => Err(self.err("identifier")),
@@ -218,15 +224,25 @@ impl Parser {
             Some(Tok::Gt) | Some(Tok::Lt) => {
                 let gt = self.next() == Some(Tok::Gt);
                 let v = self.value()?;
-                let n = v
-                    .parse::<i64>()
-                    .map_err(|_| LabelSelectorError(format!("for 'Gt', 'Lt' operators, the value must be an integer, got \"{v}\"")))?;
-                Ok(if gt { Requirement::Gt(key, n) } else { Requirement::Lt(key, n) })
+                let n = v.parse::<i64>().map_err(|_| {
+                    LabelSelectorError(format!(
+                        "for 'Gt', 'Lt' operators, the value must be an integer, got \"{v}\""
+                    ))
+                })?;
+                Ok(if gt {
+                    Requirement::Gt(key, n)
+                } else {
+                    Requirement::Lt(key, n)
+                })
             }
             Some(Tok::Ident(op)) if op == "in" || op == "notin" => {
                 self.next();
                 let vals = self.set()?;
-                Ok(if op == "in" { Requirement::In(key, vals) } else { Requirement::NotIn(key, vals) })
+                Ok(if op == "in" {
+                    Requirement::In(key, vals)
+                } else {
+                    Requirement::NotIn(key, vals)
+                })
             }
             _ => {
                 self.next();
@@ -239,7 +255,10 @@ impl Parser {
 impl LabelSelector {
     /// Parses a selector string; "" selects everything.
     pub fn parse(s: &str) -> Result<Self, LabelSelectorError> {
-        let mut p = Parser { toks: lex(s), pos: 0 };
+        let mut p = Parser {
+            toks: lex(s),
+            pos: 0,
+        };
         let mut requirements = Vec::new();
         if p.toks.is_empty() {
             return Ok(LabelSelector { requirements });
@@ -267,19 +286,34 @@ impl LabelSelector {
         }
         if let Some(exprs) = sel.get("matchExpressions").and_then(Value::as_array) {
             for e in exprs {
-                let key = e.get("key").and_then(Value::as_str).unwrap_or_default().to_string();
+                let key = e
+                    .get("key")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 let values: BTreeSet<String> = e
                     .get("values")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect()
+                    })
                     .unwrap_or_default();
-                let op = e.get("operator").and_then(Value::as_str).unwrap_or_default();
+                let op = e
+                    .get("operator")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 requirements.push(match op {
                     "In" => Requirement::In(key, values),
                     "NotIn" => Requirement::NotIn(key, values),
                     "Exists" => Requirement::Exists(key),
                     "DoesNotExist" => Requirement::DoesNotExist(key),
-                    other => return Err(LabelSelectorError(format!("\"{other}\" is not a valid label selector operator"))),
+                    other => {
+                        return Err(LabelSelectorError(format!(
+                            "\"{other}\" is not a valid label selector operator"
+                        )));
+                    }
                 });
             }
         }
@@ -355,7 +389,10 @@ mod tests {
         assert!(!m("env in (prod,dev)", json!({"env": "qa"})));
         assert!(!m("env in (prod)", json!({})));
         assert!(m("env notin (prod,dev)", json!({"env": "qa"})));
-        assert!(m("env notin (prod)", json!({})), "notin matches absent labels");
+        assert!(
+            m("env notin (prod)", json!({})),
+            "notin matches absent labels"
+        );
         assert!(!m("env notin (prod)", json!({"env": "prod"})));
     }
 
@@ -377,7 +414,10 @@ mod tests {
 
     #[test]
     fn conjunctions_and_whitespace() {
-        assert!(m("app=web, tier in (fe),!legacy", json!({"app": "web", "tier": "fe"})));
+        assert!(m(
+            "app=web, tier in (fe),!legacy",
+            json!({"app": "web", "tier": "fe"})
+        ));
         assert!(!m("app=web,tier=be", json!({"app": "web", "tier": "fe"})));
         assert!(m("", json!({})));
         assert!(m("app=", json!({"app": ""})));
@@ -386,11 +426,24 @@ mod tests {
 
     #[test]
     fn parse_errors() {
-        for bad in ["app=web,", "in (a)", "app in a", "app in (a", "app=(x)", "a b", "bad key!x=1=", "n>x", "x=a b"] {
+        for bad in [
+            "app=web,",
+            "in (a)",
+            "app in a",
+            "app in (a",
+            "app=(x)",
+            "a b",
+            "bad key!x=1=",
+            "n>x",
+            "x=a b",
+        ] {
             assert!(LabelSelector::parse(bad).is_err(), "{bad} should fail");
         }
         let e = LabelSelector::parse("a@b=c").expect_err("invalid key");
-        assert!(e.to_string().starts_with("unable to parse requirement"), "{e}");
+        assert!(
+            e.to_string().starts_with("unable to parse requirement"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -403,6 +456,11 @@ mod tests {
         assert!(sel.matches(&obj(json!({"app": "web", "tier": "fe"}))));
         assert!(!sel.matches(&obj(json!({"app": "web", "tier": "fe", "old": "1"}))));
         assert_eq!(sel.to_selector_string(), "app=web,tier in (be,fe),!old");
-        assert!(LabelSelector::from_label_selector(&json!({"matchExpressions": [{"key": "a", "operator": "Bogus"}]})).is_err());
+        assert!(
+            LabelSelector::from_label_selector(
+                &json!({"matchExpressions": [{"key": "a", "operator": "Bogus"}]})
+            )
+            .is_err()
+        );
     }
 }

@@ -19,55 +19,154 @@ pub fn columns(id: KindId) -> Option<Vec<Column>> {
         KindId::Service => vec![
             name_col(),
             s("Type", "type determines how the Service is exposed."),
-            s("Cluster-IP", "clusterIP is the IP address of the service and is usually assigned randomly."),
-            s("External-IP", "externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service."),
-            s("Port(s)", "The list of ports that are exposed by this service."),
+            s(
+                "Cluster-IP",
+                "clusterIP is the IP address of the service and is usually assigned randomly.",
+            ),
+            s(
+                "External-IP",
+                "externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service.",
+            ),
+            s(
+                "Port(s)",
+                "The list of ports that are exposed by this service.",
+            ),
             age_col(),
-            wide("Selector", "Route service traffic to pods with label keys and values matching this selector."),
+            wide(
+                "Selector",
+                "Route service traffic to pods with label keys and values matching this selector.",
+            ),
         ],
-        KindId::Endpoints => vec![name_col(), s("Endpoints", "Endpoints of this service"), age_col()],
+        KindId::Endpoints => vec![
+            name_col(),
+            s("Endpoints", "Endpoints of this service"),
+            age_col(),
+        ],
         KindId::Node => vec![
             name_col(),
             s("Status", "The status of the node"),
             s("Roles", "The roles of the node"),
             age_col(),
             s("Version", "Kubelet Version reported by the node."),
-            wide("Internal-IP", "List of addresses reachable to the node. Queried from cloud provider, if available."),
-            wide("External-IP", "List of addresses reachable to the node. Queried from cloud provider, if available."),
-            wide("OS-Image", "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy))."),
-            wide("Kernel-Version", "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64)."),
-            wide("Container-Runtime", "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2)."),
+            wide(
+                "Internal-IP",
+                "List of addresses reachable to the node. Queried from cloud provider, if available.",
+            ),
+            wide(
+                "External-IP",
+                "List of addresses reachable to the node. Queried from cloud provider, if available.",
+            ),
+            wide(
+                "OS-Image",
+                "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy)).",
+            ),
+            wide(
+                "Kernel-Version",
+                "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64).",
+            ),
+            wide(
+                "Container-Runtime",
+                "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).",
+            ),
         ],
-        KindId::Namespace => vec![name_col(), s("Status", "The status of the namespace"), age_col()],
-        KindId::ConfigMap => vec![name_col(), col("Data", "integer", "Data contains the configuration data.", 0), age_col()],
+        KindId::Namespace => vec![
+            name_col(),
+            s("Status", "The status of the namespace"),
+            age_col(),
+        ],
+        KindId::ConfigMap => vec![
+            name_col(),
+            col(
+                "Data",
+                "integer",
+                "Data contains the configuration data.",
+                0,
+            ),
+            age_col(),
+        ],
         KindId::Secret => vec![
             name_col(),
-            s("Type", "Used to facilitate programmatic handling of secret data."),
+            s(
+                "Type",
+                "Used to facilitate programmatic handling of secret data.",
+            ),
             col("Data", "integer", "Data contains the secret data.", 0),
             age_col(),
         ],
-        KindId::ServiceAccount => vec![name_col(), col("Secrets", "integer", "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use.", 0), age_col()],
+        KindId::ServiceAccount => vec![
+            name_col(),
+            col(
+                "Secrets",
+                "integer",
+                "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use.",
+                0,
+            ),
+            age_col(),
+        ],
         KindId::Event => vec![
-            s("Last Seen", "The time at which the most recent occurrence of this event was recorded."),
-            s("Type", "Type of this event (Normal, Warning), new types could be added in the future."),
-            s("Reason", "This should be a short, machine understandable string that gives the reason for the transition into the object's current status."),
+            s(
+                "Last Seen",
+                "The time at which the most recent occurrence of this event was recorded.",
+            ),
+            s(
+                "Type",
+                "Type of this event (Normal, Warning), new types could be added in the future.",
+            ),
+            s(
+                "Reason",
+                "This should be a short, machine understandable string that gives the reason for the transition into the object's current status.",
+            ),
             s("Object", "The object that this event is about."),
             wide("Subobject", "The field of the object this event is about."),
             wide("Source", "The component reporting this event."),
-            s("Message", "A human-readable description of the status of this operation."),
-            wide("First Seen", "The time at which the event was first recorded."),
+            s(
+                "Message",
+                "A human-readable description of the status of this operation.",
+            ),
+            wide(
+                "First Seen",
+                "The time at which the event was first recorded.",
+            ),
             wide("Count", "The number of times this event has occurred."),
-            Column { format: "name".into(), ..wide("Name", "Name of the event.") },
+            Column {
+                format: "name".into(),
+                ..wide("Name", "Name of the event.")
+            },
         ],
-        KindId::Lease => vec![name_col(), s("Holder", "The holder of the lease"), age_col()],
-        KindId::RuntimeClass => vec![name_col(), s("Handler", "Handler specifies the underlying runtime and configuration that the CRI implementation will use to handle pods of this class."), age_col()],
+        KindId::Lease => vec![
+            name_col(),
+            s("Holder", "The holder of the lease"),
+            age_col(),
+        ],
+        KindId::RuntimeClass => vec![
+            name_col(),
+            s(
+                "Handler",
+                "Handler specifies the underlying runtime and configuration that the CRI implementation will use to handle pods of this class.",
+            ),
+            age_col(),
+        ],
         KindId::ResourceQuota => vec![
             name_col(),
             age_col(),
-            s("Request", "Request represents a minimum amount of cpu/memory that a container may consume."),
-            s("Limit", "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node."),
+            s(
+                "Request",
+                "Request represents a minimum amount of cpu/memory that a container may consume.",
+            ),
+            s(
+                "Limit",
+                "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node.",
+            ),
         ],
-        KindId::LimitRange => vec![name_col(), col("Created At", "date", "CreationTimestamp is a timestamp representing the server time when this object was created.", 0)],
+        KindId::LimitRange => vec![
+            name_col(),
+            col(
+                "Created At",
+                "date",
+                "CreationTimestamp is a timestamp representing the server time when this object was created.",
+                0,
+            ),
+        ],
         KindId::ComponentStatus => vec![
             name_col(),
             s("Status", "Status of the component conditions"),
@@ -76,18 +175,28 @@ pub fn columns(id: KindId) -> Option<Vec<Column>> {
         ],
         KindId::CustomResourceDefinition => vec![
             name_col(),
-            col("Created At", "date", "CreationTimestamp is a timestamp representing the server time when this object was created.", 0),
+            col(
+                "Created At",
+                "date",
+                "CreationTimestamp is a timestamp representing the server time when this object was created.",
+                0,
+            ),
         ],
         _ => return None,
     })
 }
 
 fn arr<'a>(v: &'a Value, path: &str) -> &'a [Value] {
-    objects::path(v, path).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+    objects::path(v, path)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
 }
 
 fn map_len(v: &Value, path: &str) -> usize {
-    objects::path(v, path).and_then(Value::as_object).map_or(0, |m| m.len())
+    objects::path(v, path)
+        .and_then(Value::as_object)
+        .map_or(0, |m| m.len())
 }
 
 /// `makePortString`.
@@ -103,14 +212,25 @@ pub fn port_string(svc: &Value) -> String {
             }
         })
         .collect();
-    if ports.is_empty() { "<none>".into() } else { ports.join(",") }
+    if ports.is_empty() {
+        "<none>".into()
+    } else {
+        ports.join(",")
+    }
 }
 
 fn external_ip(svc: &Value) -> String {
-    let ext: Vec<&str> = arr(svc, "spec.externalIPs").iter().filter_map(Value::as_str).collect();
+    let ext: Vec<&str> = arr(svc, "spec.externalIPs")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     match objects::path_str(svc, "spec.type") {
         "ClusterIP" | "NodePort" | "" => {
-            if ext.is_empty() { "<none>".into() } else { ext.join(",") }
+            if ext.is_empty() {
+                "<none>".into()
+            } else {
+                ext.join(",")
+            }
         }
         "LoadBalancer" => {
             let mut ips: Vec<&str> = arr(svc, "status.loadBalancer.ingress")
@@ -118,7 +238,11 @@ fn external_ip(svc: &Value) -> String {
                 .filter_map(|i| i["ip"].as_str().or_else(|| i["hostname"].as_str()))
                 .collect();
             ips.extend(ext);
-            if ips.is_empty() { "<pending>".into() } else { ips.join(",") }
+            if ips.is_empty() {
+                "<pending>".into()
+            } else {
+                ips.join(",")
+            }
         }
         "ExternalName" => objects::path_str(svc, "spec.externalName").to_string(),
         _ => "<unknown>".into(),
@@ -156,12 +280,20 @@ pub fn format_endpoints(ep: &Value) -> String {
                 }
                 let ip = a["ip"].as_str().unwrap_or("");
                 let port = p["port"].as_i64().unwrap_or(0);
-                list.push(if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") });
+                list.push(if ip.contains(':') {
+                    format!("[{ip}]:{port}")
+                } else {
+                    format!("{ip}:{port}")
+                });
             }
         }
     }
     let joined = list.join(",");
-    if more { format!("{joined} + {} more...", count - max) } else { joined }
+    if more {
+        format!("{joined} + {} more...", count - max)
+    } else {
+        joined
+    }
 }
 
 /// Node roles from `node-role.kubernetes.io/<role>` and `kubernetes.io/role` labels.
@@ -176,14 +308,25 @@ pub fn node_roles(node: &Value) -> String {
             roles.insert(v.to_string());
         }
     }
-    if roles.is_empty() { "<none>".into() } else { roles.into_iter().collect::<Vec<_>>().join(",") }
+    if roles.is_empty() {
+        "<none>".into()
+    } else {
+        roles.into_iter().collect::<Vec<_>>().join(",")
+    }
 }
 
 /// Node status: `Ready`/`NotReady`/`Unknown`, plus `SchedulingDisabled`.
 pub fn node_status(node: &Value) -> String {
     let mut status = Vec::new();
-    if let Some(c) = arr(node, "status.conditions").iter().find(|c| c["type"] == "Ready") {
-        status.push(if c["status"] == "True" { "Ready" } else { "NotReady" });
+    if let Some(c) = arr(node, "status.conditions")
+        .iter()
+        .find(|c| c["type"] == "Ready")
+    {
+        status.push(if c["status"] == "True" {
+            "Ready"
+        } else {
+            "NotReady"
+        });
     }
     if status.is_empty() {
         status.push("Unknown");
@@ -208,7 +351,9 @@ fn or_unknown(s: &str) -> &str {
 }
 
 fn quota_usage(q: &Value, limits: bool) -> String {
-    let hard = objects::path(q, "status.hard").or_else(|| objects::path(q, "spec.hard")).and_then(Value::as_object);
+    let hard = objects::path(q, "status.hard")
+        .or_else(|| objects::path(q, "spec.hard"))
+        .and_then(Value::as_object);
     let used = objects::path(q, "status.used").and_then(Value::as_object);
     let mut parts = Vec::new();
     if let Some(hard) = hard {
@@ -218,8 +363,14 @@ fn quota_usage(q: &Value, limits: bool) -> String {
             if k.starts_with("limits.") != limits {
                 continue;
             }
-            let u = used.and_then(|m| m.get(k)).and_then(Value::as_str).unwrap_or("0");
-            let h = hard[k].as_str().map(str::to_string).unwrap_or_else(|| hard[k].to_string());
+            let u = used
+                .and_then(|m| m.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or("0");
+            let h = hard[k]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| hard[k].to_string());
             parts.push(format!("{k}: {u}/{h}"));
         }
     }
@@ -227,7 +378,11 @@ fn quota_usage(q: &Value, limits: bool) -> String {
 }
 
 fn event_cells(ev: &Value, now: Timestamp) -> Vec<Value> {
-    let ts = |p: &str| objects::path(ev, p).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let ts = |p: &str| {
+        objects::path(ev, p)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
     let first = match ts("firstTimestamp") {
         Some(t) => super::age::since(Some(t), now),
         None => super::age::since(ts("eventTime"), now),
@@ -245,10 +400,22 @@ fn event_cells(ev: &Value, now: Timestamp) -> Vec<Value> {
     }
     let kind = objects::path_str(ev, "involvedObject.kind").to_ascii_lowercase();
     let iname = objects::path_str(ev, "involvedObject.name");
-    let target = if iname.is_empty() { kind } else { format!("{kind}/{iname}") };
-    let component = Some(objects::path_str(ev, "source.component")).filter(|s| !s.is_empty()).unwrap_or(objects::path_str(ev, "reportingComponent"));
-    let host = Some(objects::path_str(ev, "source.host")).filter(|s| !s.is_empty()).unwrap_or(objects::path_str(ev, "reportingInstance"));
-    let source = if host.is_empty() { component.to_string() } else { format!("{component}, {host}") };
+    let target = if iname.is_empty() {
+        kind
+    } else {
+        format!("{kind}/{iname}")
+    };
+    let component = Some(objects::path_str(ev, "source.component"))
+        .filter(|s| !s.is_empty())
+        .unwrap_or(objects::path_str(ev, "reportingComponent"));
+    let host = Some(objects::path_str(ev, "source.host"))
+        .filter(|s| !s.is_empty())
+        .unwrap_or(objects::path_str(ev, "reportingInstance"));
+    let source = if host.is_empty() {
+        component.to_string()
+    } else {
+        format!("{component}, {host}")
+    };
     vec![
         json!(last),
         json!(objects::path_str(ev, "type")),
@@ -271,7 +438,12 @@ pub fn cells(id: KindId, obj: &Value, now: Timestamp) -> Option<Vec<Value>> {
         KindId::Service => vec![
             name,
             json!(objects::path_str(obj, "spec.type")),
-            json!(arr(obj, "spec.clusterIPs").first().and_then(Value::as_str).unwrap_or("<none>")),
+            json!(
+                arr(obj, "spec.clusterIPs")
+                    .first()
+                    .and_then(Value::as_str)
+                    .unwrap_or("<none>")
+            ),
             json!(external_ip(obj)),
             json!(port_string(obj)),
             age_s,
@@ -286,12 +458,25 @@ pub fn cells(id: KindId, obj: &Value, now: Timestamp) -> Option<Vec<Value>> {
             json!(objects::path_str(obj, "status.nodeInfo.kubeletVersion")),
             json!(node_address(obj, "InternalIP")),
             json!(node_address(obj, "ExternalIP")),
-            json!(or_unknown(objects::path_str(obj, "status.nodeInfo.osImage"))),
-            json!(or_unknown(objects::path_str(obj, "status.nodeInfo.kernelVersion"))),
-            json!(or_unknown(objects::path_str(obj, "status.nodeInfo.containerRuntimeVersion"))),
+            json!(or_unknown(objects::path_str(
+                obj,
+                "status.nodeInfo.osImage"
+            ))),
+            json!(or_unknown(objects::path_str(
+                obj,
+                "status.nodeInfo.kernelVersion"
+            ))),
+            json!(or_unknown(objects::path_str(
+                obj,
+                "status.nodeInfo.containerRuntimeVersion"
+            ))),
         ],
         KindId::Namespace => vec![name, json!(objects::path_str(obj, "status.phase")), age_s],
-        KindId::ConfigMap => vec![name, json!(map_len(obj, "data") + map_len(obj, "binaryData")), age_s],
+        KindId::ConfigMap => vec![
+            name,
+            json!(map_len(obj, "data") + map_len(obj, "binaryData")),
+            age_s,
+        ],
         KindId::Secret => vec![
             name,
             json!(objects::path_str(obj, "type")),
@@ -300,20 +485,41 @@ pub fn cells(id: KindId, obj: &Value, now: Timestamp) -> Option<Vec<Value>> {
         ],
         KindId::ServiceAccount => vec![name, json!(arr(obj, "secrets").len()), age_s],
         KindId::Event => event_cells(obj, now),
-        KindId::Lease => vec![name, json!(objects::path_str(obj, "spec.holderIdentity")), age_s],
+        KindId::Lease => vec![
+            name,
+            json!(objects::path_str(obj, "spec.holderIdentity")),
+            age_s,
+        ],
         KindId::RuntimeClass => vec![name, json!(objects::path_str(obj, "handler")), age_s],
-        KindId::ResourceQuota => vec![name, age_s, json!(quota_usage(obj, false)), json!(quota_usage(obj, true))],
+        KindId::ResourceQuota => vec![
+            name,
+            age_s,
+            json!(quota_usage(obj, false)),
+            json!(quota_usage(obj, true)),
+        ],
         KindId::LimitRange | KindId::CustomResourceDefinition => {
-            vec![name, json!(objects::meta_str(obj, "creationTimestamp").unwrap_or(""))]
+            vec![
+                name,
+                json!(objects::meta_str(obj, "creationTimestamp").unwrap_or("")),
+            ]
         }
         KindId::ComponentStatus => {
-            let c = arr(obj, "conditions").iter().find(|c| c["type"] == "Healthy").cloned().unwrap_or(Value::Null);
+            let c = arr(obj, "conditions")
+                .iter()
+                .find(|c| c["type"] == "Healthy")
+                .cloned()
+                .unwrap_or(Value::Null);
             let status = match c["status"].as_str() {
                 Some("True") => "Healthy",
                 Some("False") => "Unhealthy",
                 _ => "Unknown",
             };
-            vec![name, json!(status), json!(c["message"].as_str().unwrap_or("")), json!(c["error"].as_str().unwrap_or(""))]
+            vec![
+                name,
+                json!(status),
+                json!(c["message"].as_str().unwrap_or("")),
+                json!(c["error"].as_str().unwrap_or("")),
+            ]
         }
         _ => return None,
     })
@@ -334,10 +540,22 @@ mod tests {
 
     #[test]
     fn service_rows() {
-        let svc = with_meta(json!({"spec": {"type": "NodePort", "clusterIPs": ["10.96.0.10"], "selector": {"app": "web"},
-            "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}, {"port": 53, "protocol": "UDP"}]}}));
+        let svc = with_meta(
+            json!({"spec": {"type": "NodePort", "clusterIPs": ["10.96.0.10"], "selector": {"app": "web"},
+            "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}, {"port": 53, "protocol": "UDP"}]}}),
+        );
         let c = cells(KindId::Service, &svc, now()).expect("svc");
-        assert_eq!(c[1..7], [json!("NodePort"), json!("10.96.0.10"), json!("<none>"), json!("80:30080/TCP,53/UDP"), json!("10m"), json!("app=web")]);
+        assert_eq!(
+            c[1..7],
+            [
+                json!("NodePort"),
+                json!("10.96.0.10"),
+                json!("<none>"),
+                json!("80:30080/TCP,53/UDP"),
+                json!("10m"),
+                json!("app=web")
+            ]
+        );
         let lb = json!({"spec": {"type": "LoadBalancer"}});
         assert_eq!(external_ip(&lb), "<pending>");
         let en = json!({"spec": {"type": "ExternalName", "externalName": "example.com"}});
@@ -348,9 +566,15 @@ mod tests {
     #[test]
     fn endpoints_format() {
         let ep = json!({"subsets": [{"addresses": [{"ip": "10.0.0.1"}, {"ip": "10.0.0.2"}], "ports": [{"port": 80}, {"port": 443}]}]});
-        assert_eq!(format_endpoints(&ep), "10.0.0.1:80,10.0.0.2:80,10.0.0.1:443 + 1 more...");
+        assert_eq!(
+            format_endpoints(&ep),
+            "10.0.0.1:80,10.0.0.2:80,10.0.0.1:443 + 1 more..."
+        );
         assert_eq!(format_endpoints(&json!({})), "<none>");
-        assert_eq!(format_endpoints(&json!({"subsets": [{"addresses": [{"ip": "1.2.3.4"}]}]})), "1.2.3.4");
+        assert_eq!(
+            format_endpoints(&json!({"subsets": [{"addresses": [{"ip": "1.2.3.4"}]}]})),
+            "1.2.3.4"
+        );
     }
 
     #[test]
@@ -361,7 +585,18 @@ mod tests {
         let mut node = node;
         node["metadata"]["labels"] = json!({"node-role.kubernetes.io/control-plane": "", "node-role.kubernetes.io/worker": "", "kubernetes.io/role": "edge"});
         let c = cells(KindId::Node, &node, now()).expect("node");
-        assert_eq!(c[1..8], [json!("NotReady,SchedulingDisabled"), json!("control-plane,edge,worker"), json!("10m"), json!("v1.33.0-skiff"), json!("192.168.1.5"), json!("<none>"), json!("<unknown>")]);
+        assert_eq!(
+            c[1..8],
+            [
+                json!("NotReady,SchedulingDisabled"),
+                json!("control-plane,edge,worker"),
+                json!("10m"),
+                json!("v1.33.0-skiff"),
+                json!("192.168.1.5"),
+                json!("<none>"),
+                json!("<unknown>")
+            ]
+        );
         assert_eq!(node_status(&json!({})), "Unknown");
         assert_eq!(node_roles(&json!({})), "<none>");
     }
@@ -369,38 +604,92 @@ mod tests {
     #[test]
     fn simple_kinds() {
         let cm = with_meta(json!({"data": {"a": "1", "b": "2"}, "binaryData": {"c": ""}}));
-        assert_eq!(cells(KindId::ConfigMap, &cm, now()).expect("cm")[1], json!(3));
+        assert_eq!(
+            cells(KindId::ConfigMap, &cm, now()).expect("cm")[1],
+            json!(3)
+        );
         let sec = with_meta(json!({"type": "Opaque", "data": {"a": "MQ=="}}));
-        assert_eq!(cells(KindId::Secret, &sec, now()).expect("secret")[1..3], [json!("Opaque"), json!(1)]);
+        assert_eq!(
+            cells(KindId::Secret, &sec, now()).expect("secret")[1..3],
+            [json!("Opaque"), json!(1)]
+        );
         let ns = with_meta(json!({"status": {"phase": "Terminating"}}));
-        assert_eq!(cells(KindId::Namespace, &ns, now()).expect("ns")[1], json!("Terminating"));
+        assert_eq!(
+            cells(KindId::Namespace, &ns, now()).expect("ns")[1],
+            json!("Terminating")
+        );
         let crd = with_meta(json!({}));
-        assert_eq!(cells(KindId::CustomResourceDefinition, &crd, now()).expect("crd")[1], json!("2024-01-01T00:00:00Z"));
-        let q = with_meta(json!({"status": {"hard": {"pods": "10", "limits.cpu": "2"}, "used": {"pods": "3"}}}));
-        assert_eq!(cells(KindId::ResourceQuota, &q, now()).expect("q")[2..4], [json!("pods: 3/10"), json!("limits.cpu: 0/2")]);
-        for id in [KindId::Service, KindId::Node, KindId::Event, KindId::ResourceQuota, KindId::ComponentStatus] {
+        assert_eq!(
+            cells(KindId::CustomResourceDefinition, &crd, now()).expect("crd")[1],
+            json!("2024-01-01T00:00:00Z")
+        );
+        let q = with_meta(
+            json!({"status": {"hard": {"pods": "10", "limits.cpu": "2"}, "used": {"pods": "3"}}}),
+        );
+        assert_eq!(
+            cells(KindId::ResourceQuota, &q, now()).expect("q")[2..4],
+            [json!("pods: 3/10"), json!("limits.cpu: 0/2")]
+        );
+        for id in [
+            KindId::Service,
+            KindId::Node,
+            KindId::Event,
+            KindId::ResourceQuota,
+            KindId::ComponentStatus,
+        ] {
             let n = columns(id).expect("cols").len();
-            assert_eq!(cells(id, &with_meta(json!({})), now()).expect("cells").len(), n, "{id:?}");
+            assert_eq!(
+                cells(id, &with_meta(json!({})), now())
+                    .expect("cells")
+                    .len(),
+                n,
+                "{id:?}"
+            );
         }
     }
 
     #[test]
     fn event_rows() {
-        let ev = with_meta(json!({"type": "Warning", "reason": "BackOff", "message": " Back-off restarting \n",
+        let ev = with_meta(
+            json!({"type": "Warning", "reason": "BackOff", "message": " Back-off restarting \n",
             "involvedObject": {"kind": "Pod", "name": "web", "fieldPath": "spec.containers{a}"},
             "source": {"component": "kubelet", "host": "node-1"}, "count": 4,
-            "firstTimestamp": "2024-01-01T00:00:00Z", "lastTimestamp": "2024-01-01T00:09:00Z"}));
+            "firstTimestamp": "2024-01-01T00:00:00Z", "lastTimestamp": "2024-01-01T00:09:00Z"}),
+        );
         let c = cells(KindId::Event, &ev, now()).expect("event");
-        assert_eq!(c, vec![json!("60s"), json!("Warning"), json!("BackOff"), json!("pod/web"), json!("spec.containers{a}"),
-                           json!("kubelet, node-1"), json!("Back-off restarting"), json!("10m"), json!(4), json!("x")]);
-        let single = with_meta(json!({"eventTime": "2024-01-01T00:05:00.000000Z", "involvedObject": {"kind": "Node"}, "reportingComponent": "sched"}));
+        assert_eq!(
+            c,
+            vec![
+                json!("60s"),
+                json!("Warning"),
+                json!("BackOff"),
+                json!("pod/web"),
+                json!("spec.containers{a}"),
+                json!("kubelet, node-1"),
+                json!("Back-off restarting"),
+                json!("10m"),
+                json!(4),
+                json!("x")
+            ]
+        );
+        let single = with_meta(
+            json!({"eventTime": "2024-01-01T00:05:00.000000Z", "involvedObject": {"kind": "Node"}, "reportingComponent": "sched"}),
+        );
         let c = cells(KindId::Event, &single, now()).expect("event");
-        assert_eq!((c[0].clone(), c[3].clone(), c[5].clone(), c[8].clone()), (json!("5m"), json!("node"), json!("sched"), json!(1)));
+        assert_eq!(
+            (c[0].clone(), c[3].clone(), c[5].clone(), c[8].clone()),
+            (json!("5m"), json!("node"), json!("sched"), json!(1))
+        );
     }
 
     #[test]
     fn component_status_rows() {
-        let cs = with_meta(json!({"conditions": [{"type": "Healthy", "status": "False", "message": "", "error": "connection refused"}]}));
-        assert_eq!(cells(KindId::ComponentStatus, &cs, now()).expect("cs")[1..4], [json!("Unhealthy"), json!(""), json!("connection refused")]);
+        let cs = with_meta(
+            json!({"conditions": [{"type": "Healthy", "status": "False", "message": "", "error": "connection refused"}]}),
+        );
+        assert_eq!(
+            cells(KindId::ComponentStatus, &cs, now()).expect("cs")[1..4],
+            [json!("Unhealthy"), json!(""), json!("connection refused")]
+        );
     }
 }

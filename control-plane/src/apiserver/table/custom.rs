@@ -11,7 +11,11 @@ use crate::apiserver::kinds::Resource;
 use crate::apiserver::objects;
 
 fn printer_columns(res: &Resource) -> Vec<PrinterColumn> {
-    let cols = res.custom.as_ref().map(|c| c.printer_columns.clone()).unwrap_or_default();
+    let cols = res
+        .custom
+        .as_ref()
+        .map(|c| c.printer_columns.clone())
+        .unwrap_or_default();
     if !cols.is_empty() {
         return cols;
     }
@@ -48,11 +52,21 @@ pub fn cells(res: &Resource, obj: &Value, now: Timestamp) -> Vec<Value> {
                 None => Value::Null,
             },
             [one] => match (c.type_.as_str(), one) {
-                ("string", Value::String(_)) | ("integer" | "number", Value::Number(_)) | ("boolean", Value::Bool(_)) => one.clone(),
+                ("string", Value::String(_))
+                | ("integer" | "number", Value::Number(_))
+                | ("boolean", Value::Bool(_)) => one.clone(),
                 (_, Value::String(s)) => json!(s),
                 (_, other) => json!(other.to_string()),
             },
-            many => json!(many.iter().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).collect::<Vec<_>>().join(",")),
+            many => json!(
+                many.iter()
+                    .map(|v| v
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
         };
         out.push(cell);
     }
@@ -97,11 +111,16 @@ fn parse(path: &str) -> Option<Vec<Step>> {
                     steps.push(Step::All);
                 } else if let Ok(n) = inner.parse::<usize>() {
                     steps.push(Step::Index(n));
-                } else if let Some(q) = inner.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
+                } else if let Some(q) = inner.strip_prefix('\'').and_then(|s| s.strip_suffix('\''))
+                {
                     steps.push(Step::Field(q.to_string()));
-                } else if let Some(f) = inner.strip_prefix("?(@.").and_then(|s| s.strip_suffix(')')) {
+                } else if let Some(f) = inner.strip_prefix("?(@.").and_then(|s| s.strip_suffix(')'))
+                {
                     let (k, v) = f.split_once("==")?;
-                    steps.push(Step::Filter(k.trim().to_string(), v.trim().trim_matches(|c| c == '"' || c == '\'').to_string()));
+                    steps.push(Step::Filter(
+                        k.trim().to_string(),
+                        v.trim().trim_matches(|c| c == '"' || c == '\'').to_string(),
+                    ));
                 } else {
                     return None;
                 }
@@ -114,7 +133,9 @@ fn parse(path: &str) -> Option<Vec<Step>> {
 
 /// Evaluates a JSONPath; returns all matches.
 pub fn eval(obj: &Value, path: &str) -> Vec<Value> {
-    let Some(steps) = parse(path) else { return Vec::new() };
+    let Some(steps) = parse(path) else {
+        return Vec::new();
+    };
     let mut cur = vec![obj.clone()];
     for step in steps {
         let mut next = Vec::new();
@@ -141,7 +162,16 @@ pub fn eval(obj: &Value, path: &str) -> Vec<Value> {
                     if let Some(a) = v.as_array() {
                         next.extend(
                             a.iter()
-                                .filter(|x| objects::path(x, k).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).as_deref() == Some(want.as_str()))
+                                .filter(|x| {
+                                    objects::path(x, k)
+                                        .map(|v| {
+                                            v.as_str()
+                                                .map(str::to_string)
+                                                .unwrap_or_else(|| v.to_string())
+                                        })
+                                        .as_deref()
+                                        == Some(want.as_str())
+                                })
                                 .cloned(),
                         );
                     }
@@ -167,7 +197,10 @@ mod tests {
         assert_eq!(eval(&o, ".spec.items[1].n"), vec![json!("b")]);
         assert_eq!(eval(&o, ".spec.items[*].n"), vec![json!("a"), json!("b")]);
         assert_eq!(eval(&o, ".spec.m['a.b']"), vec![json!("dotted")]);
-        assert_eq!(eval(&o, ".status.conditions[?(@.type==\"Ready\")].status"), vec![json!("True")]);
+        assert_eq!(
+            eval(&o, ".status.conditions[?(@.type==\"Ready\")].status"),
+            vec![json!("True")]
+        );
         assert!(eval(&o, ".missing.path").is_empty());
         assert!(eval(&o, "garbage").is_empty());
     }
@@ -194,8 +227,10 @@ mod tests {
 
     #[test]
     fn printer_columns_are_evaluated() {
-        let r = widget(json!([{"name": "Size", "type": "integer", "jsonPath": ".spec.size"},
-                              {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status", "priority": 1}]));
+        let r = widget(
+            json!([{"name": "Size", "type": "integer", "jsonPath": ".spec.size"},
+                              {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status", "priority": 1}]),
+        );
         let cols = columns(&r);
         assert_eq!((cols[1].name.as_str(), cols[2].priority), ("Size", 1));
         let now: Timestamp = "2024-01-01T00:00:00Z".parse().expect("ts");

@@ -37,7 +37,11 @@ pub fn col(name: &str, type_: &str, description: &str, priority: i64) -> Column 
     Column {
         name: name.into(),
         type_: type_.into(),
-        format: if name == "Name" { "name".into() } else { String::new() },
+        format: if name == "Name" {
+            "name".into()
+        } else {
+            String::new()
+        },
         description: description.into(),
         priority,
     }
@@ -97,7 +101,11 @@ pub fn age(obj: &Value, now: Timestamp) -> String {
 pub fn format_labels(map: Option<&Value>) -> String {
     let mut pairs: Vec<String> = map
         .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect()
+        })
         .unwrap_or_default();
     if pairs.is_empty() {
         return "<none>".to_string();
@@ -111,7 +119,9 @@ pub fn columns(res: &Resource) -> Vec<Column> {
     match res.id {
         KindId::Pod => pods::columns(),
         KindId::Custom => custom::columns(res),
-        id => workloads::columns(id).or_else(|| core::columns(id)).unwrap_or_else(|| vec![name_col(), age_col()]),
+        id => workloads::columns(id)
+            .or_else(|| core::columns(id))
+            .unwrap_or_else(|| vec![name_col(), age_col()]),
     }
 }
 
@@ -134,7 +144,8 @@ fn row(res: &Resource, obj: &Value, include: IncludeObject, now: Timestamp) -> V
         IncludeObject::Object => {
             let mut full = obj.clone();
             if let Some(m) = full.as_object_mut() {
-                m.entry("apiVersion").or_insert_with(|| json!(res.info.api_version()));
+                m.entry("apiVersion")
+                    .or_insert_with(|| json!(res.info.api_version()));
                 m.entry("kind").or_insert_with(|| json!(res.info.kind));
             }
             r["object"] = full;
@@ -151,7 +162,13 @@ fn row(res: &Resource, obj: &Value, include: IncludeObject, now: Timestamp) -> V
 }
 
 /// A Table of `items` with list metadata `meta`.
-pub fn table(res: &Resource, items: &[Value], meta: Value, include: IncludeObject, version: MetaVersion) -> Value {
+pub fn table(
+    res: &Resource,
+    items: &[Value],
+    meta: Value,
+    include: IncludeObject,
+    version: MetaVersion,
+) -> Value {
     let now = Timestamp::now();
     let cols: Vec<Value> = columns(res)
         .into_iter()
@@ -172,12 +189,21 @@ mod tests {
     use crate::apiserver::kinds::builtin_resources;
 
     fn res(plural: &str) -> Resource {
-        builtin_resources().into_iter().find(|r| r.info.plural == plural).expect("resource")
+        builtin_resources()
+            .into_iter()
+            .find(|r| r.info.plural == plural)
+            .expect("resource")
     }
 
     #[test]
     fn default_table_is_name_and_age() {
-        let t = table(&res("leases"), &[], json!({"resourceVersion": "1"}), IncludeObject::Metadata, MetaVersion::V1);
+        let t = table(
+            &res("leases"),
+            &[],
+            json!({"resourceVersion": "1"}),
+            IncludeObject::Metadata,
+            MetaVersion::V1,
+        );
         assert_eq!(t["kind"], "Table");
         assert_eq!(t["metadata"]["resourceVersion"], "1");
         let cm = res("serviceaccounts");
@@ -188,13 +214,31 @@ mod tests {
     #[test]
     fn rows_carry_partial_metadata_by_default() {
         let obj = json!({"metadata": {"name": "c", "namespace": "d", "labels": {"a": "b"}}, "data": {"k": "v"}});
-        let t = table(&res("configmaps"), std::slice::from_ref(&obj), json!({}), IncludeObject::Metadata, MetaVersion::V1);
+        let t = table(
+            &res("configmaps"),
+            std::slice::from_ref(&obj),
+            json!({}),
+            IncludeObject::Metadata,
+            MetaVersion::V1,
+        );
         assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
         assert_eq!(t["rows"][0]["object"]["metadata"]["namespace"], "d");
         assert_eq!(t["rows"][0]["cells"][1], 1);
-        let t = table(&res("configmaps"), std::slice::from_ref(&obj), json!({}), IncludeObject::None, MetaVersion::V1);
+        let t = table(
+            &res("configmaps"),
+            std::slice::from_ref(&obj),
+            json!({}),
+            IncludeObject::None,
+            MetaVersion::V1,
+        );
         assert!(t["rows"][0].get("object").is_none());
-        let t = table(&res("configmaps"), &[obj], json!({}), IncludeObject::Object, MetaVersion::V1beta1);
+        let t = table(
+            &res("configmaps"),
+            &[obj],
+            json!({}),
+            IncludeObject::Object,
+            MetaVersion::V1beta1,
+        );
         assert_eq!(t["rows"][0]["object"]["kind"], "ConfigMap");
         assert_eq!(t["apiVersion"], "meta.k8s.io/v1beta1");
     }

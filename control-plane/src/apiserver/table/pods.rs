@@ -12,19 +12,57 @@ use crate::apiserver::objects;
 pub fn columns() -> Vec<Column> {
     vec![
         name_col(),
-        col("Ready", "string", "The aggregate readiness state of this pod for accepting traffic.", 0),
-        col("Status", "string", "The aggregate status of the containers in this pod.", 0),
-        col("Restarts", "string", "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.", 0),
+        col(
+            "Ready",
+            "string",
+            "The aggregate readiness state of this pod for accepting traffic.",
+            0,
+        ),
+        col(
+            "Status",
+            "string",
+            "The aggregate status of the containers in this pod.",
+            0,
+        ),
+        col(
+            "Restarts",
+            "string",
+            "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.",
+            0,
+        ),
         age_col(),
-        col("IP", "string", "podIP is the IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.", 1),
-        col("Node", "string", "NodeName indicates in which node this pod is scheduled.", 1),
-        col("Nominated Node", "string", "nominatedNodeName is set only when this pod preempts other pods on the node, but it cannot be scheduled right away as preemption victims receive their graceful termination periods.", 1),
-        col("Readiness Gates", "string", "If specified, all readiness gates will be evaluated for pod readiness.", 1),
+        col(
+            "IP",
+            "string",
+            "podIP is the IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.",
+            1,
+        ),
+        col(
+            "Node",
+            "string",
+            "NodeName indicates in which node this pod is scheduled.",
+            1,
+        ),
+        col(
+            "Nominated Node",
+            "string",
+            "nominatedNodeName is set only when this pod preempts other pods on the node, but it cannot be scheduled right away as preemption victims receive their graceful termination periods.",
+            1,
+        ),
+        col(
+            "Readiness Gates",
+            "string",
+            "If specified, all readiness gates will be evaluated for pod readiness.",
+            1,
+        ),
     ]
 }
 
 fn arr<'a>(v: &'a Value, path: &str) -> &'a [Value] {
-    objects::path(v, path).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+    objects::path(v, path)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
 }
 
 fn s<'a>(v: &'a Value, path: &str) -> &'a str {
@@ -32,7 +70,10 @@ fn s<'a>(v: &'a Value, path: &str) -> &'a str {
 }
 
 fn finished_at(status: &Value) -> Option<Timestamp> {
-    status.pointer("/lastState/terminated/finishedAt").and_then(Value::as_str).and_then(|t| t.parse().ok())
+    status
+        .pointer("/lastState/terminated/finishedAt")
+        .and_then(Value::as_str)
+        .and_then(|t| t.parse().ok())
 }
 
 fn later(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
@@ -51,21 +92,30 @@ fn is_restartable_init(spec_containers: &[Value], name: &str) -> bool {
 }
 
 fn has_condition(pod: &Value, ty: &str) -> bool {
-    arr(pod, "status.conditions").iter().any(|c| c["type"] == ty && c["status"] == "True")
+    arr(pod, "status.conditions")
+        .iter()
+        .any(|c| c["type"] == ty && c["status"] == "True")
 }
 
 /// The computed Ready, Status and Restarts cells.
 pub fn summary(pod: &Value, now: Timestamp) -> (String, String, String) {
     let init_specs = arr(pod, "spec.initContainers");
     let mut total = arr(pod, "spec.containers").len();
-    total += init_specs.iter().filter(|c| c["restartPolicy"] == "Always").count();
+    total += init_specs
+        .iter()
+        .filter(|c| c["restartPolicy"] == "Always")
+        .count();
     let mut ready = 0usize;
     let mut restarts = 0i64;
     let mut sidecar_restarts = 0i64;
     let mut last_restart: Option<Timestamp> = None;
     let mut last_sidecar_restart: Option<Timestamp> = None;
     let phase = s(pod, "status.phase");
-    let mut reason = if s(pod, "status.reason").is_empty() { phase.to_string() } else { s(pod, "status.reason").to_string() };
+    let mut reason = if s(pod, "status.reason").is_empty() {
+        phase.to_string()
+    } else {
+        s(pod, "status.reason").to_string()
+    };
     if arr(pod, "status.conditions")
         .iter()
         .any(|c| c["type"] == "PodScheduled" && c["reason"] == "SchedulingGated")
@@ -86,7 +136,10 @@ pub fn summary(pod: &Value, now: Timestamp) -> (String, String, String) {
             last_sidecar_restart = later(last_sidecar_restart, finished_at(c));
         }
         let term = c.pointer("/state/terminated");
-        let waiting_reason = c.pointer("/state/waiting/reason").and_then(Value::as_str).unwrap_or("");
+        let waiting_reason = c
+            .pointer("/state/waiting/reason")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if term.is_some_and(|t| t["exitCode"].as_i64() == Some(0)) {
             continue;
         }
@@ -122,7 +175,10 @@ pub fn summary(pod: &Value, now: Timestamp) -> (String, String, String) {
         for c in arr(pod, "status.containerStatuses").iter().rev() {
             restarts += c["restartCount"].as_i64().unwrap_or(0);
             last_restart = later(last_restart, finished_at(c));
-            let waiting = c.pointer("/state/waiting/reason").and_then(Value::as_str).unwrap_or("");
+            let waiting = c
+                .pointer("/state/waiting/reason")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             let term = c.pointer("/state/terminated");
             if !waiting.is_empty() {
                 reason = waiting.to_string();
@@ -142,7 +198,11 @@ pub fn summary(pod: &Value, now: Timestamp) -> (String, String, String) {
             }
         }
         if reason == "Completed" && has_running {
-            reason = if has_condition(pod, "Ready") { "Running".into() } else { "NotReady".into() };
+            reason = if has_condition(pod, "Ready") {
+                "Running".into()
+            } else {
+                "NotReady".into()
+            };
         }
     }
 
@@ -153,7 +213,10 @@ pub fn summary(pod: &Value, now: Timestamp) -> (String, String, String) {
     }
 
     let restarts_str = match last_restart {
-        Some(t) if restarts != 0 => format!("{restarts} ({} ago)", super::age::human_duration(now.as_second() - t.as_second())),
+        Some(t) if restarts != 0 => format!(
+            "{restarts} ({} ago)",
+            super::age::human_duration(now.as_second() - t.as_second())
+        ),
         _ => restarts.to_string(),
     };
     (format!("{ready}/{total}"), reason, restarts_str)
@@ -168,8 +231,12 @@ pub fn cells(pod: &Value, now: Timestamp) -> Vec<Value> {
         .or_else(|| Some(s(pod, "status.podIP")))
         .filter(|s| !s.is_empty())
         .unwrap_or("<none>");
-    let node = Some(s(pod, "spec.nodeName")).filter(|s| !s.is_empty()).unwrap_or("<none>");
-    let nominated = Some(s(pod, "status.nominatedNodeName")).filter(|s| !s.is_empty()).unwrap_or("<none>");
+    let node = Some(s(pod, "spec.nodeName"))
+        .filter(|s| !s.is_empty())
+        .unwrap_or("<none>");
+    let nominated = Some(s(pod, "status.nominatedNodeName"))
+        .filter(|s| !s.is_empty())
+        .unwrap_or("<none>");
     let gates = arr(pod, "spec.readinessGates");
     let gates_str = if gates.is_empty() {
         "<none>".to_string()
@@ -219,7 +286,20 @@ mod tests {
     fn pending_pod() {
         let p = pod(one(), json!({"phase": "Pending"}));
         let c = cells(&p, now());
-        assert_eq!(c, vec![json!("p"), json!("0/1"), json!("Pending"), json!("0"), json!("60m"), json!("<none>"), json!("<none>"), json!("<none>"), json!("<none>")]);
+        assert_eq!(
+            c,
+            vec![
+                json!("p"),
+                json!("0/1"),
+                json!("Pending"),
+                json!("0"),
+                json!("60m"),
+                json!("<none>"),
+                json!("<none>"),
+                json!("<none>"),
+                json!("<none>")
+            ]
+        );
     }
 
     #[test]
@@ -231,54 +311,91 @@ mod tests {
                 {"name": "b", "ready": false, "restartCount": 0, "state": {"running": {}}}]}),
         );
         let c = cells(&p, now());
-        assert_eq!((c[1].clone(), c[2].clone(), c[5].clone(), c[6].clone()), (json!("1/2"), json!("Running"), json!("10.244.0.5"), json!("n1")));
+        assert_eq!(
+            (c[1].clone(), c[2].clone(), c[5].clone(), c[6].clone()),
+            (
+                json!("1/2"),
+                json!("Running"),
+                json!("10.244.0.5"),
+                json!("n1")
+            )
+        );
     }
 
     #[test]
     fn crash_loop_with_restart_age() {
-        let p = pod(one(), json!({"phase": "Running", "containerStatuses": [
+        let p = pod(
+            one(),
+            json!({"phase": "Running", "containerStatuses": [
             {"name": "a", "ready": false, "restartCount": 5,
              "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-             "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2024-01-01T00:55:00Z"}}}]}));
+             "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2024-01-01T00:55:00Z"}}}]}),
+        );
         let (ready, status, restarts) = summary(&p, now());
-        assert_eq!((ready.as_str(), status.as_str(), restarts.as_str()), ("0/1", "CrashLoopBackOff", "5 (5m ago)"));
+        assert_eq!(
+            (ready.as_str(), status.as_str(), restarts.as_str()),
+            ("0/1", "CrashLoopBackOff", "5 (5m ago)")
+        );
     }
 
     #[test]
     fn completed_and_error_exit_codes() {
-        let done = pod(one(), json!({"phase": "Succeeded", "containerStatuses": [
-            {"name": "a", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}));
+        let done = pod(
+            one(),
+            json!({"phase": "Succeeded", "containerStatuses": [
+            {"name": "a", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}),
+        );
         assert_eq!(summary(&done, now()).1, "Completed");
-        let sig = pod(one(), json!({"phase": "Failed", "containerStatuses": [
-            {"name": "a", "state": {"terminated": {"exitCode": 137, "signal": 9}}}]}));
+        let sig = pod(
+            one(),
+            json!({"phase": "Failed", "containerStatuses": [
+            {"name": "a", "state": {"terminated": {"exitCode": 137, "signal": 9}}}]}),
+        );
         assert_eq!(summary(&sig, now()).1, "Signal:9");
-        let code = pod(one(), json!({"phase": "Failed", "containerStatuses": [
-            {"name": "a", "state": {"terminated": {"exitCode": 3}}}]}));
+        let code = pod(
+            one(),
+            json!({"phase": "Failed", "containerStatuses": [
+            {"name": "a", "state": {"terminated": {"exitCode": 3}}}]}),
+        );
         assert_eq!(summary(&code, now()).1, "ExitCode:3");
     }
 
     #[test]
     fn completed_with_a_running_container_is_running_or_not_ready() {
-        let status = |ready_cond: &str| json!({"phase": "Running", "conditions": [{"type": "Ready", "status": ready_cond}], "containerStatuses": [
+        let status = |ready_cond: &str| {
+            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": ready_cond}], "containerStatuses": [
             {"name": "a", "ready": true, "state": {"running": {}}},
-            {"name": "b", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]});
+            {"name": "b", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]})
+        };
         let spec = json!({"containers": [{"name": "a"}, {"name": "b"}]});
-        assert_eq!(summary(&pod(spec.clone(), status("True")), now()).1, "Running");
+        assert_eq!(
+            summary(&pod(spec.clone(), status("True")), now()).1,
+            "Running"
+        );
         assert_eq!(summary(&pod(spec, status("False")), now()).1, "NotReady");
     }
 
     #[test]
     fn init_containers() {
         let spec = json!({"initContainers": [{"name": "i1"}, {"name": "i2"}], "containers": [{"name": "a"}]});
-        let waiting = pod(spec.clone(), json!({"phase": "Pending", "initContainerStatuses": [
+        let waiting = pod(
+            spec.clone(),
+            json!({"phase": "Pending", "initContainerStatuses": [
             {"name": "i1", "state": {"terminated": {"exitCode": 0}}},
-            {"name": "i2", "state": {"running": {}}}]}));
+            {"name": "i2", "state": {"running": {}}}]}),
+        );
         assert_eq!(summary(&waiting, now()).1, "Init:1/2");
-        let failed = pod(spec.clone(), json!({"phase": "Pending", "initContainerStatuses": [
-            {"name": "i1", "state": {"terminated": {"exitCode": 2}}}]}));
+        let failed = pod(
+            spec.clone(),
+            json!({"phase": "Pending", "initContainerStatuses": [
+            {"name": "i1", "state": {"terminated": {"exitCode": 2}}}]}),
+        );
         assert_eq!(summary(&failed, now()).1, "Init:ExitCode:2");
-        let backoff = pod(spec.clone(), json!({"phase": "Pending", "initContainerStatuses": [
-            {"name": "i1", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}));
+        let backoff = pod(
+            spec.clone(),
+            json!({"phase": "Pending", "initContainerStatuses": [
+            {"name": "i1", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}),
+        );
         assert_eq!(summary(&backoff, now()).1, "Init:CrashLoopBackOff");
         let sidecar = pod(
             json!({"initContainers": [{"name": "s", "restartPolicy": "Always"}], "containers": [{"name": "a"}]}),
@@ -286,7 +403,10 @@ mod tests {
                    "containerStatuses": [{"name": "a", "ready": true, "state": {"running": {}}}]}),
         );
         let (ready, status, restarts) = summary(&sidecar, now());
-        assert_eq!((ready.as_str(), status.as_str(), restarts.as_str()), ("2/2", "Running", "1"));
+        assert_eq!(
+            (ready.as_str(), status.as_str(), restarts.as_str()),
+            ("2/2", "Running", "1")
+        );
     }
 
     #[test]
@@ -297,7 +417,10 @@ mod tests {
         );
         p["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:59:00Z");
         let c = cells(&p, now());
-        assert_eq!((c[2].clone(), c[8].clone()), (json!("Terminating"), json!("1/2")));
+        assert_eq!(
+            (c[2].clone(), c[8].clone()),
+            (json!("Terminating"), json!("1/2"))
+        );
         let mut done = pod(one(), json!({"phase": "Succeeded"}));
         done["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:59:00Z");
         assert_eq!(summary(&done, now()).1, "Succeeded");
@@ -305,7 +428,10 @@ mod tests {
 
     #[test]
     fn scheduling_gated() {
-        let p = pod(one(), json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}]}));
+        let p = pod(
+            one(),
+            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}]}),
+        );
         assert_eq!(summary(&p, now()).1, "SchedulingGated");
     }
 }

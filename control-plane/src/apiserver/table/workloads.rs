@@ -10,13 +10,28 @@ use crate::apiserver::objects;
 use crate::apiserver::selectors::LabelSelector;
 
 fn containers_col() -> Column {
-    col("Containers", "string", "Names of each container in the template.", 1)
+    col(
+        "Containers",
+        "string",
+        "Names of each container in the template.",
+        1,
+    )
 }
 fn images_col() -> Column {
-    col("Images", "string", "Images referenced by each container in the template.", 1)
+    col(
+        "Images",
+        "string",
+        "Images referenced by each container in the template.",
+        1,
+    )
 }
 fn selector_col() -> Column {
-    col("Selector", "string", "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.", 1)
+    col(
+        "Selector",
+        "string",
+        "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.",
+        1,
+    )
 }
 
 /// Columns of a workload kind, if it is one.
@@ -26,8 +41,14 @@ pub fn columns(id: KindId) -> Option<Vec<Column>> {
         KindId::Deployment => vec![
             name_col(),
             col("Ready", "string", "Number of the pod with ready state", 0),
-            int("Up-to-date", "Total number of non-terminated pods targeted by this deployment that have the desired template spec."),
-            int("Available", "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."),
+            int(
+                "Up-to-date",
+                "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
+            ),
+            int(
+                "Available",
+                "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
+            ),
             age_col(),
             containers_col(),
             images_col(),
@@ -36,8 +57,14 @@ pub fn columns(id: KindId) -> Option<Vec<Column>> {
         KindId::ReplicaSet => vec![
             name_col(),
             int("Desired", "Replicas is the number of desired replicas."),
-            int("Current", "Replicas is the most recently observed number of replicas."),
-            int("Ready", "The number of ready replicas for this replica set."),
+            int(
+                "Current",
+                "Replicas is the most recently observed number of replicas.",
+            ),
+            int(
+                "Ready",
+                "The number of ready replicas for this replica set.",
+            ),
             age_col(),
             containers_col(),
             images_col(),
@@ -45,12 +72,32 @@ pub fn columns(id: KindId) -> Option<Vec<Column>> {
         ],
         KindId::DaemonSet => vec![
             name_col(),
-            int("Desired", "The total number of nodes that should be running the daemon pod."),
-            int("Current", "The number of nodes that are running at least 1 daemon pod and are supposed to run the daemon pod."),
-            int("Ready", "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and ready."),
-            int("Up-to-date", "The total number of nodes that are running updated daemon pod"),
-            int("Available", "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available."),
-            col("Node Selector", "string", "NodeSelector is a selector which must be true for the pod to fit on a node.", 0),
+            int(
+                "Desired",
+                "The total number of nodes that should be running the daemon pod.",
+            ),
+            int(
+                "Current",
+                "The number of nodes that are running at least 1 daemon pod and are supposed to run the daemon pod.",
+            ),
+            int(
+                "Ready",
+                "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and ready.",
+            ),
+            int(
+                "Up-to-date",
+                "The total number of nodes that are running updated daemon pod",
+            ),
+            int(
+                "Available",
+                "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available.",
+            ),
+            col(
+                "Node Selector",
+                "string",
+                "NodeSelector is a selector which must be true for the pod to fit on a node.",
+                0,
+            ),
             age_col(),
             containers_col(),
             images_col(),
@@ -66,8 +113,18 @@ pub fn columns(id: KindId) -> Option<Vec<Column>> {
         KindId::Job => vec![
             name_col(),
             col("Status", "string", "Status of the job.", 0),
-            col("Completions", "string", "The completion status of the job.", 0),
-            col("Duration", "string", "Time required to complete the job.", 0),
+            col(
+                "Completions",
+                "string",
+                "The completion status of the job.",
+                0,
+            ),
+            col(
+                "Duration",
+                "string",
+                "Time required to complete the job.",
+                0,
+            ),
             age_col(),
             containers_col(),
             images_col(),
@@ -75,11 +132,31 @@ pub fn columns(id: KindId) -> Option<Vec<Column>> {
         ],
         KindId::CronJob => vec![
             name_col(),
-            col("Schedule", "string", "The schedule in Cron format, see https://en.wikipedia.org/wiki/Cron.", 0),
-            col("Timezone", "string", "The time zone name for the given schedule, see https://en.wikipedia.org/wiki/List_of_tz_database_time_zones.", 0),
-            col("Suspend", "boolean", "This flag tells the controller to suspend subsequent executions.", 0),
+            col(
+                "Schedule",
+                "string",
+                "The schedule in Cron format, see https://en.wikipedia.org/wiki/Cron.",
+                0,
+            ),
+            col(
+                "Timezone",
+                "string",
+                "The time zone name for the given schedule, see https://en.wikipedia.org/wiki/List_of_tz_database_time_zones.",
+                0,
+            ),
+            col(
+                "Suspend",
+                "boolean",
+                "This flag tells the controller to suspend subsequent executions.",
+                0,
+            ),
             int("Active", "A list of pointers to currently running jobs."),
-            col("Last Schedule", "string", "Information when was the last time the job was successfully scheduled.", 0),
+            col(
+                "Last Schedule",
+                "string",
+                "Information when was the last time the job was successfully scheduled.",
+                0,
+            ),
             age_col(),
             containers_col(),
             images_col(),
@@ -100,8 +177,14 @@ fn containers_images(template: Option<&Value>) -> (String, String) {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let names: Vec<&str> = cs.iter().map(|c| c["name"].as_str().unwrap_or("")).collect();
-    let images: Vec<&str> = cs.iter().map(|c| c["image"].as_str().unwrap_or("")).collect();
+    let names: Vec<&str> = cs
+        .iter()
+        .map(|c| c["name"].as_str().unwrap_or(""))
+        .collect();
+    let images: Vec<&str> = cs
+        .iter()
+        .map(|c| c["image"].as_str().unwrap_or(""))
+        .collect();
     (names.join(","), images.join(","))
 }
 
@@ -129,7 +212,11 @@ pub fn cells(id: KindId, obj: &Value, now: Timestamp) -> Option<Vec<Value>> {
     Some(match id {
         KindId::Deployment => vec![
             name,
-            json!(format!("{}/{}", i(obj, "status.readyReplicas"), i(obj, "spec.replicas"))),
+            json!(format!(
+                "{}/{}",
+                i(obj, "status.readyReplicas"),
+                i(obj, "spec.replicas")
+            )),
             json!(i(obj, "status.updatedReplicas")),
             json!(i(obj, "status.availableReplicas")),
             age_s,
@@ -154,7 +241,9 @@ pub fn cells(id: KindId, obj: &Value, now: Timestamp) -> Option<Vec<Value>> {
             json!(i(obj, "status.numberReady")),
             json!(i(obj, "status.updatedNumberScheduled")),
             json!(i(obj, "status.numberAvailable")),
-            json!(format_labels(obj.pointer("/spec/template/spec/nodeSelector"))),
+            json!(format_labels(
+                obj.pointer("/spec/template/spec/nodeSelector")
+            )),
             age_s,
             json!(containers),
             json!(images),
@@ -162,7 +251,11 @@ pub fn cells(id: KindId, obj: &Value, now: Timestamp) -> Option<Vec<Value>> {
         ],
         KindId::StatefulSet => vec![
             name,
-            json!(format!("{}/{}", i(obj, "status.readyReplicas"), i(obj, "spec.replicas"))),
+            json!(format!(
+                "{}/{}",
+                i(obj, "status.readyReplicas"),
+                i(obj, "spec.replicas")
+            )),
             age_s,
             json!(containers),
             json!(images),
@@ -176,7 +269,9 @@ pub fn cells(id: KindId, obj: &Value, now: Timestamp) -> Option<Vec<Value>> {
                 Some(false) => "False",
                 None => "<unset>",
             };
-            let tz = Some(objects::path_str(obj, "spec.timeZone")).filter(|s| !s.is_empty()).unwrap_or("<none>");
+            let tz = Some(objects::path_str(obj, "spec.timeZone"))
+                .filter(|s| !s.is_empty())
+                .unwrap_or("<none>");
             let last = match objects::path(obj, "status.lastScheduleTime").and_then(Value::as_str) {
                 Some(t) => super::age::since(Some(t), now),
                 None => "<none>".to_string(),
@@ -186,12 +281,18 @@ pub fn cells(id: KindId, obj: &Value, now: Timestamp) -> Option<Vec<Value>> {
                 json!(objects::path_str(obj, "spec.schedule")),
                 json!(tz),
                 json!(suspend),
-                json!(objects::path(obj, "status.active").and_then(Value::as_array).map_or(0, Vec::len)),
+                json!(
+                    objects::path(obj, "status.active")
+                        .and_then(Value::as_array)
+                        .map_or(0, Vec::len)
+                ),
                 json!(last),
                 age_s,
                 json!(c),
                 json!(im),
-                json!(selector_string(obj.pointer("/spec/jobTemplate/spec/selector"))),
+                json!(selector_string(
+                    obj.pointer("/spec/jobTemplate/spec/selector")
+                )),
             ]
         }
         _ => return None,
@@ -212,11 +313,19 @@ fn job_cells(
         Some(c) => format!("{succeeded}/{c}"),
         None => {
             let p = i(obj, "spec.parallelism");
-            if p > 1 { format!("{succeeded}/1 of {p}") } else { format!("{succeeded}/1") }
+            if p > 1 {
+                format!("{succeeded}/1 of {p}")
+            } else {
+                format!("{succeeded}/1")
+            }
         }
     };
-    let start = objects::path(obj, "status.startTime").and_then(Value::as_str).and_then(objects::parse_time);
-    let end = objects::path(obj, "status.completionTime").and_then(Value::as_str).and_then(objects::parse_time);
+    let start = objects::path(obj, "status.startTime")
+        .and_then(Value::as_str)
+        .and_then(objects::parse_time);
+    let end = objects::path(obj, "status.completionTime")
+        .and_then(Value::as_str)
+        .and_then(objects::parse_time);
     let duration = match (start, end) {
         (None, _) => String::new(),
         (Some(s), None) => super::age::human_duration(now.as_second() - s.as_second()),
@@ -237,7 +346,16 @@ fn job_cells(
     } else {
         "Running"
     };
-    vec![name, json!(status), json!(completions), json!(duration), age_s, json!(containers), json!(images), json!(selector)]
+    vec![
+        name,
+        json!(status),
+        json!(completions),
+        json!(duration),
+        age_s,
+        json!(containers),
+        json!(images),
+        json!(selector),
+    ]
 }
 
 #[cfg(test)]
@@ -261,21 +379,42 @@ mod tests {
         let d = json!({"metadata": meta(), "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}, "template": template()},
                        "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2}});
         let c = cells(KindId::Deployment, &d, now()).expect("cells");
-        assert_eq!(c, vec![json!("web"), json!("2/3"), json!(3), json!(2), json!("120m"), json!("a,b"), json!("nginx:1,busybox"), json!("app=web")]);
+        assert_eq!(
+            c,
+            vec![
+                json!("web"),
+                json!("2/3"),
+                json!(3),
+                json!(2),
+                json!("120m"),
+                json!("a,b"),
+                json!("nginx:1,busybox"),
+                json!("app=web")
+            ]
+        );
         assert_eq!(columns(KindId::Deployment).expect("cols").len(), c.len());
     }
 
     #[test]
     fn replicaset_daemonset_statefulset_rows() {
         let rs = json!({"metadata": meta(), "spec": {"replicas": 2, "template": template()}, "status": {"replicas": 2, "readyReplicas": 1}});
-        assert_eq!(cells(KindId::ReplicaSet, &rs, now()).expect("rs")[1..4], [json!(2), json!(2), json!(1)]);
+        assert_eq!(
+            cells(KindId::ReplicaSet, &rs, now()).expect("rs")[1..4],
+            [json!(2), json!(2), json!(1)]
+        );
         let ds = json!({"metadata": meta(), "spec": {"template": {"spec": {"nodeSelector": {"os": "linux"}, "containers": []}}},
                         "status": {"desiredNumberScheduled": 3, "numberReady": 2}});
         let c = cells(KindId::DaemonSet, &ds, now()).expect("ds");
-        assert_eq!((c[1].clone(), c[3].clone(), c[6].clone()), (json!(3), json!(2), json!("os=linux")));
+        assert_eq!(
+            (c[1].clone(), c[3].clone(), c[6].clone()),
+            (json!(3), json!(2), json!("os=linux"))
+        );
         assert_eq!(columns(KindId::DaemonSet).expect("cols").len(), c.len());
         let sts = json!({"metadata": meta(), "spec": {"replicas": 1}, "status": {}});
-        assert_eq!(cells(KindId::StatefulSet, &sts, now()).expect("sts")[1], json!("0/1"));
+        assert_eq!(
+            cells(KindId::StatefulSet, &sts, now()).expect("sts")[1],
+            json!("0/1")
+        );
     }
 
     #[test]
@@ -286,9 +425,15 @@ mod tests {
         let done = json!({"metadata": meta(), "spec": {"completions": 1}, "status": {"succeeded": 1,
             "startTime": "2024-01-01T23:00:00Z", "completionTime": "2024-01-01T23:00:30Z",
             "conditions": [{"type": "Complete", "status": "True"}]}});
-        assert_eq!(cells(KindId::Job, &done, now()).expect("job")[1..4], [json!("Complete"), json!("1/1"), json!("30s")]);
+        assert_eq!(
+            cells(KindId::Job, &done, now()).expect("job")[1..4],
+            [json!("Complete"), json!("1/1"), json!("30s")]
+        );
         let par = json!({"metadata": meta(), "spec": {"parallelism": 4}, "status": {}});
-        assert_eq!(cells(KindId::Job, &par, now()).expect("job")[2..4], [json!("0/1 of 4"), json!("")]);
+        assert_eq!(
+            cells(KindId::Job, &par, now()).expect("job")[2..4],
+            [json!("0/1 of 4"), json!("")]
+        );
     }
 
     #[test]
@@ -296,7 +441,16 @@ mod tests {
         let cj = json!({"metadata": meta(), "spec": {"schedule": "*/5 * * * *", "suspend": false,
             "jobTemplate": {"spec": {"template": template()}}}, "status": {"active": [{}], "lastScheduleTime": "2024-01-01T23:55:00Z"}});
         let c = cells(KindId::CronJob, &cj, now()).expect("cj");
-        assert_eq!(c[1..6], [json!("*/5 * * * *"), json!("<none>"), json!("False"), json!(1), json!("5m")]);
+        assert_eq!(
+            c[1..6],
+            [
+                json!("*/5 * * * *"),
+                json!("<none>"),
+                json!("False"),
+                json!(1),
+                json!("5m")
+            ]
+        );
         assert_eq!(columns(KindId::CronJob).expect("cols").len(), c.len());
     }
 }

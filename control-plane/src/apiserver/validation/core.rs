@@ -16,16 +16,29 @@ const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
 pub fn validate_service(obj: &Value, old: Option<&Value>) -> Vec<FieldErr> {
     let mut errs = Vec::new();
     let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
-    let ty = spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP");
+    let ty = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP");
     if !SERVICE_TYPES.contains(&ty) {
         errs.push(FieldErr::not_supported("spec.type", ty, SERVICE_TYPES));
     }
     let headless = spec.get("clusterIP").and_then(Value::as_str) == Some("None");
-    let ports = spec.get("ports").and_then(Value::as_array).cloned().unwrap_or_default();
+    let ports = spec
+        .get("ports")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if ports.is_empty() && ty != "ExternalName" && !headless {
         errs.push(FieldErr::required("spec.ports", ""));
     }
-    if ty == "ExternalName" && spec.get("externalName").and_then(Value::as_str).unwrap_or("").is_empty() {
+    if ty == "ExternalName"
+        && spec
+            .get("externalName")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+    {
         errs.push(FieldErr::required("spec.externalName", ""));
     }
     let mut names = HashSet::new();
@@ -44,26 +57,48 @@ pub fn validate_service(obj: &Value, old: Option<&Value>) -> Vec<FieldErr> {
         }
         let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
         if !(1..=65535).contains(&port) {
-            errs.push(FieldErr::invalid(&format!("{path}.port"), port, "must be between 1 and 65535, inclusive"));
+            errs.push(FieldErr::invalid(
+                &format!("{path}.port"),
+                port,
+                "must be between 1 and 65535, inclusive",
+            ));
         }
-        if let Some(proto) = p.get("protocol").and_then(Value::as_str) {
-            if !PROTOCOLS.contains(&proto) {
-                errs.push(FieldErr::not_supported(&format!("{path}.protocol"), proto, PROTOCOLS));
-            }
+        if let Some(proto) = p.get("protocol").and_then(Value::as_str)
+            && !PROTOCOLS.contains(&proto)
+        {
+            errs.push(FieldErr::not_supported(
+                &format!("{path}.protocol"),
+                proto,
+                PROTOCOLS,
+            ));
         }
-        if let Some(tp) = p.get("targetPort").and_then(Value::as_i64) {
-            if !(1..=65535).contains(&tp) {
-                errs.push(FieldErr::invalid(&format!("{path}.targetPort"), tp, "must be between 1 and 65535, inclusive"));
-            }
+        if let Some(tp) = p.get("targetPort").and_then(Value::as_i64)
+            && !(1..=65535).contains(&tp)
+        {
+            errs.push(FieldErr::invalid(
+                &format!("{path}.targetPort"),
+                tp,
+                "must be between 1 and 65535, inclusive",
+            ));
         }
-        if let Some(np) = p.get("nodePort").and_then(Value::as_i64) {
-            if np != 0 && ty == "ClusterIP" {
-                errs.push(FieldErr::forbidden(&format!("{path}.nodePort"), "may not be used when `type` is 'ClusterIP'"));
-            }
+        if let Some(np) = p.get("nodePort").and_then(Value::as_i64)
+            && np != 0
+            && ty == "ClusterIP"
+        {
+            errs.push(FieldErr::forbidden(
+                &format!("{path}.nodePort"),
+                "may not be used when `type` is 'ClusterIP'",
+            ));
         }
     }
     if let Some(old) = old {
-        let ip = |o: &Value| o.get("spec").and_then(|s| s.get("clusterIP")).and_then(Value::as_str).unwrap_or("").to_string();
+        let ip = |o: &Value| {
+            o.get("spec")
+                .and_then(|s| s.get("clusterIP"))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
         let (new_ip, old_ip) = (ip(obj), ip(old));
         if !old_ip.is_empty() && new_ip != old_ip && ty != "ExternalName" {
             errs.push(FieldErr::immutable("spec.clusterIPs[0]", new_ip));
@@ -78,13 +113,18 @@ fn valid_config_key(k: &str) -> bool {
         && k != "."
         && k != ".."
         && !k.starts_with("..")
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
 }
 
 /// ConfigMaps and Secrets: keys and the `immutable` flag.
 pub fn validate_config(id: KindId, obj: &Value, old: Option<&Value>) -> Vec<FieldErr> {
     let mut errs = Vec::new();
-    let fields: &[&str] = if id == KindId::Secret { &["data", "stringData"] } else { &["data", "binaryData"] };
+    let fields: &[&str] = if id == KindId::Secret {
+        &["data", "stringData"]
+    } else {
+        &["data", "binaryData"]
+    };
     let mut seen = HashSet::new();
     for f in fields {
         if let Some(m) = obj.get(*f).and_then(Value::as_object) {
@@ -102,16 +142,20 @@ pub fn validate_config(id: KindId, obj: &Value, old: Option<&Value>) -> Vec<Fiel
             }
         }
     }
-    if id == KindId::Secret {
-        if let Some(m) = obj.get("data").and_then(Value::as_object) {
-            for (k, v) in m {
-                let ok = v.as_str().is_some_and(|s| {
-                    use base64::Engine;
-                    base64::engine::general_purpose::STANDARD.decode(s).is_ok()
-                });
-                if !ok {
-                    errs.push(FieldErr::invalid(&format!("data[{k}]"), "<secret contents redacted>", "illegal base64 data"));
-                }
+    if id == KindId::Secret
+        && let Some(m) = obj.get("data").and_then(Value::as_object)
+    {
+        for (k, v) in m {
+            let ok = v.as_str().is_some_and(|s| {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.decode(s).is_ok()
+            });
+            if !ok {
+                errs.push(FieldErr::invalid(
+                    &format!("data[{k}]"),
+                    "<secret contents redacted>",
+                    "illegal base64 data",
+                ));
             }
         }
     }
@@ -119,16 +163,27 @@ pub fn validate_config(id: KindId, obj: &Value, old: Option<&Value>) -> Vec<Fiel
         let immutable = old.get("immutable").and_then(Value::as_bool) == Some(true);
         if immutable {
             if obj.get("immutable").and_then(Value::as_bool) != Some(true) {
-                errs.push(FieldErr::forbidden("immutable", "field is immutable when `immutable` is set"));
+                errs.push(FieldErr::forbidden(
+                    "immutable",
+                    "field is immutable when `immutable` is set",
+                ));
             }
             for f in fields {
                 if obj.get(*f) != old.get(*f) {
-                    errs.push(FieldErr::forbidden(f, "field is immutable when `immutable` is set"));
+                    errs.push(FieldErr::forbidden(
+                        f,
+                        "field is immutable when `immutable` is set",
+                    ));
                 }
             }
         }
         if id == KindId::Secret {
-            let ty = |o: &Value| o.get("type").and_then(Value::as_str).unwrap_or("Opaque").to_string();
+            let ty = |o: &Value| {
+                o.get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("Opaque")
+                    .to_string()
+            };
             if ty(obj) != ty(old) {
                 errs.push(FieldErr::immutable("type", ty(obj)));
             }
@@ -143,7 +198,10 @@ pub fn validate_runtime_class(obj: &Value) -> Vec<FieldErr> {
     if handler.is_empty() {
         return vec![FieldErr::required("handler", "")];
     }
-    dns1123_label(handler).into_iter().map(|m| FieldErr::invalid("handler", handler, &m)).collect()
+    dns1123_label(handler)
+        .into_iter()
+        .map(|m| FieldErr::invalid("handler", handler, &m))
+        .collect()
 }
 
 #[cfg(test)]
@@ -154,13 +212,30 @@ mod tests {
     #[test]
     fn service_ports() {
         assert!(validate_service(&json!({"spec": {"ports": [{"port": 80}]}}), None).is_empty());
-        let f = |o: Value| validate_service(&o, None).into_iter().map(|e| e.field).collect::<Vec<_>>();
+        let f = |o: Value| {
+            validate_service(&o, None)
+                .into_iter()
+                .map(|e| e.field)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(f(json!({"spec": {}})), ["spec.ports"]);
         assert!(f(json!({"spec": {"clusterIP": "None"}})).is_empty());
-        assert_eq!(f(json!({"spec": {"ports": [{"port": 80}, {"port": 81}]}})), ["spec.ports[0].name", "spec.ports[1].name"]);
-        assert_eq!(f(json!({"spec": {"ports": [{"port": 0}]}})), ["spec.ports[0].port"]);
-        assert_eq!(f(json!({"spec": {"type": "Bogus", "ports": [{"port": 1}]}})), ["spec.type"]);
-        assert_eq!(f(json!({"spec": {"type": "ExternalName"}})), ["spec.externalName"]);
+        assert_eq!(
+            f(json!({"spec": {"ports": [{"port": 80}, {"port": 81}]}})),
+            ["spec.ports[0].name", "spec.ports[1].name"]
+        );
+        assert_eq!(
+            f(json!({"spec": {"ports": [{"port": 0}]}})),
+            ["spec.ports[0].port"]
+        );
+        assert_eq!(
+            f(json!({"spec": {"type": "Bogus", "ports": [{"port": 1}]}})),
+            ["spec.type"]
+        );
+        assert_eq!(
+            f(json!({"spec": {"type": "ExternalName"}})),
+            ["spec.externalName"]
+        );
     }
 
     #[test]
@@ -168,18 +243,41 @@ mod tests {
         let old = json!({"spec": {"clusterIP": "10.96.0.10", "ports": [{"port": 80}]}});
         let new = json!({"spec": {"clusterIP": "10.96.0.11", "ports": [{"port": 80}]}});
         let errs = validate_service(&new, Some(&old));
-        assert_eq!(errs[0].message(), "Invalid value: \"10.96.0.11\": field is immutable");
+        assert_eq!(
+            errs[0].message(),
+            "Invalid value: \"10.96.0.11\": field is immutable"
+        );
     }
 
     #[test]
     fn config_keys_and_immutability() {
-        assert!(validate_config(KindId::ConfigMap, &json!({"data": {"a.b_C-1": "x"}}), None).is_empty());
-        assert_eq!(validate_config(KindId::ConfigMap, &json!({"data": {"a/b": "x"}}), None)[0].field, "data[a/b]");
+        assert!(
+            validate_config(KindId::ConfigMap, &json!({"data": {"a.b_C-1": "x"}}), None).is_empty()
+        );
+        assert_eq!(
+            validate_config(KindId::ConfigMap, &json!({"data": {"a/b": "x"}}), None)[0].field,
+            "data[a/b]"
+        );
         let old = json!({"immutable": true, "data": {"a": "1"}});
         let new = json!({"immutable": true, "data": {"a": "2"}});
-        assert_eq!(validate_config(KindId::ConfigMap, &new, Some(&old))[0].message(), "Forbidden: field is immutable when `immutable` is set");
-        assert!(validate_config(KindId::Secret, &json!({"data": {"a": "!!"}}), None)[0].message().ends_with("illegal base64 data"));
-        assert!(validate_config(KindId::Secret, &json!({"type": "x"}), Some(&json!({"type": "Opaque"})))[0].message().ends_with("field is immutable"));
+        assert_eq!(
+            validate_config(KindId::ConfigMap, &new, Some(&old))[0].message(),
+            "Forbidden: field is immutable when `immutable` is set"
+        );
+        assert!(
+            validate_config(KindId::Secret, &json!({"data": {"a": "!!"}}), None)[0]
+                .message()
+                .ends_with("illegal base64 data")
+        );
+        assert!(
+            validate_config(
+                KindId::Secret,
+                &json!({"type": "x"}),
+                Some(&json!({"type": "Opaque"}))
+            )[0]
+            .message()
+            .ends_with("field is immutable")
+        );
     }
 
     #[test]

@@ -22,7 +22,11 @@ pub fn validate_crd(obj: &Value, old: Option<&Value>) -> Vec<FieldErr> {
             errs.push(FieldErr::invalid("spec.group", group, &m));
         }
         if !group.contains('.') {
-            errs.push(FieldErr::invalid("spec.group", group, "should be a domain with at least one dot"));
+            errs.push(FieldErr::invalid(
+                "spec.group",
+                group,
+                "should be a domain with at least one dot",
+            ));
         }
     }
     if plural.is_empty() {
@@ -44,21 +48,39 @@ pub fn validate_crd(obj: &Value, old: Option<&Value>) -> Vec<FieldErr> {
     let expected = format!("{plural}.{group}");
     let name = objects::name(obj);
     if !plural.is_empty() && !group.is_empty() && name != expected {
-        errs.push(FieldErr::invalid("metadata.name", name, "must be spec.names.plural+\".\"+spec.group"));
+        errs.push(FieldErr::invalid(
+            "metadata.name",
+            name,
+            "must be spec.names.plural+\".\"+spec.group",
+        ));
     }
     let scope = objects::path_str(obj, "spec.scope");
     if !["Namespaced", "Cluster"].contains(&scope) {
         if scope.is_empty() {
             errs.push(FieldErr::required("spec.scope", ""));
         } else {
-            errs.push(FieldErr::not_supported("spec.scope", scope, &["Cluster", "Namespaced"]));
+            errs.push(FieldErr::not_supported(
+                "spec.scope",
+                scope,
+                &["Cluster", "Namespaced"],
+            ));
         }
     }
-    let versions = objects::path(obj, "spec.versions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let versions = objects::path(obj, "spec.versions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if versions.is_empty() {
-        errs.push(FieldErr::invalid("spec.versions", Value::Null, "must have exactly one version marked as storage version"));
+        errs.push(FieldErr::invalid(
+            "spec.versions",
+            Value::Null,
+            "must have exactly one version marked as storage version",
+        ));
     } else {
-        let storage = versions.iter().filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true)).count();
+        let storage = versions
+            .iter()
+            .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+            .count();
         if storage != 1 {
             errs.push(FieldErr::invalid(
                 "spec.versions",
@@ -80,12 +102,17 @@ pub fn validate_crd(obj: &Value, old: Option<&Value>) -> Vec<FieldErr> {
             }
             let schema = v.get("schema").and_then(|s| s.get("openAPIV3Schema"));
             match schema {
-                None => errs.push(FieldErr::required(&format!("{path}.schema.openAPIV3Schema"), "schemas are required")),
-                Some(s) if s.get("type").and_then(Value::as_str) != Some("object") => errs.push(FieldErr::invalid(
-                    &format!("{path}.schema.openAPIV3Schema.type"),
-                    s.get("type").cloned().unwrap_or(Value::Null),
-                    "must be object at the root",
+                None => errs.push(FieldErr::required(
+                    &format!("{path}.schema.openAPIV3Schema"),
+                    "schemas are required",
                 )),
+                Some(s) if s.get("type").and_then(Value::as_str) != Some("object") => {
+                    errs.push(FieldErr::invalid(
+                        &format!("{path}.schema.openAPIV3Schema.type"),
+                        s.get("type").cloned().unwrap_or(Value::Null),
+                        "must be object at the root",
+                    ))
+                }
                 Some(_) => {}
             }
         }
@@ -127,15 +154,24 @@ mod tests {
         let mut c = crd();
         c["metadata"]["name"] = json!("gadgets.example.com");
         let errs = validate_crd(&c, None);
-        assert_eq!(errs[0].message(), "Invalid value: \"gadgets.example.com\": must be spec.names.plural+\".\"+spec.group");
+        assert_eq!(
+            errs[0].message(),
+            "Invalid value: \"gadgets.example.com\": must be spec.names.plural+\".\"+spec.group"
+        );
     }
 
     #[test]
     fn exactly_one_storage_version_and_schema() {
         let mut c = crd();
         c["spec"]["versions"] = json!([{"name": "v1", "served": true, "storage": false}]);
-        let f: Vec<String> = validate_crd(&c, None).into_iter().map(|e| e.field).collect();
-        assert_eq!(f, ["spec.versions", "spec.versions[0].schema.openAPIV3Schema"]);
+        let f: Vec<String> = validate_crd(&c, None)
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            f,
+            ["spec.versions", "spec.versions[0].schema.openAPIV3Schema"]
+        );
     }
 
     #[test]

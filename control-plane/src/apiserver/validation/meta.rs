@@ -6,8 +6,7 @@ use serde_json::Value;
 use super::FieldErr;
 use crate::apiserver::objects;
 
-const QUALIFIED_NAME_MSG: &str =
-    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
+const QUALIFIED_NAME_MSG: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
 const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
@@ -52,7 +51,8 @@ fn is_qualified_name_part(s: &str) -> bool {
     !b.is_empty()
         && alnum(b[0])
         && alnum(b[b.len() - 1])
-        && b.iter().all(|&c| alnum(c) || c == b'-' || c == b'_' || c == b'.')
+        && b.iter()
+            .all(|&c| alnum(c) || c == b'-' || c == b'_' || c == b'.')
 }
 
 /// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`
@@ -95,7 +95,11 @@ pub fn dns1035_label(s: &str) -> Vec<String> {
         errs.push(max_len(63));
     }
     if !(is_label_pattern(s) && s.as_bytes()[0].is_ascii_lowercase()) {
-        errs.push(regex_error(DNS1035_MSG, DNS1035_FMT, &["my-name", "abc-123"]));
+        errs.push(regex_error(
+            DNS1035_MSG,
+            DNS1035_FMT,
+            &["my-name", "abc-123"],
+        ));
     }
     errs
 }
@@ -110,7 +114,11 @@ pub fn qualified_name(s: &str) -> Vec<String> {
             if prefix.is_empty() {
                 errs.push("prefix part must be non-empty".to_string());
             } else {
-                errs.extend(dns1123_subdomain(prefix).into_iter().map(|m| format!("prefix part {m}")));
+                errs.extend(
+                    dns1123_subdomain(prefix)
+                        .into_iter()
+                        .map(|m| format!("prefix part {m}")),
+                );
             }
             *name
         }
@@ -130,7 +138,11 @@ pub fn qualified_name(s: &str) -> Vec<String> {
     if !is_qualified_name_part(name) {
         errs.push(format!(
             "name part {}",
-            regex_error(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
+            regex_error(
+                QUALIFIED_NAME_MSG,
+                QUALIFIED_NAME_FMT,
+                &["MyName", "my.name", "123-abc"]
+            )
         ));
     }
     errs
@@ -143,7 +155,11 @@ pub fn label_value(s: &str) -> Vec<String> {
         errs.push(max_len(63));
     }
     if !s.is_empty() && !is_qualified_name_part(s) {
-        errs.push(regex_error(LABEL_VALUE_MSG, LABEL_VALUE_FMT, &["MyValue", "my_value", "12345"]));
+        errs.push(regex_error(
+            LABEL_VALUE_MSG,
+            LABEL_VALUE_FMT,
+            &["MyValue", "my_value", "12345"],
+        ));
     }
     errs
 }
@@ -210,14 +226,20 @@ pub fn validate_object_meta(obj: &Value, rule: NameRule, namespaced: bool) -> Ve
         return errs;
     };
     let name = objects::name(obj);
-    let generate = meta.get("generateName").and_then(Value::as_str).unwrap_or("");
+    let generate = meta
+        .get("generateName")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if !generate.is_empty() {
         for m in check_name(rule, generate, true) {
             errs.push(FieldErr::invalid("metadata.generateName", generate, &m));
         }
     }
     if name.is_empty() {
-        errs.push(FieldErr::required("metadata.name", "name or generateName is required"));
+        errs.push(FieldErr::required(
+            "metadata.name",
+            "name or generateName is required",
+        ));
     } else {
         for m in check_name(rule, name, false) {
             errs.push(FieldErr::invalid("metadata.name", name, &m));
@@ -227,9 +249,15 @@ pub fn validate_object_meta(obj: &Value, rule: NameRule, namespaced: bool) -> Ve
     if namespaced && ns.is_empty() {
         errs.push(FieldErr::required("metadata.namespace", ""));
     } else if !namespaced && !ns.is_empty() {
-        errs.push(FieldErr::forbidden("metadata.namespace", "not allowed on this type"));
+        errs.push(FieldErr::forbidden(
+            "metadata.namespace",
+            "not allowed on this type",
+        ));
     }
-    for (field, map) in [("labels", meta.get("labels")), ("annotations", meta.get("annotations"))] {
+    for (field, map) in [
+        ("labels", meta.get("labels")),
+        ("annotations", meta.get("annotations")),
+    ] {
         match map {
             None | Some(Value::Null) => {}
             Some(Value::Object(m)) => {
@@ -237,7 +265,11 @@ pub fn validate_object_meta(obj: &Value, rule: NameRule, namespaced: bool) -> Ve
                 let mut total = 0usize;
                 for (k, v) in m {
                     let Some(v) = v.as_str() else {
-                        errs.push(FieldErr::invalid(&path, k.as_str(), "values must be strings"));
+                        errs.push(FieldErr::invalid(
+                            &path,
+                            k.as_str(),
+                            "values must be strings",
+                        ));
                         continue;
                     };
                     total += k.len() + v.len();
@@ -259,14 +291,22 @@ pub fn validate_object_meta(obj: &Value, rule: NameRule, namespaced: bool) -> Ve
                     errs.push(FieldErr::too_long(&path, TOTAL_ANNOTATION_SIZE));
                 }
             }
-            Some(_) => errs.push(FieldErr::invalid(&format!("metadata.{field}"), "", "must be a map of strings")),
+            Some(_) => errs.push(FieldErr::invalid(
+                &format!("metadata.{field}"),
+                "",
+                "must be a map of strings",
+            )),
         }
     }
     if let Some(f) = meta.get("finalizers").and_then(Value::as_array) {
         for (i, v) in f.iter().enumerate() {
             let s = v.as_str().unwrap_or("");
             for m in qualified_name(s) {
-                errs.push(FieldErr::invalid(&format!("metadata.finalizers[{i}]"), s, &m));
+                errs.push(FieldErr::invalid(
+                    &format!("metadata.finalizers[{i}]"),
+                    s,
+                    &m,
+                ));
             }
         }
     }
@@ -283,11 +323,16 @@ mod tests {
         assert!(dns1123_subdomain("web-1.example.com").is_empty());
         assert_eq!(
             dns1123_subdomain("Web"),
-            vec!["a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"]
+            vec![
+                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+            ]
         );
         assert!(!dns1123_subdomain("-a").is_empty());
         assert!(!dns1123_subdomain("a..b").is_empty());
-        assert_eq!(dns1123_subdomain(&"a".repeat(254))[0], "must be no more than 253 characters");
+        assert_eq!(
+            dns1123_subdomain(&"a".repeat(254))[0],
+            "must be no more than 253 characters"
+        );
     }
 
     #[test]
@@ -309,12 +354,18 @@ mod tests {
         assert!(qualified_name("example.com/My_Name.1").is_empty());
         assert_eq!(qualified_name("/x"), vec!["prefix part must be non-empty"]);
         assert!(qualified_name("a/b/c")[0].starts_with("a qualified name must consist"));
-        assert!(qualified_name("Example.com/x")[0].starts_with("prefix part a lowercase RFC 1123 subdomain"));
+        assert!(
+            qualified_name("Example.com/x")[0]
+                .starts_with("prefix part a lowercase RFC 1123 subdomain")
+        );
         assert_eq!(
             qualified_name("bad key")[0],
             "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
         );
-        assert_eq!(qualified_name(&"a".repeat(64))[0], "name part must be no more than 63 characters");
+        assert_eq!(
+            qualified_name(&"a".repeat(64))[0],
+            "name part must be no more than 63 characters"
+        );
     }
 
     #[test]
@@ -340,13 +391,29 @@ mod tests {
         let bad = json!({"metadata": {"labels": {"bad key": "v", "ok": "-bad"}}});
         let errs = validate_object_meta(&bad, NameRule::Subdomain, false);
         let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["metadata.name", "metadata.labels", "metadata.labels"]);
-        assert_eq!(errs[0].message(), "Required value: name or generateName is required");
-        assert!(errs[1].message().starts_with("Invalid value: \"bad key\": name part must consist"));
+        assert_eq!(
+            fields,
+            ["metadata.name", "metadata.labels", "metadata.labels"]
+        );
+        assert_eq!(
+            errs[0].message(),
+            "Required value: name or generateName is required"
+        );
+        assert!(
+            errs[1]
+                .message()
+                .starts_with("Invalid value: \"bad key\": name part must consist")
+        );
         let big = json!({"metadata": {"name": "a", "annotations": {"k": "x".repeat(TOTAL_ANNOTATION_SIZE)}}});
         let errs = validate_object_meta(&big, NameRule::Subdomain, false);
-        assert_eq!(errs[0].message(), "Too long: must have at most 262144 bytes");
+        assert_eq!(
+            errs[0].message(),
+            "Too long: must have at most 262144 bytes"
+        );
         let cluster = json!({"metadata": {"name": "a", "namespace": "x"}});
-        assert_eq!(validate_object_meta(&cluster, NameRule::Subdomain, false)[0].field, "metadata.namespace");
+        assert_eq!(
+            validate_object_meta(&cluster, NameRule::Subdomain, false)[0].field,
+            "metadata.namespace"
+        );
     }
 }

@@ -73,17 +73,32 @@ pub struct FieldErr {
 impl FieldErr {
     /// `Invalid value: <v>: <detail>`.
     pub fn invalid(field: &str, value: impl Into<Value>, detail: &str) -> Self {
-        FieldErr { ty: ErrType::Invalid, field: field.into(), value: Some(value.into()), detail: detail.into() }
+        FieldErr {
+            ty: ErrType::Invalid,
+            field: field.into(),
+            value: Some(value.into()),
+            detail: detail.into(),
+        }
     }
 
     /// `Required value[: detail]`.
     pub fn required(field: &str, detail: &str) -> Self {
-        FieldErr { ty: ErrType::Required, field: field.into(), value: None, detail: detail.into() }
+        FieldErr {
+            ty: ErrType::Required,
+            field: field.into(),
+            value: None,
+            detail: detail.into(),
+        }
     }
 
     /// `Duplicate value: <v>`.
     pub fn duplicate(field: &str, value: impl Into<Value>) -> Self {
-        FieldErr { ty: ErrType::Duplicate, field: field.into(), value: Some(value.into()), detail: String::new() }
+        FieldErr {
+            ty: ErrType::Duplicate,
+            field: field.into(),
+            value: Some(value.into()),
+            detail: String::new(),
+        }
     }
 
     /// `Unsupported value: <v>: supported values: "a", "b"`.
@@ -99,7 +114,12 @@ impl FieldErr {
 
     /// `Forbidden: <detail>`.
     pub fn forbidden(field: &str, detail: &str) -> Self {
-        FieldErr { ty: ErrType::Forbidden, field: field.into(), value: None, detail: detail.into() }
+        FieldErr {
+            ty: ErrType::Forbidden,
+            field: field.into(),
+            value: None,
+            detail: detail.into(),
+        }
     }
 
     /// `Too long: must have at most N bytes`.
@@ -120,10 +140,16 @@ impl FieldErr {
     /// The message without the field prefix (`ErrorBody` in Kubernetes).
     pub fn message(&self) -> String {
         let mut s = self.ty.text().to_string();
-        let shows_value = !matches!(self.ty, ErrType::Required | ErrType::Forbidden | ErrType::TooLong);
+        let shows_value = !matches!(
+            self.ty,
+            ErrType::Required | ErrType::Forbidden | ErrType::TooLong
+        );
         if shows_value {
             match &self.value {
-                Some(Value::String(v)) => s.push_str(&format!(": {}", serde_json::to_string(v).unwrap_or_default())),
+                Some(Value::String(v)) => s.push_str(&format!(
+                    ": {}",
+                    serde_json::to_string(v).unwrap_or_default()
+                )),
                 Some(Value::Null) | None => s.push_str(": null"),
                 Some(v @ (Value::Number(_) | Value::Bool(_))) => s.push_str(&format!(": {v}")),
                 Some(v) => s.push_str(&format!(": {v}")),
@@ -138,19 +164,32 @@ impl FieldErr {
 
     /// As a Status cause.
     pub fn cause(&self) -> Cause {
-        Cause { reason: self.ty.reason().into(), message: self.message(), field: self.field.clone() }
+        Cause {
+            reason: self.ty.reason().into(),
+            message: self.message(),
+            field: self.field.clone(),
+        }
     }
 
     /// Prefixes the field path (`spec` + `.containers[0]`).
     pub fn under(mut self, prefix: &str) -> Self {
-        self.field = if self.field.is_empty() { prefix.to_string() } else { format!("{prefix}.{}", self.field) };
+        self.field = if self.field.is_empty() {
+            prefix.to_string()
+        } else {
+            format!("{prefix}.{}", self.field)
+        };
         self
     }
 }
 
 /// Builds the 422 error for a resource and object name.
 pub fn invalid_error(res: &Resource, name: &str, errs: &[FieldErr]) -> ApiError {
-    ApiError::invalid(&res.info.group, &res.info.kind, name, errs.iter().map(FieldErr::cause).collect())
+    ApiError::invalid(
+        &res.info.group,
+        &res.info.kind,
+        name,
+        errs.iter().map(FieldErr::cause).collect(),
+    )
 }
 
 /// The name rule of a kind.
@@ -198,7 +237,11 @@ fn immutable_meta(obj: &Value, old: &Value) -> Vec<FieldErr> {
 pub fn go_string_map(v: Option<&Value>) -> String {
     let mut pairs: Vec<(String, String)> = v
         .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
         .unwrap_or_default();
     pairs.sort();
     let inner: Vec<String> = pairs.iter().map(|(k, v)| format!("{k:?}:{v:?}")).collect();
@@ -212,24 +255,46 @@ mod tests {
 
     #[test]
     fn messages_follow_kubernetes() {
-        assert_eq!(FieldErr::required("spec.containers", "").message(), "Required value");
+        assert_eq!(
+            FieldErr::required("spec.containers", "").message(),
+            "Required value"
+        );
         assert_eq!(
             FieldErr::invalid("spec.replicas", -1, "must be greater than or equal to 0").message(),
             "Invalid value: -1: must be greater than or equal to 0"
         );
-        assert_eq!(FieldErr::duplicate("x", "a").message(), "Duplicate value: \"a\"");
         assert_eq!(
-            FieldErr::not_supported("spec.restartPolicy", "Sometimes", &["Always", "OnFailure", "Never"]).message(),
+            FieldErr::duplicate("x", "a").message(),
+            "Duplicate value: \"a\""
+        );
+        assert_eq!(
+            FieldErr::not_supported(
+                "spec.restartPolicy",
+                "Sometimes",
+                &["Always", "OnFailure", "Never"]
+            )
+            .message(),
             "Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\""
         );
-        assert_eq!(FieldErr::forbidden("f", "not allowed").message(), "Forbidden: not allowed");
-        let c = FieldErr::required("name", "").under("spec.containers[0]").cause();
-        assert_eq!((c.reason.as_str(), c.field.as_str()), ("FieldValueRequired", "spec.containers[0].name"));
+        assert_eq!(
+            FieldErr::forbidden("f", "not allowed").message(),
+            "Forbidden: not allowed"
+        );
+        let c = FieldErr::required("name", "")
+            .under("spec.containers[0]")
+            .cause();
+        assert_eq!(
+            (c.reason.as_str(), c.field.as_str()),
+            ("FieldValueRequired", "spec.containers[0].name")
+        );
     }
 
     #[test]
     fn go_map_formatting() {
-        assert_eq!(go_string_map(Some(&json!({"b": "2", "a": "1"}))), "map[string]string{\"a\":\"1\", \"b\":\"2\"}");
+        assert_eq!(
+            go_string_map(Some(&json!({"b": "2", "a": "1"}))),
+            "map[string]string{\"a\":\"1\", \"b\":\"2\"}"
+        );
         assert_eq!(go_string_map(None), "map[string]string{}");
     }
 }

@@ -11,7 +11,11 @@ use crate::apiserver::selectors::LabelSelector;
 fn non_negative(obj: &Value, field: &str, errs: &mut Vec<FieldErr>) {
     let v = crate::apiserver::objects::path(obj, field).and_then(Value::as_i64);
     if let Some(n) = v.filter(|n| *n < 0) {
-        errs.push(FieldErr::invalid(field, n, "must be greater than or equal to 0"));
+        errs.push(FieldErr::invalid(
+            field,
+            n,
+            "must be greater than or equal to 0",
+        ));
     }
 }
 
@@ -26,14 +30,24 @@ fn selector_matches_template(obj: &Value, template_path: &str, errs: &mut Vec<Fi
     match selector.filter(|s| s.is_object()) {
         None => errs.push(FieldErr::required("spec.selector", "")),
         Some(sel) => match LabelSelector::from_label_selector(sel) {
-            Err(e) => errs.push(FieldErr::invalid("spec.selector", sel.clone(), &e.to_string())),
-            Ok(s) if s.is_empty() => {
-                errs.push(FieldErr::invalid("spec.selector", sel.clone(), "empty selector is invalid for deployment"))
-            }
+            Err(e) => errs.push(FieldErr::invalid(
+                "spec.selector",
+                sel.clone(),
+                &e.to_string(),
+            )),
+            Ok(s) if s.is_empty() => errs.push(FieldErr::invalid(
+                "spec.selector",
+                sel.clone(),
+                "empty selector is invalid for deployment",
+            )),
             Ok(s) => {
                 let pairs: Vec<(&str, &str)> = labels
                     .and_then(Value::as_object)
-                    .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.as_str(), v))).collect())
+                    .map(|m| {
+                        m.iter()
+                            .filter_map(|(k, v)| v.as_str().map(|v| (k.as_str(), v)))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 if !s.matches_labels(&pairs) {
                     errs.push(FieldErr::invalid(
@@ -54,24 +68,40 @@ pub fn validate_workload(id: KindId, obj: &Value, old: Option<&Value>) -> Vec<Fi
     non_negative(obj, "spec.minReadySeconds", &mut errs);
     non_negative(obj, "spec.revisionHistoryLimit", &mut errs);
     selector_matches_template(obj, "spec.template", &mut errs);
-    let tspec = obj.get("spec").and_then(|s| s.get("template")).and_then(|t| t.get("spec"));
+    let tspec = obj
+        .get("spec")
+        .and_then(|s| s.get("template"))
+        .and_then(|t| t.get("spec"));
     errs.extend(validate_pod_spec(tspec, "spec.template.spec"));
-    if let Some(p) = tspec.and_then(|s| s.get("restartPolicy")).and_then(Value::as_str) {
-        if p != "Always" {
-            errs.push(FieldErr::not_supported("spec.template.spec.restartPolicy", p, &["Always"]));
-        }
+    if let Some(p) = tspec
+        .and_then(|s| s.get("restartPolicy"))
+        .and_then(Value::as_str)
+        && p != "Always"
+    {
+        errs.push(FieldErr::not_supported(
+            "spec.template.spec.restartPolicy",
+            p,
+            &["Always"],
+        ));
     }
-    if id == KindId::Deployment {
-        if let Some(t) = crate::apiserver::objects::path(obj, "spec.strategy.type").and_then(Value::as_str) {
-            if !["Recreate", "RollingUpdate"].contains(&t) {
-                errs.push(FieldErr::not_supported("spec.strategy.type", t, &["Recreate", "RollingUpdate"]));
-            }
-        }
+    if id == KindId::Deployment
+        && let Some(t) =
+            crate::apiserver::objects::path(obj, "spec.strategy.type").and_then(Value::as_str)
+        && !["Recreate", "RollingUpdate"].contains(&t)
+    {
+        errs.push(FieldErr::not_supported(
+            "spec.strategy.type",
+            t,
+            &["Recreate", "RollingUpdate"],
+        ));
     }
     if let Some(old) = old {
         let sel = |o: &Value| o.get("spec").and_then(|s| s.get("selector")).cloned();
         if sel(obj) != sel(old) {
-            errs.push(FieldErr::immutable("spec.selector", sel(obj).unwrap_or(Value::Null)));
+            errs.push(FieldErr::immutable(
+                "spec.selector",
+                sel(obj).unwrap_or(Value::Null),
+            ));
         }
     }
     errs
@@ -83,11 +113,17 @@ pub fn validate_job(obj: &Value, old: Option<&Value>) -> Vec<FieldErr> {
     if let Some(old) = old {
         let tmpl = |o: &Value| o.get("spec").and_then(|s| s.get("template")).cloned();
         if tmpl(obj) != tmpl(old) {
-            errs.push(FieldErr::immutable("spec.template", tmpl(obj).unwrap_or(Value::Null)));
+            errs.push(FieldErr::immutable(
+                "spec.template",
+                tmpl(obj).unwrap_or(Value::Null),
+            ));
         }
         let comp = |o: &Value| o.get("spec").and_then(|s| s.get("completions")).cloned();
         if comp(obj) != comp(old) {
-            errs.push(FieldErr::immutable("spec.completions", comp(obj).unwrap_or(Value::Null)));
+            errs.push(FieldErr::immutable(
+                "spec.completions",
+                comp(obj).unwrap_or(Value::Null),
+            ));
         }
     }
     errs
@@ -96,7 +132,13 @@ pub fn validate_job(obj: &Value, old: Option<&Value>) -> Vec<FieldErr> {
 fn validate_job_spec(spec: Option<&Value>, path: &str) -> Vec<FieldErr> {
     let mut errs = Vec::new();
     let wrap = serde_json::json!({ "spec": spec.cloned().unwrap_or(Value::Null) });
-    for f in ["parallelism", "completions", "backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"] {
+    for f in [
+        "parallelism",
+        "completions",
+        "backoffLimit",
+        "activeDeadlineSeconds",
+        "ttlSecondsAfterFinished",
+    ] {
         let mut e = Vec::new();
         non_negative(&wrap, &format!("spec.{f}"), &mut e);
         errs.extend(e.into_iter().map(|mut x| {
@@ -104,9 +146,14 @@ fn validate_job_spec(spec: Option<&Value>, path: &str) -> Vec<FieldErr> {
             x
         }));
     }
-    let tspec = spec.and_then(|s| s.get("template")).and_then(|t| t.get("spec"));
+    let tspec = spec
+        .and_then(|s| s.get("template"))
+        .and_then(|t| t.get("spec"));
     errs.extend(validate_pod_spec(tspec, &format!("{path}.template.spec")));
-    let policy = tspec.and_then(|s| s.get("restartPolicy")).and_then(Value::as_str).unwrap_or("");
+    let policy = tspec
+        .and_then(|s| s.get("restartPolicy"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if policy != "OnFailure" && policy != "Never" {
         errs.push(FieldErr::required(
             &format!("{path}.template.spec.restartPolicy"),
@@ -129,7 +176,13 @@ pub fn valid_schedule(s: &str) -> bool {
     };
     if s.starts_with('@') {
         return [
-            "@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly",
+            "@yearly",
+            "@annually",
+            "@monthly",
+            "@weekly",
+            "@daily",
+            "@midnight",
+            "@hourly",
         ]
         .contains(&s)
             || s.starts_with("@every ");
@@ -137,7 +190,8 @@ pub fn valid_schedule(s: &str) -> bool {
     let fields: Vec<&str> = s.split_whitespace().collect();
     fields.len() == 5
         && fields.iter().all(|f| {
-            f.chars().all(|c| c.is_ascii_alphanumeric() || ",-*/?".contains(c))
+            f.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ",-*/?".contains(c))
         })
 }
 
@@ -145,18 +199,33 @@ pub fn valid_schedule(s: &str) -> bool {
 pub fn validate_cronjob(obj: &Value) -> Vec<FieldErr> {
     let mut errs = Vec::new();
     let spec = obj.get("spec");
-    let schedule = spec.and_then(|s| s.get("schedule")).and_then(Value::as_str).unwrap_or("");
+    let schedule = spec
+        .and_then(|s| s.get("schedule"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if schedule.is_empty() {
         errs.push(FieldErr::required("spec.schedule", ""));
     } else if !valid_schedule(schedule) {
-        errs.push(FieldErr::invalid("spec.schedule", schedule, "unparseable schedule"));
+        errs.push(FieldErr::invalid(
+            "spec.schedule",
+            schedule,
+            "unparseable schedule",
+        ));
     }
-    if let Some(p) = spec.and_then(|s| s.get("concurrencyPolicy")).and_then(Value::as_str) {
-        if !["Allow", "Forbid", "Replace"].contains(&p) {
-            errs.push(FieldErr::not_supported("spec.concurrencyPolicy", p, &["Allow", "Forbid", "Replace"]));
-        }
+    if let Some(p) = spec
+        .and_then(|s| s.get("concurrencyPolicy"))
+        .and_then(Value::as_str)
+        && !["Allow", "Forbid", "Replace"].contains(&p)
+    {
+        errs.push(FieldErr::not_supported(
+            "spec.concurrencyPolicy",
+            p,
+            &["Allow", "Forbid", "Replace"],
+        ));
     }
-    let job_spec = spec.and_then(|s| s.get("jobTemplate")).and_then(|t| t.get("spec"));
+    let job_spec = spec
+        .and_then(|s| s.get("jobTemplate"))
+        .and_then(|t| t.get("spec"));
     errs.extend(validate_job_spec(job_spec, "spec.jobTemplate.spec"));
     errs
 }
@@ -173,15 +242,33 @@ mod tests {
 
     #[test]
     fn deployment_selector_must_match_template() {
-        assert!(validate_workload(KindId::Deployment, &deploy(json!({"matchLabels": {"app": "web"}}), json!({"app": "web"})), None).is_empty());
-        let errs = validate_workload(KindId::Deployment, &deploy(json!({"matchLabels": {"app": "web"}}), json!({"app": "db"})), None);
+        assert!(
+            validate_workload(
+                KindId::Deployment,
+                &deploy(
+                    json!({"matchLabels": {"app": "web"}}),
+                    json!({"app": "web"})
+                ),
+                None
+            )
+            .is_empty()
+        );
+        let errs = validate_workload(
+            KindId::Deployment,
+            &deploy(json!({"matchLabels": {"app": "web"}}), json!({"app": "db"})),
+            None,
+        );
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].field, "spec.template.metadata.labels");
         assert_eq!(
             errs[0].message(),
             "Invalid value: \"map[string]string{\\\"app\\\":\\\"db\\\"}\": `selector` does not match template `labels`"
         );
-        let errs = validate_workload(KindId::Deployment, &json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}}}), None);
+        let errs = validate_workload(
+            KindId::Deployment,
+            &json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}}}),
+            None,
+        );
         assert_eq!(errs[0].field, "spec.selector");
     }
 
@@ -190,14 +277,23 @@ mod tests {
         let mut d = deploy(json!({"matchLabels": {"a": "b"}}), json!({"a": "b"}));
         d["spec"]["replicas"] = json!(-1);
         d["spec"]["template"]["spec"]["restartPolicy"] = json!("Never");
-        let f: Vec<String> = validate_workload(KindId::ReplicaSet, &d, None).iter().map(|e| e.field.clone()).collect();
+        let f: Vec<String> = validate_workload(KindId::ReplicaSet, &d, None)
+            .iter()
+            .map(|e| e.field.clone())
+            .collect();
         assert_eq!(f, ["spec.replicas", "spec.template.spec.restartPolicy"]);
     }
 
     #[test]
     fn selector_is_immutable() {
-        let old = deploy(json!({"matchLabels": {"a": "b"}}), json!({"a": "b", "c": "d"}));
-        let new = deploy(json!({"matchLabels": {"c": "d"}}), json!({"a": "b", "c": "d"}));
+        let old = deploy(
+            json!({"matchLabels": {"a": "b"}}),
+            json!({"a": "b", "c": "d"}),
+        );
+        let new = deploy(
+            json!({"matchLabels": {"c": "d"}}),
+            json!({"a": "b", "c": "d"}),
+        );
         let errs = validate_workload(KindId::Deployment, &new, Some(&old));
         assert_eq!(errs.len(), 1);
         assert!(errs[0].message().ends_with("field is immutable"));
@@ -208,14 +304,23 @@ mod tests {
         let job = |policy: &str, image: &str| json!({"spec": {"template": {"spec": {"restartPolicy": policy, "containers": [{"name": "a", "image": image}]}}}});
         assert!(validate_job(&job("Never", "x"), None).is_empty());
         let errs = validate_job(&job("Always", "x"), None);
-        assert_eq!(errs[0].message(), "Required value: valid values: \"OnFailure\", \"Never\"");
+        assert_eq!(
+            errs[0].message(),
+            "Required value: valid values: \"OnFailure\", \"Never\""
+        );
         let errs = validate_job(&job("Never", "y"), Some(&job("Never", "x")));
         assert_eq!(errs[0].field, "spec.template");
     }
 
     #[test]
     fn cron_schedules() {
-        for ok in ["*/5 * * * *", "0 0 * * MON-FRI", "@hourly", "@every 1h", "CRON_TZ=UTC 0 * * * *"] {
+        for ok in [
+            "*/5 * * * *",
+            "0 0 * * MON-FRI",
+            "@hourly",
+            "@every 1h",
+            "CRON_TZ=UTC 0 * * * *",
+        ] {
             assert!(valid_schedule(ok), "{ok}");
         }
         for bad in ["", "* * *", "@sometimes", "a b c d e f", "TZ=UTC"] {
