@@ -518,15 +518,48 @@ async fn services_get_unique_cluster_ips() {
 #[tokio::test]
 async fn protobuf_bodies_from_kubectl_generators() {
     let api = start().await;
-    let pb = |f: &str| std::fs::read(format!("{}/src/apiserver/protobuf/testdata/{f}", env!("CARGO_MANIFEST_DIR"))).expect("testdata");
-    let ct = [("content-type", "application/vnd.kubernetes.protobuf"), ("accept", "application/vnd.kubernetes.protobuf,application/json")];
-    let r = api.raw(Method::POST, "/api/v1/namespaces?fieldManager=kubectl-create", pb("namespace.pb"), &ct).await;
+    let pb = |f: &str| {
+        std::fs::read(format!(
+            "{}/src/apiserver/protobuf/testdata/{f}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("testdata")
+    };
+    let ct = [
+        ("content-type", "application/vnd.kubernetes.protobuf"),
+        (
+            "accept",
+            "application/vnd.kubernetes.protobuf,application/json",
+        ),
+    ];
+    let r = api
+        .raw(
+            Method::POST,
+            "/api/v1/namespaces?fieldManager=kubectl-create",
+            pb("namespace.pb"),
+            &ct,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert_eq!(r.body["metadata"]["name"], "ns1");
     assert!(r.body["metadata"]["creationTimestamp"].is_string());
-    let r = api.raw(Method::POST, "/apis/apps/v1/namespaces/default/deployments", pb("deployment.pb"), &ct).await;
+    let r = api
+        .raw(
+            Method::POST,
+            "/apis/apps/v1/namespaces/default/deployments",
+            pb("deployment.pb"),
+            &ct,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert_eq!(r.body["kind"], "Deployment");
-    let r = api.raw(Method::POST, "/api/v1/namespaces/default/configmaps", b"k8s\0garbage".to_vec(), &ct).await;
+    let r = api
+        .raw(
+            Method::POST,
+            "/api/v1/namespaces/default/configmaps",
+            b"k8s\0garbage".to_vec(),
+            &ct,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }

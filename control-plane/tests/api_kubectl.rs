@@ -1,0 +1,147 @@
+//! The stock kubectl against the router served over plain HTTP on
+//! loopback (no authentication yet): discovery, tables, create/apply,
+//! scale, label, delete, api-resources and `get all`.
+
+mod api_common;
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+struct Kubectl {
+    kubeconfig: std::path::PathBuf,
+    cache: std::path::PathBuf,
+}
+
+impl Kubectl {
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        let mut cmd = Command::new("kubectl");
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .args(args);
+        let out = match stdin {
+            Some(input) => {
+                use std::io::Write;
+                let mut child = cmd
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("spawn kubectl");
+                child
+                    .stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(input.as_bytes())
+                    .expect("write");
+                child.wait_with_output().expect("kubectl")
+            }
+            None => cmd.output().expect("kubectl"),
+        };
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.run(args, None);
+        assert!(ok, "kubectl {args:?} failed: {err}\n{out}");
+        out
+    }
+}
+
+fn kubectl_available() -> bool {
+    Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn write_kubeconfig(dir: &Path, port: u16) -> std::path::PathBuf {
+    let path = dir.join("kubeconfig");
+    let cfg = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: http://127.0.0.1:{port}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: u\n    namespace: default\ncurrent-context: skiff\nusers:\n- name: u\n  user: {{}}\n"
+    );
+    std::fs::write(&path, cfg).expect("kubeconfig");
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_kubectl_basic_workflow() {
+    if !kubectl_available() {
+        assert!(std::env::var("CI").is_err(), "kubectl is required in CI");
+        eprintln!("kubectl not found; skipping");
+        return;
+    }
+    let api = api_common::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let router = api.router.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let k = Kubectl {
+        kubeconfig: write_kubeconfig(dir.path(), port),
+        cache: dir.path().join("cache"),
+    };
+
+    tokio::task::spawn_blocking(move || {
+        let v = k.ok(&["version", "-o", "json"]);
+        let v: Value = serde_json::from_str(&v).expect("version json");
+        assert_eq!(v["serverVersion"]["minor"], "33");
+
+        let ns = k.ok(&["get", "ns"]);
+        assert!(ns.starts_with("NAME"), "{ns}");
+        assert!(ns.lines().any(|l| l.starts_with("kube-system") && l.contains("Active")), "{ns}");
+
+        let res = k.ok(&["api-resources"]);
+        assert!(res.lines().any(|l| l.starts_with("deployments") && l.contains("deploy") && l.contains("apps/v1")), "{res}");
+
+        let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels:\n    app: web\nspec:\n  containers:\n  - name: app\n    image: nginx:1.25\n";
+        let (ok, out, err) = k.run(&["apply", "-f", "-"], Some(pod));
+        assert!(ok, "apply: {err}");
+        assert!(out.contains("pod/web created"), "{out}");
+        let (ok, out, err) = k.run(&["apply", "-f", "-"], Some(&pod.replace("nginx:1.25", "nginx:1.26")));
+        assert!(ok, "apply update: {err}");
+        assert!(out.contains("pod/web configured"), "{out}");
+
+        let pods = k.ok(&["get", "pods", "-o", "wide"]);
+        let header: Vec<&str> = pods.lines().next().unwrap_or("").split_whitespace().collect();
+        assert_eq!(header[..5], ["NAME", "READY", "STATUS", "RESTARTS", "AGE"], "{pods}");
+        assert!(pods.contains("web") && pods.contains("0/1") && pods.contains("Pending"), "{pods}");
+        let img = k.ok(&["get", "pod", "web", "-o", "jsonpath={.spec.containers[0].image}"]);
+        assert_eq!(img, "nginx:1.26");
+
+        k.ok(&["create", "deployment", "api", "--image=nginx:1.25", "--replicas=2"]);
+        let out = k.ok(&["scale", "deployment", "api", "--replicas=3"]);
+        assert!(out.contains("scaled"), "{out}");
+        let replicas = k.ok(&["get", "deploy", "api", "-o", "jsonpath={.spec.replicas}"]);
+        assert_eq!(replicas, "3");
+        k.ok(&["label", "deployment", "api", "tier=backend"]);
+        let sel = k.ok(&["get", "deploy", "-l", "tier=backend", "-o", "name"]);
+        assert_eq!(sel.trim(), "deployment.apps/api");
+
+        let all = k.ok(&["get", "all"]);
+        assert!(all.contains("pod/web") && all.contains("deployment.apps/api") && all.contains("service/kubernetes"), "{all}");
+
+        let (ok, _, err) = k.run(&["get", "pod", "nope"], None);
+        assert!(!ok);
+        assert!(err.contains("Error from server (NotFound): pods \"nope\" not found"), "{err}");
+
+        let out = k.ok(&["delete", "pod", "web"]);
+        assert!(out.contains("pod \"web\" deleted"), "{out}");
+        let out = k.ok(&["delete", "deployment", "api"]);
+        assert!(out.contains("deployment.apps \"api\" deleted"), "{out}");
+    })
+    .await
+    .expect("kubectl steps");
+}
