@@ -137,6 +137,35 @@ async fn stock_kubectl_basic_workflow() {
         assert!(!ok);
         assert!(err.contains("Error from server (NotFound): pods \"nope\" not found"), "{err}");
 
+        // Generator commands (protobuf bodies on kubectl >= 1.32) and friends.
+        k.ok(&["create", "namespace", "team"]);
+        k.ok(&["create", "secret", "generic", "creds", "--from-literal=user=admin", "-n", "team"]);
+        let user = k.ok(&["get", "secret", "creds", "-n", "team", "-o", "jsonpath={.data.user}"]);
+        assert_eq!(user, "YWRtaW4=");
+        k.ok(&["run", "once", "--image=busybox", "--restart=Never", "-n", "team"]);
+        let out = k.ok(&["expose", "deployment", "api", "--port=80", "--target-port=8080"]);
+        assert!(out.contains("service/api exposed"), "{out}");
+        let svc = k.ok(&["get", "svc", "api"]);
+        assert!(svc.contains("ClusterIP") && svc.contains("80/TCP"), "{svc}");
+        let raw = k.ok(&["get", "--raw", "/healthz"]);
+        assert_eq!(raw, "ok");
+        let node = r#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"node-1"},"status":{"conditions":[{"type":"Ready","status":"True"}],"nodeInfo":{"kubeletVersion":"v1.33.0-skiff"}}}"#;
+        let (ok, _, err) = k.run(&["create", "-f", "-"], Some(node));
+        assert!(ok, "{err}");
+        k.ok(&["cordon", "node-1"]);
+        let nodes = k.ok(&["get", "nodes"]);
+        assert!(nodes.contains("Ready,SchedulingDisabled"), "{nodes}");
+        let desc = k.ok(&["describe", "node", "node-1"]);
+        assert!(desc.contains("Name:") && desc.contains("node-1"), "{desc}");
+        let desc = k.ok(&["describe", "pod", "web"]);
+        assert!(desc.contains("nginx:1.26"), "{desc}");
+        let events = k.ok(&["get", "events", "-A"]);
+        assert!(events.is_empty() || events.starts_with("NAMESPACE"), "{events}");
+        let out = k.ok(&["delete", "namespace", "team"]);
+        assert!(out.contains("namespace \"team\" deleted"), "{out}");
+        let (ok, _, _) = k.run(&["get", "namespace", "team"], None);
+        assert!(!ok, "kubectl delete waits until the namespace is gone");
+
         let out = k.ok(&["delete", "pod", "web"]);
         assert!(out.contains("pod \"web\" deleted"), "{out}");
         let out = k.ok(&["delete", "deployment", "api"]);
