@@ -196,3 +196,27 @@ async fn server_side_apply_and_scale() {
         "{stale}"
     );
 }
+
+#[tokio::test]
+async fn streaming_list_watcher() {
+    let api = api_common::start().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client(&api));
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "s1"}})).expect("cm");
+    cms.create(&PostParams::default(), &cm).await.expect("create");
+    let cfg = watcher::Config::default().streaming_lists();
+    let mut applied = watcher(cms.clone(), cfg).applied_objects().boxed();
+    let first = tokio::time::timeout(Duration::from_secs(5), applied.try_next())
+        .await
+        .expect("in time")
+        .expect("ok")
+        .expect("obj");
+    assert_eq!(first.metadata.name.as_deref(), Some("s1"));
+    let cm2: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "s2"}})).expect("cm");
+    cms.create(&PostParams::default(), &cm2).await.expect("create");
+    let next = tokio::time::timeout(Duration::from_secs(5), applied.try_next())
+        .await
+        .expect("in time")
+        .expect("ok")
+        .expect("obj");
+    assert_eq!(next.metadata.name.as_deref(), Some("s2"));
+}
