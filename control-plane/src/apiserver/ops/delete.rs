@@ -123,7 +123,6 @@ pub async fn delete(
 ) -> ApiResult<Deleted> {
     let gr = res.group_resource();
     let key = objects::key(res, namespace, Some(name));
-    let pinned = opts.precondition_rv.is_some();
     for _ in 0..MAX_ATTEMPTS {
         let Some((cur, rev)) = load(state, res, namespace, name).await? else {
             return Err(ApiError::not_found(&gr, name));
@@ -196,7 +195,7 @@ pub async fn delete(
                             gone: false,
                         });
                     }
-                    Err(StoreError::Conflict { .. }) if !pinned => continue,
+                    Err(StoreError::Conflict { .. }) => continue,
                     Err(e) => return Err(ApiError::from_store(e, &gr, name)),
                 }
             }
@@ -220,7 +219,7 @@ pub async fn delete(
                     gone: true,
                 });
             }
-            Err(StoreError::Conflict { .. }) if !pinned => continue,
+            Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(ApiError::from_store(e, &gr, name)),
         }
     }

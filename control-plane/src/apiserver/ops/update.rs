@@ -1,8 +1,8 @@
 //! The guaranteed-update loop behind PUT, PATCH and subresource writes:
 //! read the current object, let the caller compute the desired one, merge
 //! by the status/spec split, default, validate, bump the generation, and
-//! compare-and-swap in the store, retrying on races unless the client pinned
-//! a `resourceVersion`.
+//! compare-and-swap in the store, retrying on races (a stale client-pinned
+//! `resourceVersion` then fails the precondition with 409 Conflict).
 
 use serde_json::{Value, json};
 
@@ -163,18 +163,17 @@ where
         let mut desired = mutate(Some(&cur))?;
         check_type_meta(res, &mut desired, &res.info.kind)?;
         check_name(&mut desired, name, target.namespace, res)?;
-        let pinned = match objects::resource_version(&desired) {
-            "" => false,
-            rv => {
-                let want: i64 = rv.parse().map_err(|_| {
-                    ApiError::bad_request(format!("invalid resource version: {rv:?}"))
-                })?;
-                if want != rev {
-                    return Err(ApiError::stale(&gr, name));
-                }
-                true
+        // A pinned resourceVersion must match; a race with another writer
+        // is retried and then fails here if the client pinned the old one.
+        let rv = objects::resource_version(&desired);
+        if !rv.is_empty() {
+            let want: i64 = rv
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?;
+            if want != rev {
+                return Err(ApiError::stale(&gr, name));
             }
-        };
+        }
         let sub = target.subresource;
         let mut merged = merge(res, &cur, desired, sub);
         let old_for_checks = if matches!(sub, None | Some("scale")) {
@@ -225,7 +224,7 @@ where
                         warnings: Vec::new(),
                     });
                 }
-                Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) if !pinned => {
+                Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {
                     continue;
                 }
                 Err(e) => return Err(ApiError::from_store(e, &gr, name)),
@@ -254,7 +253,7 @@ where
                     warnings: Vec::new(),
                 });
             }
-            Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) if !pinned => continue,
+            Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => continue,
             Err(e) => return Err(ApiError::from_store(e, &gr, name)),
         }
     }
