@@ -202,7 +202,9 @@ async fn streaming_list_watcher() {
     let api = api_common::start().await;
     let cms: Api<ConfigMap> = Api::default_namespaced(client(&api));
     let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "s1"}})).expect("cm");
-    cms.create(&PostParams::default(), &cm).await.expect("create");
+    cms.create(&PostParams::default(), &cm)
+        .await
+        .expect("create");
     let cfg = watcher::Config::default().streaming_lists();
     let mut applied = watcher(cms.clone(), cfg).applied_objects().boxed();
     let first = tokio::time::timeout(Duration::from_secs(5), applied.try_next())
@@ -212,7 +214,9 @@ async fn streaming_list_watcher() {
         .expect("obj");
     assert_eq!(first.metadata.name.as_deref(), Some("s1"));
     let cm2: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "s2"}})).expect("cm");
-    cms.create(&PostParams::default(), &cm2).await.expect("create");
+    cms.create(&PostParams::default(), &cm2)
+        .await
+        .expect("create");
     let next = tokio::time::timeout(Duration::from_secs(5), applied.try_next())
         .await
         .expect("in time")
