@@ -221,6 +221,17 @@ impl ApiServer {
         bootstrap::run(&self.state).await
     }
 
+    /// [`ApiServer::new`] + [`ApiServer::bootstrap`] + [`ApiServer::spawn_background`].
+    pub async fn start(
+        store: Arc<dyn Store>,
+        config: ApiConfig,
+    ) -> ApiResult<(ApiServer, BackgroundTasks)> {
+        let server = ApiServer::new(store, config);
+        server.bootstrap().await?;
+        let tasks = server.spawn_background();
+        Ok((server, tasks))
+    }
+
     /// Starts the CRD registry watch and the built-in namespace finalizer.
     pub fn spawn_background(&self) -> BackgroundTasks {
         let handles = vec![

@@ -39,9 +39,9 @@ pub async fn start() -> TestApi {
 
 /// Starts a server over a given store and config.
 pub async fn start_with(store: Arc<dyn Store>, config: ApiConfig) -> TestApi {
-    let server = ApiServer::new(store.clone(), config);
-    server.bootstrap().await.expect("bootstrap");
-    let bg = server.spawn_background();
+    let (server, bg) = ApiServer::start(store.clone(), config)
+        .await
+        .expect("start");
     TestApi {
         router: server.router(),
         server,
