@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::apiserver::patch::tests::info;
+use crate::apiserver::resource::{Scope, Subresource};
 
 pub(crate) fn resources() -> Vec<ResourceInfo> {
     let mut pods = info("", "v1", "Pod");
