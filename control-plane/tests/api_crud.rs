@@ -563,3 +563,51 @@ async fn protobuf_bodies_from_kubectl_generators() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn managed_fields_record_the_field_manager() {
+    let api = start().await;
+    let r = api
+        .post(&format!("{PODS}?fieldManager=kubectl-create"), pod("mf"))
+        .await;
+    let mf = r.body["metadata"]["managedFields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(mf.len(), 1, "{}", r.body);
+    assert_eq!(
+        (mf[0]["manager"].clone(), mf[0]["operation"].clone()),
+        (json!("kubectl-create"), json!("Update"))
+    );
+    let p = api
+        .patch(
+            &format!("{PODS}/mf?fieldManager=kubectl-label"),
+            "application/merge-patch+json",
+            json!({"metadata": {"labels": {"x": "y"}}}),
+        )
+        .await;
+    let managers: Vec<&str> = p.body["metadata"]["managedFields"]
+        .as_array()
+        .expect("mf")
+        .iter()
+        .filter_map(|m| m["manager"].as_str())
+        .collect();
+    assert_eq!(managers, ["kubectl-create", "kubectl-label"]);
+    let s = api
+        .patch(
+            &format!("{PODS}/mf/status?fieldManager=kubelet"),
+            "application/merge-patch+json",
+            json!({"status": {"phase": "Running"}}),
+        )
+        .await;
+    let status_entry = s.body["metadata"]["managedFields"]
+        .as_array()
+        .expect("mf")
+        .iter()
+        .find(|m| m["manager"] == "kubelet")
+        .cloned();
+    assert_eq!(
+        status_entry.map(|e| e["subresource"].clone()),
+        Some(json!("status"))
+    );
+}

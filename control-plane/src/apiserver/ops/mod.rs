@@ -234,7 +234,7 @@ pub fn record_manager(
     sub: Option<&str>,
 ) {
     if let Some(m) = opts.field_manager.as_deref() {
-        patch::managed_fields::record_update(old, new, m, &res.info.api_version(), sub);
+        patch::managed_fields::record_update_for(&res.info, old, new, m, sub);
     }
 }
 
