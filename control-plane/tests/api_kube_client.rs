@@ -224,3 +224,54 @@ async fn streaming_list_watcher() {
         .expect("obj");
     assert_eq!(next.metadata.name.as_deref(), Some("s2"));
 }
+
+#[tokio::test]
+async fn recorder_events_show_up_as_core_events() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use kube::Resource;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let api = api_common::start().await;
+    let c = client(&api);
+    let pods: Api<Pod> = Api::default_namespaced(c.clone());
+    let p: Pod = serde_json::from_value(api_common::pod("ev")).expect("pod");
+    let p = pods
+        .create(&PostParams::default(), &p)
+        .await
+        .expect("create");
+    let recorder = Recorder::new(
+        c.clone(),
+        Reporter {
+            controller: "skiff-test".into(),
+            instance: Some("node-1".into()),
+        },
+    );
+    let ev = Event {
+        type_: EventType::Normal,
+        reason: "Scheduled".into(),
+        note: Some("Successfully assigned default/ev to node-1".into()),
+        action: "Binding".into(),
+        secondary: None,
+    };
+    let reference = p.object_ref(&());
+    recorder.publish(&ev, &reference).await.expect("publish");
+    recorder
+        .publish(&ev, &reference)
+        .await
+        .expect("publish again (series)");
+    let core: Api<CoreEvent> = Api::default_namespaced(c);
+    let uid = p.metadata.uid.clone().unwrap_or_default();
+    let fs =
+        format!("involvedObject.name=ev,involvedObject.namespace=default,involvedObject.uid={uid}");
+    let list = core
+        .list(&ListParams::default().fields(&fs))
+        .await
+        .expect("list");
+    assert_eq!(list.items.len(), 1);
+    let e = &list.items[0];
+    assert_eq!(
+        e.message.as_deref(),
+        Some("Successfully assigned default/ev to node-1")
+    );
+    assert_eq!(e.reporting_component.as_deref(), Some("skiff-test"));
+    assert_eq!(e.involved_object.kind.as_deref(), Some("Pod"));
+}

@@ -16,6 +16,7 @@ pub mod crd;
 pub mod defaults;
 pub mod discovery;
 pub mod errors;
+pub mod events_v1;
 pub mod handlers;
 pub mod ipalloc;
 pub mod kinds;

@@ -236,6 +236,7 @@ mod tests {
                 "apps",
                 "batch",
                 "coordination.k8s.io",
+                "events.k8s.io",
                 "node.k8s.io",
                 "apiextensions.k8s.io"
             ]

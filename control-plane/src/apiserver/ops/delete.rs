@@ -182,7 +182,7 @@ pub async fn delete(
                 }
                 match state
                     .store()
-                    .update(&key, objects::encode(&next)?, Some(rev))
+                    .update(&key, objects::encode_for(res, &next)?, Some(rev))
                     .await
                 {
                     Ok(kv) => {
@@ -270,7 +270,7 @@ async fn delete_namespace(
     let key = objects::key(res, None, Some(&name));
     let kv = state
         .store()
-        .update(&key, objects::encode(&next)?, Some(rev))
+        .update(&key, objects::encode_for(res, &next)?, Some(rev))
         .await
         .map_err(|e| ApiError::from_store(e, &gr, &name))?;
     objects::set_resource_version(&mut next, kv.mod_revision);

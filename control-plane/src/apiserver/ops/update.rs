@@ -239,7 +239,7 @@ where
         }
         match state
             .store()
-            .update(&key, objects::encode(&merged)?, Some(rev))
+            .update(&key, objects::encode_for(res, &merged)?, Some(rev))
             .await
         {
             Ok(kv) => {
