@@ -280,10 +280,18 @@ async fn server_side_apply_creates_then_merges() {
     let r = api.patch(uri, "application/apply-patch+yaml", cm2).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["data"]["b"], "2");
-    assert!(
-        r.body["metadata"]["managedFields"]
-            .as_array()
-            .is_some_and(|m| !m.is_empty())
+    let mf = r.body["metadata"]["managedFields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        mf.len(),
+        1,
+        "one Apply entry, no extra Update entry: {mf:?}"
+    );
+    assert_eq!(
+        (mf[0]["manager"].clone(), mf[0]["operation"].clone()),
+        (json!("kubectl"), json!("Apply"))
     );
     let nofm = api
         .patch(

@@ -101,6 +101,7 @@ impl Ctx {
             dry_run: self.query.dry_run()?,
             field_manager: self.field_manager()?,
             field_validation: self.query.field_validation()?,
+            managed_fields_done: false,
         })
     }
 }

@@ -231,6 +231,7 @@ pub async fn patch_sub(ctx: &Ctx, body: Body, sub: Option<&str>) -> ApiResult<Re
     let is_apply = matches!(pt, PatchType::Apply);
     let mut opts = ctx.write_opts()?;
     if is_apply {
+        opts.managed_fields_done = true;
         opts.field_manager = ctx.query.field_manager()?;
         if opts.field_manager.is_none() {
             return Err(ApiError::invalid(

@@ -34,6 +34,9 @@ pub struct WriteOpts {
     pub field_manager: Option<String>,
     /// How unknown or duplicate fields are handled.
     pub field_validation: FieldValidation,
+    /// True when the write already maintained `managedFields` itself
+    /// (server-side apply); no `Update` entry is recorded then.
+    pub managed_fields_done: bool,
 }
 
 impl Default for WriteOpts {
@@ -42,6 +45,7 @@ impl Default for WriteOpts {
             dry_run: false,
             field_manager: None,
             field_validation: FieldValidation::Ignore,
+            managed_fields_done: false,
         }
     }
 }
@@ -233,6 +237,9 @@ pub fn record_manager(
     opts: &WriteOpts,
     sub: Option<&str>,
 ) {
+    if opts.managed_fields_done {
+        return;
+    }
     if let Some(m) = opts.field_manager.as_deref() {
         patch::managed_fields::record_update_for(&res.info, old, new, m, sub);
     }

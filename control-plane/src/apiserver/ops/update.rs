@@ -85,6 +85,10 @@ fn merge(res: &Resource, cur: &Value, mut desired: Value, sub: Option<&str>) -> 
         Some("status") => {
             let mut out = cur.clone();
             set_or_remove(&mut out, "status", desired.get("status"));
+            // Server-side apply to /status maintains managedFields itself.
+            if let Some(mf) = desired.pointer("/metadata/managedFields") {
+                objects::meta_mut(&mut out).insert("managedFields".into(), mf.clone());
+            }
             out
         }
         Some("finalize") => {
