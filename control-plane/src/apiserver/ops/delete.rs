@@ -142,7 +142,8 @@ pub async fn delete(
         });
         let fins = finalizers_for(&objects::finalizers(&cur), policy);
         let already = objects::is_deleting(&cur);
-        if grace > 0 || !fins.is_empty() || (already && !fins.is_empty()) {
+        // Graceful (pods on nodes) or pending finalizers: mark, don't remove.
+        if grace > 0 || !fins.is_empty() {
             let mut next = cur.clone();
             objects::set_finalizers(&mut next, &fins);
             let cur_grace = objects::meta(&cur)
@@ -170,34 +171,30 @@ pub async fn delete(
                     gone: false,
                 });
             }
-            if grace == 0 && fins.is_empty() {
-                // Shortened to zero with nothing pending: fall through to removal.
-            } else {
-                record_manager(res, Some(&cur), &mut next, write, None);
-                if opts.dry_run {
+            record_manager(res, Some(&cur), &mut next, write, None);
+            if opts.dry_run {
+                return Ok(Deleted {
+                    object: next,
+                    gone: false,
+                });
+            }
+            match state
+                .store()
+                .update(&key, objects::encode_for(res, &next)?, Some(rev))
+                .await
+            {
+                Ok(kv) => {
+                    objects::set_resource_version(&mut next, kv.mod_revision);
+                    if res.id == KindId::CustomResourceDefinition {
+                        crd::sync_one(state.registry(), name, Some(&next));
+                    }
                     return Ok(Deleted {
                         object: next,
                         gone: false,
                     });
                 }
-                match state
-                    .store()
-                    .update(&key, objects::encode_for(res, &next)?, Some(rev))
-                    .await
-                {
-                    Ok(kv) => {
-                        objects::set_resource_version(&mut next, kv.mod_revision);
-                        if res.id == KindId::CustomResourceDefinition {
-                            crd::sync_one(state.registry(), name, Some(&next));
-                        }
-                        return Ok(Deleted {
-                            object: next,
-                            gone: false,
-                        });
-                    }
-                    Err(StoreError::Conflict { .. }) => continue,
-                    Err(e) => return Err(ApiError::from_store(e, &gr, name)),
-                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(ApiError::from_store(e, &gr, name)),
             }
         }
         if opts.dry_run {
