@@ -48,10 +48,44 @@ impl Kubectl {
         )
     }
 
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn kubectl")
+    }
+
     fn ok(&self, args: &[&str]) -> String {
         let (ok, out, err) = self.run(args, None);
         assert!(ok, "kubectl {args:?} failed: {err}\n{out}");
         out
+    }
+}
+
+/// Streams a child's stdout lines through a channel.
+trait Lines {
+    fn lines(&mut self) -> std::sync::mpsc::Receiver<String>;
+}
+
+impl Lines for std::process::Child {
+    fn lines(&mut self) -> std::sync::mpsc::Receiver<String> {
+        use std::io::BufRead;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = self.stdout.take().expect("piped stdout");
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
     }
 }
 
@@ -130,6 +164,24 @@ async fn stock_kubectl_discovery_pods_and_apply() {
         let (ok, _, err) = k.run(&["get", "pod", "nope"], None);
         assert!(!ok);
         assert!(err.contains("Error from server (NotFound): pods \"nope\" not found"), "{err}");
+
+        // `get -w` consumes Table watch events.
+        let mut watch = k.spawn(&["get", "pods", "-w"]);
+        let lines = watch.lines();
+        let header = lines.recv_timeout(std::time::Duration::from_secs(10)).expect("header line");
+        assert!(header.starts_with("NAME"), "{header}");
+        let (ok, _, err) = k.run(&["run", "watched", "--image=busybox"], None);
+        assert!(ok, "{err}");
+        let mut saw = false;
+        while let Ok(line) = lines.recv_timeout(std::time::Duration::from_secs(10)) {
+            if line.starts_with("watched") && line.contains("Pending") {
+                saw = true;
+                break;
+            }
+        }
+        let _ = watch.kill();
+        let _ = watch.wait();
+        assert!(saw, "kubectl get -w printed the new pod");
 
         let desc = k.ok(&["describe", "pod", "web"]);
         assert!(desc.contains("nginx:1.26"), "{desc}");
