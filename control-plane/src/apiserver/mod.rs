@@ -20,6 +20,7 @@ pub mod events_v1;
 pub mod handlers;
 pub mod ipalloc;
 pub mod kinds;
+pub mod kubelet_proxy;
 pub mod metrics;
 pub mod namespace_finalizer;
 pub mod negotiate;
@@ -76,6 +77,9 @@ pub struct ApiConfig {
     pub namespace_resync: Duration,
     /// `gitVersion` reported by `/version`.
     pub git_version: String,
+    /// TLS client config for kubelets (`pods/log`, `exec`, `attach`,
+    /// `portforward` are proxied to them); `None` answers 503.
+    pub kubelet_client_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ApiConfig {
@@ -90,6 +94,7 @@ impl Default for ApiConfig {
             default_watch_timeout: Duration::from_secs(1800),
             namespace_resync: Duration::from_secs(5),
             git_version: format!("v1.33.0-skiff.{}", env!("CARGO_PKG_VERSION")),
+            kubelet_client_tls: None,
         }
     }
 }

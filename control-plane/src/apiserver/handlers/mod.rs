@@ -137,6 +137,15 @@ async fn resource(state: ApiState, rp: ResourcePath, req: Request) -> ApiResult<
     if rp.namespace.is_some() && !res.info.namespaced() {
         return Err(ApiError::path_not_found());
     }
+    if res.id == KindId::Pod
+        && rp.name.is_some()
+        && matches!(
+            rp.subresource.as_deref(),
+            Some("log" | "exec" | "attach" | "portforward")
+        )
+    {
+        return subresources::proxy_to_kubelet(&state, &res, &rp, req).await;
+    }
     let (parts, body) = req.into_parts();
     let ctx = Ctx {
         query: Query::parse(parts.uri.query())?,

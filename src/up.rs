@@ -1,0 +1,203 @@
+//! `skiff up` and `skiff apiserver`: compose the store, the API server and
+//! (in `up`) the other components in one process.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use skiff_control_plane::apiserver::{ApiConfig, ApiServer};
+use skiff_control_plane::pki::{self, Pki};
+use skiff_control_plane::serve;
+use skiff_control_plane::store::Store;
+use skiff_control_plane::store::memory::MemoryStore;
+use skiff_control_plane::store::redb_store::{RedbConfig, RedbStore};
+
+use crate::cli::{ServerArgs, UpArgs};
+
+/// A running API server with its addresses and credentials.
+pub struct RunningApi {
+    /// The API server.
+    pub api: ApiServer,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The kubeconfig written for the admin.
+    pub kubeconfig: PathBuf,
+    /// The HTTPS server task.
+    pub task: tokio::task::JoinHandle<()>,
+    /// The API server's own background tasks (stopped on drop).
+    pub background: skiff_control_plane::apiserver::BackgroundTasks,
+}
+
+fn open_store(args: &ServerArgs, data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match args.store.as_str() {
+        "redb" => {
+            let path = data_dir.join("store.redb");
+            Arc::new(
+                RedbStore::open(&path, RedbConfig::default())
+                    .with_context(|| format!("opening the store {}", path.display()))?,
+            )
+        }
+        "memory" => Arc::new(MemoryStore::new()),
+        other => anyhow::bail!("unknown --store {other:?}: use redb or memory"),
+    })
+}
+
+/// Health of the components that run beside the API server, for `componentstatuses`.
+#[derive(Clone, Default)]
+pub struct ComponentHealth {
+    /// The scheduler's health, if one runs in this process.
+    pub scheduler: Option<skiff_control_plane::scheduler::Health>,
+    /// The controller manager's health, if one runs in this process.
+    pub controller_manager: Option<skiff_control_plane::controllers::Health>,
+}
+
+/// Starts the store, the PKI and the API server over HTTPS, and writes the kubeconfig.
+pub async fn start_api(args: &ServerArgs, health: ComponentHealth) -> anyhow::Result<RunningApi> {
+    let data_dir = args.data.resolve();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    let store = open_store(args, &data_dir)?;
+    let pki = Pki::load_or_create(&data_dir.join("pki"), &[args.bind_address], &[])
+        .context("preparing certificates")?;
+
+    let addr = SocketAddr::new(args.bind_address, args.api_port);
+    let mut config = ApiConfig {
+        advertise_address: addr.to_string(),
+        ..ApiConfig::default()
+    };
+    if let Some(h) = health.scheduler {
+        config
+            .component_probes
+            .insert("scheduler".into(), Arc::new(move || h.check()));
+    }
+    if let Some(h) = health.controller_manager {
+        config.component_probes.insert(
+            "controller-manager".into(),
+            Arc::new(move || {
+                if h.is_healthy() {
+                    Ok(())
+                } else {
+                    Err("controller manager not running".into())
+                }
+            }),
+        );
+    }
+    let api = ApiServer::new(store, config);
+    api.bootstrap()
+        .await
+        .context("bootstrapping the API server")?;
+    let background = api.spawn_background();
+    let tls = serve::tls_config(&pki.ca.cert_pem, &pki.apiserver)?;
+    let (addr, task) = serve::serve_https(addr, api.router(), tls).await?;
+
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else if addr.is_ipv6() {
+        format!("[{}]", addr.ip())
+    } else {
+        addr.ip().to_string()
+    };
+    let server_url = format!("https://{host}:{}", addr.port());
+    let kubeconfig = data_dir.join("kubeconfig");
+    pki::write_private_file(
+        &kubeconfig,
+        &pki::kubeconfig(
+            &server_url,
+            &pki.ca.cert_pem,
+            &pki.admin,
+            "skiff",
+            "skiff-admin",
+        ),
+    )?;
+    Ok(RunningApi {
+        api,
+        addr,
+        kubeconfig,
+        task,
+        background,
+    })
+}
+
+impl RunningApi {
+    /// Stops serving and the background tasks.
+    pub fn shutdown(self) {
+        self.api.state().close();
+        self.task.abort();
+        drop(self.background);
+    }
+}
+
+fn print_started(what: &str, running: &RunningApi, started: Instant) {
+    println!(
+        "skiff: {what} ready in {} ms — API server on https://{}",
+        started.elapsed().as_millis(),
+        running.addr
+    );
+    println!(
+        "skiff: kubeconfig written to {}",
+        running.kubeconfig.display()
+    );
+    println!(
+        "skiff: try   export KUBECONFIG={}; kubectl get namespaces",
+        running.kubeconfig.display()
+    );
+}
+
+/// `skiff apiserver`.
+pub async fn apiserver(args: ServerArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let running = start_api(&args, ComponentHealth::default()).await?;
+    print_started("API server", &running, started);
+    wait_for_shutdown().await;
+    running.shutdown();
+    Ok(())
+}
+
+/// `skiff up`.
+pub async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let scheduler = skiff_control_plane::scheduler::SchedulerConfig::default();
+    let controllers = skiff_control_plane::controllers::ControllerManagerConfig::default();
+    let health = ComponentHealth {
+        scheduler: Some(scheduler.health.clone()),
+        controller_manager: Some(controllers.health.clone()),
+    };
+    let running = start_api(&args.server, health).await?;
+    let client = serve::in_process_client(running.api.router(), "default");
+    let mut components = tokio::task::JoinSet::new();
+    components.spawn(crate::components::run_scheduler(client.clone(), scheduler));
+    components.spawn(crate::components::run_controller_manager(
+        client.clone(),
+        controllers,
+    ));
+    print_started("cluster", &running, started);
+    if !args.apply.is_empty() {
+        for path in &args.apply {
+            crate::apply::apply_path(&client, path)
+                .await
+                .with_context(|| format!("applying {}", path.display()))?;
+        }
+    }
+    wait_for_shutdown().await;
+    println!("skiff: shutting down");
+    components.abort_all();
+    running.shutdown();
+    Ok(())
+}
+
+async fn wait_for_shutdown() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,227 @@
+//! Test harness: a real `skiff` process on a temporary data dir and a free
+//! port, driven by the real kubectl binaries on this machine.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running `skiff` process.
+pub struct Cluster {
+    child: Child,
+    /// The data dir (removed on drop).
+    pub dir: tempfile::TempDir,
+    /// `<data dir>/kubeconfig`.
+    pub kubeconfig: PathBuf,
+    /// The API server port.
+    pub port: u16,
+    /// Everything the process printed so far (stdout and stderr).
+    pub output: Arc<Mutex<String>>,
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+fn pump(stream: impl std::io::Read + Send + 'static, sink: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if std::env::var_os("SKIFF_TEST_ECHO").is_some() {
+                eprintln!("[skiff] {line}");
+            }
+            if let Ok(mut s) = sink.lock() {
+                s.push_str(&line);
+                s.push('\n');
+            }
+        }
+    });
+}
+
+impl Cluster {
+    /// `skiff <subcommand> --data-dir <tmp> --api-port <free> <extra...>`, waiting until ready.
+    pub fn start(subcommand: &str, extra: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir, subcommand, extra)
+    }
+
+    /// Like `start`, on an existing data dir (restart tests).
+    pub fn start_in(dir: tempfile::TempDir, subcommand: &str, extra: &[&str]) -> Cluster {
+        let port = free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .arg(subcommand)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("--api-port")
+            .arg(port.to_string())
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn skiff");
+        let output = Arc::new(Mutex::new(String::new()));
+        pump(child.stdout.take().expect("stdout"), output.clone());
+        pump(child.stderr.take().expect("stderr"), output.clone());
+        let cluster = Cluster {
+            child,
+            kubeconfig: dir.path().join("kubeconfig"),
+            dir,
+            port,
+            output,
+        };
+        cluster.wait_for_output("ready in", Duration::from_secs(60));
+        cluster
+    }
+
+    /// Blocks until the process printed `needle`; panics with the output on timeout.
+    pub fn wait_for_output(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = self.output.lock().map(|s| s.clone()).unwrap_or_default();
+            if out.contains(needle) {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("skiff did not print {needle:?} within {timeout:?}; output:\n{out}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs the default `kubectl` (the one on PATH) with a fresh cache dir.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_bin(Path::new("kubectl"), args)
+    }
+
+    /// Runs a given kubectl binary against this cluster.
+    pub fn kubectl_bin(&self, bin: &Path, args: &[&str]) -> Output {
+        let cache = self.dir.path().join(format!(
+            "kubectl-cache-{}",
+            bin.file_name()
+                .and_then(|s| s.to_str())
+                .unwrap_or("kubectl")
+        ));
+        Command::new(bin)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(cache)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run kubectl")
+    }
+
+    /// Runs kubectl and returns stdout, panicking with stderr if it failed.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert_ok(&out, args);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs kubectl with `stdin` as its input.
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write;
+        let cache = self.dir.path().join("kubectl-cache-kubectl");
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(cache)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kubectl");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("kubectl output")
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        self.terminate();
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+/// Panics with kubectl's output unless it succeeded.
+pub fn assert_ok(out: &Output, args: &[&str]) {
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The versioned kubectl binaries beside the real kubectl (`kubectl.1.27` ...).
+pub fn versioned_kubectls() -> Vec<PathBuf> {
+    let Ok(real) = std::fs::canonicalize(
+        which("kubectl").unwrap_or_else(|| PathBuf::from("/usr/bin/kubectl")),
+    ) else {
+        return Vec::new();
+    };
+    let Some(dir) = real.parent() else {
+        return Vec::new();
+    };
+    let mut bins: Vec<PathBuf> = (27..=40)
+        .map(|minor| dir.join(format!("kubectl.1.{minor}")))
+        .filter(|p| p.exists())
+        .collect();
+    bins.sort();
+    bins
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.exists())
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
