@@ -5,7 +5,7 @@
 //! out). Then read `fake` (feature `testing`) — a complete backend in one file that runs host
 //! processes — and [`wasmtime`] — the in-process WebAssembly backend Skiff ships. Nothing
 //! here knows about Kubernetes types: the kubelet converts a `Pod` into [`SandboxSpec`] and
-//! [`ContainerSpec`]s. Images live in [`images`]; `skiff bench runtime` is [`bench`].
+//! [`ContainerSpec`]s. Images live in [`images`]; `skiff bench runtime` is [`bench`](mod@bench).
 //!
 //! # Writing a backend
 //!
@@ -15,7 +15,7 @@
 //!
 //! 1. **Bookkeeping.** Give sandboxes and containers ids from [`lifecycle::new_id`]; keep each
 //!    container's state in a [`lifecycle::StateCell`], which applies the legal transitions of
-//!    [`ContainerState`](status::ContainerState) and makes `wait_container` a one-liner.
+//!    [`ContainerState`] and makes `wait_container` a one-liner.
 //! 2. **Validation.** Call [`ContainerSpec::validate`] in `create_container`; return
 //!    [`Error::Unsupported`] for anything your backend cannot honour (the fake rejects mounts)
 //!    rather than silently ignoring it.
