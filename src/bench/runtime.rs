@@ -40,7 +40,7 @@ pub async fn run(args: RuntimeBenchArgs) -> anyhow::Result<serde_json::Value> {
             "concurrent_requested": report.concurrent_requested,
             "concurrent_start_ms": round2(report.concurrent_start_ms),
             "rss_per_container_kib": round2(report.rss_per_container_kib),
-            "rss_per_container_beyond_linear_kib": round2(report.rss_per_container_beyond_linear_kib),
+            "guest_linear_memory_kib": round2(report.guest_linear_memory_kib),
         }
     }))
 }
