@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod runtime;
+pub mod scheduler;
 pub mod stats;
 
 use clap::Subcommand;
@@ -14,6 +15,8 @@ pub enum BenchCommand {
     Api(api::ApiBenchArgs),
     /// Wasmtime runtime: create→running latency, start/stop cycles, memory per container, 1,000 concurrent.
     Runtime(runtime::RuntimeBenchArgs),
+    /// Scheduler: kube-scheduler's scheduler_perf SchedulingBasic (5,000 fake nodes, 10,000 pods) through the API server.
+    Scheduler(scheduler::SchedulerBenchArgs),
 }
 
 /// Runs one benchmark and prints its JSON line last.
@@ -21,6 +24,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     let figures = match cmd {
         BenchCommand::Api(args) => api::run(args).await?,
         BenchCommand::Runtime(args) => runtime::run(args).await?,
+        BenchCommand::Scheduler(args) => scheduler::run(args).await?,
     };
     println!("{}", serde_json::to_string(&figures)?);
     Ok(())

@@ -211,7 +211,14 @@ impl RedbStore {
             f(&txn)
         })
         .await
-        .map_err(|e| StoreError::backend("read task failed", e))?
+        .map_err(|e| {
+            if e.is_cancelled() {
+                // The runtime is shutting down: not a storage failure.
+                StoreError::Closed
+            } else {
+                StoreError::backend("read task failed", e)
+            }
+        })?
     }
 }
 
