@@ -28,6 +28,8 @@ pub struct RunningApi {
     pub task: tokio::task::JoinHandle<()>,
     /// The API server's own background tasks (stopped on drop).
     pub background: skiff_control_plane::apiserver::BackgroundTasks,
+    /// The cluster's certificates (the node's kubelet serving certificate comes from its CA).
+    pub pki: Pki,
 }
 
 fn open_store(args: &ServerArgs, data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
@@ -63,8 +65,20 @@ pub async fn start_api(args: &ServerArgs, health: ComponentHealth) -> anyhow::Re
         .context("preparing certificates")?;
 
     let addr = SocketAddr::new(args.bind_address, args.api_port);
+    // The API server's identity towards kubelets (pods/log, exec, attach, portforward),
+    // as kube-apiserver's --kubelet-client-certificate.
+    let kubelet_client = pki
+        .issue_client_cert("kube-apiserver-kubelet-client", Some("system:masters"))
+        .context("issuing the kubelet client certificate")?;
+    let kubelet_client_tls = skiff_control_plane::apiserver::kubelet_proxy::client_tls(
+        &pki.ca.cert_pem,
+        &kubelet_client.cert_pem,
+        &kubelet_client.key_pem,
+    )
+    .map_err(|e| anyhow::anyhow!("kubelet client TLS: {e}"))?;
     let mut config = ApiConfig {
         advertise_address: addr.to_string(),
+        kubelet_client_tls: Some(kubelet_client_tls),
         ..ApiConfig::default()
     };
     if let Some(h) = health.scheduler {
@@ -117,6 +131,7 @@ pub async fn start_api(args: &ServerArgs, health: ComponentHealth) -> anyhow::Re
         kubeconfig,
         task,
         background,
+        pki,
     })
 }
 
