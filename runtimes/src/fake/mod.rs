@@ -1,0 +1,772 @@
+//! `FakeRuntime`: a complete, minimal backend that runs containers as **host processes**.
+//!
+//! It exists for two reasons: the kubelet's tests need a runtime that starts in milliseconds
+//! and needs nothing installed, and a third-party backend author needs one readable example
+//! that passes the [conformance suite](crate::conformance). Read it top to bottom:
+//!
+//! - an *image* is an entrypoint argv ([`FakeImage`]); a "registry" is a map you fill with
+//!   [`FakeRuntime::add_remote_image`]; `import_image` turns a shell script into an image;
+//! - a *sandbox* is a network namespace (when root; host networking otherwise) plus a tokio
+//!   runtime whose threads live in it ([`Netns::executor`]), so processes forked there start
+//!   inside the pod's namespace;
+//! - a *container* is a process group: `stop` sends `SIGTERM`, waits the grace period, then
+//!   `SIGKILL`s the group; stdout and stderr are pumped into a CRI log ([`LogWriter`]);
+//! - limits are enforced from user space ([`procfs`]): a group over its memory limit is
+//!   killed with reason `OOMKilled`, one over its CPU share is paused with `SIGSTOP`.
+//!
+//! Mounts are not supported (a host process sees the host file system): a spec with mounts
+//! fails with [`Error::Unsupported`].
+
+pub mod procfs;
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+use crate::lifecycle::{StateCell, container_not_found, new_id, sandbox_not_found};
+use crate::logs::{LogConfig, LogWriter, Stream};
+use crate::netns::{self, Netns};
+use crate::spec::{ContainerSpec, NetworkMode, SandboxSpec};
+use crate::status::{
+    ContainerStats, ContainerStatus, ExitInfo, ExitReason, ImageInfo, SandboxState, SandboxStatus,
+};
+use crate::{Error, RegistryAuth, Result, Runtime};
+
+/// The handler name of the fake backend.
+pub const HANDLER: &str = "fake";
+
+/// How the fake backend runs.
+#[derive(Debug, Clone)]
+pub struct FakeConfig {
+    /// Where pod network namespaces are bind-mounted.
+    pub netns_dir: PathBuf,
+    /// Log rotation.
+    pub log: LogConfig,
+    /// If false (the default) a `NetworkMode::Pod` sandbox falls back to host networking when
+    /// namespaces cannot be created (not root); if true that is an error.
+    pub require_pod_network: bool,
+}
+
+impl Default for FakeConfig {
+    fn default() -> Self {
+        FakeConfig {
+            netns_dir: PathBuf::from(netns::DEFAULT_NETNS_DIR),
+            log: LogConfig::default(),
+            require_pod_network: false,
+        }
+    }
+}
+
+/// A fake image: the argv a container runs when its spec has no `command`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeImage {
+    /// Program and leading arguments.
+    pub entrypoint: Vec<String>,
+}
+
+impl FakeImage {
+    /// An image running `sh -c script` (extra container args become `$1...`).
+    pub fn shell(script: &str) -> Self {
+        FakeImage {
+            entrypoint: vec!["/bin/sh".into(), "-c".into(), script.into(), "sh".into()],
+        }
+    }
+
+    fn digest(&self) -> String {
+        let mut hasher = Sha256::new();
+        for part in &self.entrypoint {
+            hasher.update(part.as_bytes());
+            hasher.update([0]);
+        }
+        format!("sha256:{:x}", hasher.finalize())
+    }
+}
+
+/// The host-process backend. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct FakeRuntime {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    config: FakeConfig,
+    images: Mutex<BTreeMap<String, FakeImage>>,
+    remote: Mutex<BTreeMap<String, FakeImage>>,
+    sandboxes: Mutex<HashMap<String, Arc<Sandbox>>>,
+    containers: Mutex<HashMap<String, Arc<Container>>>,
+}
+
+struct Sandbox {
+    id: String,
+    spec: SandboxSpec,
+    created_at: Timestamp,
+    ready: AtomicBool,
+    netns: Option<Netns>,
+    /// Threads inside the pod's namespace; `None` for host networking.
+    executor: Mutex<Option<tokio::runtime::Runtime>>,
+    handle: tokio::runtime::Handle,
+}
+
+impl Drop for Sandbox {
+    // A sandbox dropped without `remove_sandbox` (a panicking caller, a dropped runtime) must
+    // not panic by dropping a tokio runtime in async context, nor leak its namespace.
+    fn drop(&mut self) {
+        if let Some(executor) = self.executor.get_mut().take() {
+            executor.shutdown_background();
+        }
+        if let Some(ns) = &self.netns
+            && let Err(error) = ns.remove()
+        {
+            tracing::warn!(sandbox = %self.id, %error, "cannot remove network namespace");
+        }
+    }
+}
+
+struct Container {
+    id: String,
+    sandbox_id: String,
+    spec: ContainerSpec,
+    argv: Vec<String>,
+    image_digest: String,
+    created_at: Timestamp,
+    state: StateCell,
+    log: LogWriter,
+    pgid: Mutex<Option<Pid>>,
+    stop_requested: AtomicBool,
+    oom_killed: AtomicBool,
+    usage: Mutex<procfs::GroupUsage>,
+}
+
+impl FakeRuntime {
+    /// A fake runtime with default configuration and no images.
+    pub fn new() -> Self {
+        Self::with_config(FakeConfig::default())
+    }
+
+    /// A fake runtime with the given configuration.
+    pub fn with_config(config: FakeConfig) -> Self {
+        FakeRuntime {
+            inner: Arc::new(Inner {
+                config,
+                ..Inner::default()
+            }),
+        }
+    }
+
+    /// Make `image` present locally under `reference`.
+    pub fn add_image(&self, reference: &str, image: FakeImage) {
+        self.inner.images.lock().insert(reference.to_owned(), image);
+    }
+
+    /// Make `image` pullable under `reference` (the fake "registry").
+    pub fn add_remote_image(&self, reference: &str, image: FakeImage) {
+        self.inner.remote.lock().insert(reference.to_owned(), image);
+    }
+
+    fn sandbox(&self, id: &str) -> Result<Arc<Sandbox>> {
+        self.inner
+            .sandboxes
+            .lock()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| sandbox_not_found(id))
+    }
+
+    fn container(&self, id: &str) -> Result<Arc<Container>> {
+        self.inner
+            .containers
+            .lock()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| container_not_found(id))
+    }
+
+    fn containers_of(&self, sandbox_id: &str) -> Vec<Arc<Container>> {
+        self.inner
+            .containers
+            .lock()
+            .values()
+            .filter(|c| c.sandbox_id == sandbox_id)
+            .cloned()
+            .collect()
+    }
+
+    fn image_info(reference: &str, image: &FakeImage) -> ImageInfo {
+        ImageInfo {
+            id: image.digest(),
+            tags: vec![reference.to_owned()],
+            size: image.entrypoint.iter().map(|p| p.len() as u64).sum(),
+        }
+    }
+
+    fn new_netns(&self, id: &str, pod: &str) -> Result<Option<Netns>> {
+        if !netns::supported() && !self.inner.config.require_pod_network {
+            tracing::warn!(
+                pod,
+                "cannot create network namespaces (not root): host network"
+            );
+            return Ok(None);
+        }
+        Netns::create(&self.inner.config.netns_dir, &format!("skiff-fake-{id}"))
+            .map(Some)
+            .map_err(|source| Error::Sandbox {
+                pod: pod.to_owned(),
+                context: "create network namespace".to_owned(),
+                source: source.into(),
+            })
+    }
+}
+
+#[async_trait]
+impl Runtime for FakeRuntime {
+    fn handler(&self) -> &str {
+        HANDLER
+    }
+
+    async fn create_sandbox(&self, spec: &SandboxSpec) -> Result<String> {
+        let id = new_id();
+        let pod = format!("{}/{}", spec.namespace, spec.name);
+        let sandbox_error = |context: &str, source: netns::NetnsError| Error::Sandbox {
+            pod: pod.clone(),
+            context: context.to_owned(),
+            source: source.into(),
+        };
+        let netns = match &spec.network {
+            NetworkMode::Host => None,
+            NetworkMode::Pod => self.new_netns(&id, &pod)?,
+            NetworkMode::Existing(path) => {
+                Some(Netns::open(path).map_err(|e| sandbox_error("open network namespace", e))?)
+            }
+        };
+        let executor = match &netns {
+            Some(ns) => Some(ns.executor(&id[..8], 1).map_err(|e| {
+                let _ = ns.remove();
+                sandbox_error("start pod threads", e)
+            })?),
+            None => None,
+        };
+        let handle = match &executor {
+            Some(rt) => rt.handle().clone(),
+            None => tokio::runtime::Handle::current(),
+        };
+        let sandbox = Sandbox {
+            id: id.clone(),
+            spec: spec.clone(),
+            created_at: Timestamp::now(),
+            ready: AtomicBool::new(true),
+            netns,
+            executor: Mutex::new(executor),
+            handle,
+        };
+        self.inner
+            .sandboxes
+            .lock()
+            .insert(id.clone(), Arc::new(sandbox));
+        tracing::debug!(sandbox = %id, %pod, "fake sandbox created");
+        Ok(id)
+    }
+
+    async fn stop_sandbox(&self, id: &str) -> Result<()> {
+        let Ok(sandbox) = self.sandbox(id) else {
+            return Ok(());
+        };
+        sandbox.ready.store(false, Ordering::SeqCst);
+        for container in self.containers_of(id) {
+            stop(&container, Duration::ZERO).await?;
+        }
+        Ok(())
+    }
+
+    async fn remove_sandbox(&self, id: &str) -> Result<()> {
+        self.stop_sandbox(id).await?;
+        for container in self.containers_of(id) {
+            self.inner.containers.lock().remove(&container.id);
+        }
+        let Some(sandbox) = self.inner.sandboxes.lock().remove(id) else {
+            return Ok(());
+        };
+        if let Some(executor) = sandbox.executor.lock().take() {
+            executor.shutdown_background();
+        }
+        if let Some(ns) = &sandbox.netns {
+            ns.remove()
+                .map_err(|e| Error::internal("remove network namespace", e))?;
+        }
+        Ok(())
+    }
+
+    async fn sandbox_status(&self, id: &str) -> Result<SandboxStatus> {
+        Ok(sandbox_status(&*self.sandbox(id)?))
+    }
+
+    async fn list_sandboxes(&self) -> Result<Vec<SandboxStatus>> {
+        let sandboxes = self.inner.sandboxes.lock();
+        Ok(sandboxes.values().map(|s| sandbox_status(s)).collect())
+    }
+
+    async fn create_container(&self, sandbox_id: &str, spec: &ContainerSpec) -> Result<String> {
+        let sandbox = self.sandbox(sandbox_id)?;
+        if !sandbox.ready.load(Ordering::SeqCst) {
+            return Err(Error::SandboxNotReady {
+                id: sandbox_id.to_owned(),
+            });
+        }
+        spec.validate()?;
+        if !spec.mounts.is_empty() {
+            return Err(Error::Unsupported {
+                runtime: HANDLER.to_owned(),
+                what: "volume mounts (host processes see the host file system)".to_owned(),
+            });
+        }
+        let image = self
+            .inner
+            .images
+            .lock()
+            .get(&spec.image)
+            .cloned()
+            .ok_or_else(|| Error::ImageNotFound {
+                image: spec.image.clone(),
+            })?;
+        let mut argv = if spec.command.is_empty() {
+            image.entrypoint.clone()
+        } else {
+            spec.command.clone()
+        };
+        argv.extend(spec.args.iter().cloned());
+        if argv.is_empty() {
+            return Err(Error::InvalidImage {
+                image: spec.image.clone(),
+                reason: "no entrypoint and no command".to_owned(),
+            });
+        }
+        let log = LogWriter::open_optional(spec.log_path.as_deref(), self.inner.config.log)
+            .map_err(|e| {
+                Error::io(
+                    "open container log",
+                    spec.log_path.clone().unwrap_or_default(),
+                    e,
+                )
+            })?;
+        let id = new_id();
+        let container = Container {
+            id: id.clone(),
+            sandbox_id: sandbox_id.to_owned(),
+            spec: spec.clone(),
+            argv,
+            image_digest: image.digest(),
+            created_at: Timestamp::now(),
+            state: StateCell::new(),
+            log,
+            pgid: Mutex::new(None),
+            stop_requested: AtomicBool::new(false),
+            oom_killed: AtomicBool::new(false),
+            usage: Mutex::new(procfs::GroupUsage::default()),
+        };
+        self.inner
+            .containers
+            .lock()
+            .insert(id.clone(), Arc::new(container));
+        Ok(id)
+    }
+
+    async fn start_container(&self, id: &str) -> Result<()> {
+        let container = self.container(id)?;
+        let sandbox = self.sandbox(&container.sandbox_id)?;
+        if !sandbox.ready.load(Ordering::SeqCst) {
+            return Err(Error::SandboxNotReady {
+                id: sandbox.id.clone(),
+            });
+        }
+        container.state.start(id)?;
+        let mut command = tokio::process::Command::new(&container.argv[0]);
+        command
+            .args(&container.argv[1..])
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .envs(container.spec.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        if let Some(dir) = &container.spec.working_dir {
+            command.current_dir(dir);
+        }
+        // Fork on the sandbox's threads: the child inherits their network namespace.
+        let spawned = sandbox
+            .handle
+            .spawn(async move { command.spawn() })
+            .await
+            .map_err(|e| Error::internal("spawn task", e))?;
+        let child = match spawned {
+            Ok(child) => child,
+            Err(error) => {
+                let message = format!("exec {:?}: {error}", container.argv[0]);
+                container.state.exit(ExitInfo {
+                    exit_code: 128,
+                    reason: ExitReason::ContainerCannotRun,
+                    message: Some(message.clone()),
+                    finished_at: Timestamp::now(),
+                });
+                return Err(Error::Container {
+                    id: id.to_owned(),
+                    operation: "start",
+                    message,
+                });
+            }
+        };
+        let pgid = child.id().map(|pid| Pid::from_raw(pid as i32));
+        *container.pgid.lock() = pgid;
+        sandbox
+            .handle
+            .spawn(supervise(Arc::clone(&container), child, pgid));
+        Ok(())
+    }
+
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<()> {
+        let container = self.container(id)?;
+        stop(&container, grace).await
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<()> {
+        let Ok(container) = self.container(id) else {
+            return Ok(());
+        };
+        stop(&container, Duration::ZERO).await?;
+        self.inner.containers.lock().remove(id);
+        Ok(())
+    }
+
+    async fn container_status(&self, id: &str) -> Result<ContainerStatus> {
+        Ok(container_status(&*self.container(id)?))
+    }
+
+    async fn list_containers(&self, sandbox_id: Option<&str>) -> Result<Vec<ContainerStatus>> {
+        let containers = self.inner.containers.lock();
+        Ok(containers
+            .values()
+            .filter(|c| sandbox_id.is_none_or(|s| s == c.sandbox_id))
+            .map(|c| container_status(c))
+            .collect())
+    }
+
+    async fn wait_container(&self, id: &str) -> Result<ContainerStatus> {
+        let container = self.container(id)?;
+        container.state.wait_exited().await;
+        Ok(container_status(&container))
+    }
+
+    async fn container_stats(&self, id: &str) -> Result<ContainerStats> {
+        let container = self.container(id)?;
+        let pgid = *container.pgid.lock();
+        if let (Some(pgid), true) = (pgid, container.state.get().is_running()) {
+            let now = procfs::group_usage(pgid);
+            let mut usage = container.usage.lock();
+            // Keep the maximum: members that exited take their CPU time with them.
+            usage.cpu = usage.cpu.max(now.cpu);
+            usage.rss_bytes = now.rss_bytes;
+        }
+        let usage = *container.usage.lock();
+        Ok(ContainerStats {
+            cpu_usage_nanos: usage.cpu.as_nanos() as u64,
+            memory_bytes: usage.rss_bytes,
+        })
+    }
+
+    async fn pull_image(&self, image: &str, _auth: &RegistryAuth) -> Result<ImageInfo> {
+        let remote = self.inner.remote.lock().get(image).cloned();
+        let Some(found) = remote else {
+            return Err(Error::ImagePull {
+                image: image.to_owned(),
+                message: "not found in the fake registry".to_owned(),
+                source: None,
+            });
+        };
+        self.add_image(image, found.clone());
+        Ok(Self::image_info(image, &found))
+    }
+
+    async fn image_status(&self, image: &str) -> Result<Option<ImageInfo>> {
+        let images = self.inner.images.lock();
+        Ok(images.get(image).map(|i| Self::image_info(image, i)))
+    }
+
+    async fn list_images(&self) -> Result<Vec<ImageInfo>> {
+        let images = self.inner.images.lock();
+        Ok(images
+            .iter()
+            .map(|(name, image)| Self::image_info(name, image))
+            .collect())
+    }
+
+    async fn remove_image(&self, image: &str) -> Result<()> {
+        self.inner.images.lock().remove(image);
+        Ok(())
+    }
+
+    async fn import_image(&self, file: &Path, name: &str) -> Result<ImageInfo> {
+        let path = std::fs::canonicalize(file).map_err(|e| Error::io("import image", file, e))?;
+        let image = FakeImage {
+            entrypoint: vec!["/bin/sh".into(), path.display().to_string()],
+        };
+        self.add_image(name, image.clone());
+        Ok(Self::image_info(name, &image))
+    }
+}
+
+fn sandbox_status(sandbox: &Sandbox) -> SandboxStatus {
+    SandboxStatus {
+        id: sandbox.id.clone(),
+        name: sandbox.spec.name.clone(),
+        namespace: sandbox.spec.namespace.clone(),
+        uid: sandbox.spec.uid.clone(),
+        state: if sandbox.ready.load(Ordering::SeqCst) {
+            SandboxState::Ready
+        } else {
+            SandboxState::NotReady
+        },
+        netns_path: sandbox.netns.as_ref().map(|n| n.path().to_owned()),
+        created_at: sandbox.created_at,
+    }
+}
+
+fn container_status(container: &Container) -> ContainerStatus {
+    ContainerStatus {
+        id: container.id.clone(),
+        sandbox_id: container.sandbox_id.clone(),
+        name: container.spec.name.clone(),
+        image: container.spec.image.clone(),
+        image_digest: Some(container.image_digest.clone()),
+        state: container.state.get(),
+        created_at: container.created_at,
+        log_path: container.log.path(),
+    }
+}
+
+/// `SIGTERM` the group, wait `grace`, `SIGKILL` it, wait for the exit to be recorded.
+async fn stop(container: &Container, grace: Duration) -> Result<()> {
+    let state = container.state.get();
+    if state.is_exited() {
+        return Ok(());
+    }
+    container.stop_requested.store(true, Ordering::SeqCst);
+    let pgid = *container.pgid.lock();
+    let Some(pgid) = pgid else {
+        // Created, never started: nothing runs.
+        container.state.exit(ExitInfo::killed());
+        return Ok(());
+    };
+    procfs::signal_group(pgid, Signal::SIGTERM);
+    // A group paused by the CPU throttle must run to act on the signal.
+    procfs::signal_group(pgid, Signal::SIGCONT);
+    if container.state.wait_exited_for(grace).await {
+        return Ok(());
+    }
+    procfs::signal_group(pgid, Signal::SIGKILL);
+    if container
+        .state
+        .wait_exited_for(Duration::from_secs(10))
+        .await
+    {
+        Ok(())
+    } else {
+        Err(Error::Container {
+            id: container.id.clone(),
+            operation: "stop",
+            message: "process group survived SIGKILL for 10s".to_owned(),
+        })
+    }
+}
+
+/// Runs for the container's whole life on the sandbox's threads.
+async fn supervise(container: Arc<Container>, mut child: tokio::process::Child, pgid: Option<Pid>) {
+    let mut pumps = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        pumps.push(tokio::spawn(pump(
+            out,
+            container.log.clone(),
+            Stream::Stdout,
+        )));
+    }
+    if let Some(err) = child.stderr.take() {
+        pumps.push(tokio::spawn(pump(
+            err,
+            container.log.clone(),
+            Stream::Stderr,
+        )));
+    }
+    let limits = container.spec.resources;
+    let enforcer = match pgid {
+        Some(pgid) if limits.memory_limit_bytes.is_some() || limits.cpu_millicores.is_some() => {
+            Some(tokio::spawn(enforce_limits(Arc::clone(&container), pgid)))
+        }
+        _ => None,
+    };
+    let status = child.wait().await;
+    if let Some(enforcer) = enforcer {
+        enforcer.abort();
+    }
+    if let Some(pgid) = pgid {
+        // When a container's main process ends, the rest of it goes too.
+        procfs::signal_group(pgid, Signal::SIGKILL);
+    }
+    for pump in pumps {
+        let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
+    }
+    container.log.finish();
+    let mut exit = match status {
+        Ok(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => ExitInfo::from_code(code),
+            (None, Some(signal)) => {
+                ExitInfo::from_code(128 + signal).with_message(format!("killed by signal {signal}"))
+            }
+            (None, None) => ExitInfo::from_code(255),
+        },
+        Err(error) => ExitInfo::from_code(255).with_message(format!("wait failed: {error}")),
+    };
+    if container.oom_killed.load(Ordering::SeqCst) {
+        exit = exit
+            .with_reason(ExitReason::OomKilled)
+            .with_message("memory limit exceeded");
+    }
+    container.state.exit(exit);
+}
+
+async fn pump(mut from: impl tokio::io::AsyncRead + Unpin, log: LogWriter, stream: Stream) {
+    let mut buffer = vec![0u8; 8192];
+    loop {
+        match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => log.write(stream, &buffer[..n]),
+        }
+    }
+}
+
+/// Poll the group's usage every 10 ms: kill it over the memory limit, pause it over its CPU
+/// share.
+async fn enforce_limits(container: Arc<Container>, pgid: Pid) {
+    let limits = container.spec.resources;
+    let start = procfs::group_usage(pgid);
+    let mut throttle = limits
+        .cpu_millicores
+        .map(|m| crate::throttle::CpuThrottle::new(m, start.cpu));
+    let mut last = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let usage = procfs::group_usage(pgid);
+        {
+            let mut recorded = container.usage.lock();
+            recorded.cpu = recorded.cpu.max(usage.cpu);
+            recorded.rss_bytes = usage.rss_bytes;
+        }
+        if let Some(limit) = limits.memory_limit_bytes
+            && usage.rss_bytes > limit
+        {
+            tracing::info!(container = %container.id, rss = usage.rss_bytes, limit, "OOM kill");
+            container.oom_killed.store(true, Ordering::SeqCst);
+            procfs::signal_group(pgid, Signal::SIGKILL);
+            return;
+        }
+        let now = Instant::now();
+        let wall = now - last;
+        last = now;
+        if let Some(pause) = throttle.as_mut().and_then(|t| t.account(wall, usage.cpu))
+            && !container.stop_requested.load(Ordering::SeqCst)
+        {
+            procfs::signal_group(pgid, Signal::SIGSTOP);
+            tokio::time::sleep(pause).await;
+            procfs::signal_group(pgid, Signal::SIGCONT);
+        }
+    }
+}
+
+/// Images used by the conformance suite and the kubelet's tests, as shell / perl scripts.
+pub mod test_images {
+    use super::{FakeImage, FakeRuntime};
+
+    /// Prints `hello 1`..`hello 3` to stdout and `warning 1` to stderr, exits 0.
+    pub const HELLO: &str = "fake/hello:latest";
+    /// Prints each argument on a line, then its environment as `KEY=VALUE` lines.
+    pub const ECHO: &str = "fake/echo:latest";
+    /// Exits with code 3.
+    pub const EXIT_3: &str = "fake/exit3:latest";
+    /// Sleeps forever; ends on `SIGTERM`.
+    pub const SLEEP: &str = "fake/sleep:latest";
+    /// Burns CPU forever and ignores `SIGTERM`.
+    pub const BUSY: &str = "fake/busy:latest";
+    /// Allocates memory without bound.
+    pub const MEMORY_HOG: &str = "fake/hog:latest";
+    /// Serves `HTTP/1.0 200 OK` on `127.0.0.1:$PORT`.
+    pub const LISTEN: &str = "fake/listen:latest";
+    /// Fetches `http://127.0.0.1:$PORT/` (retrying for ~5 s), prints the status line, exits 0;
+    /// exits 1 if it cannot connect.
+    pub const CONNECT: &str = "fake/connect:latest";
+
+    /// Add all the images above to `runtime`.
+    pub fn install(runtime: &FakeRuntime) {
+        let perl = |script: &str| FakeImage {
+            entrypoint: vec!["perl".into(), "-e".into(), script.into()],
+        };
+        runtime.add_image(
+            HELLO,
+            FakeImage::shell(
+                "echo 'hello 1'; echo 'warning 1' >&2; echo 'hello 2'; echo 'hello 3'",
+            ),
+        );
+        runtime.add_image(
+            ECHO,
+            FakeImage::shell(r#"for a in "$@"; do echo "$a"; done; env"#),
+        );
+        runtime.add_image(EXIT_3, FakeImage::shell("echo 'exiting with 3'; exit 3"));
+        runtime.add_image(SLEEP, FakeImage::shell("exec sleep 1000000"));
+        runtime.add_image(
+            BUSY,
+            perl(r#"$SIG{TERM} = "IGNORE"; my $i = 0; while (1) { $i++ }"#),
+        );
+        runtime.add_image(
+            MEMORY_HOG,
+            perl(r#"my @a; while (1) { push @a, "x" x 4_000_000; select(undef, undef, undef, 0.005) }"#),
+        );
+        runtime.add_image(
+            LISTEN,
+            perl(
+                r#"use IO::Socket::INET; $| = 1;
+                my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => $ENV{PORT},
+                    Listen => 16, ReuseAddr => 1) or die "listen: $!";
+                print "listening on $ENV{PORT}\n";
+                while (my $c = $s->accept) {
+                    while (my $l = <$c>) { last if $l =~ /^\r?\n$/ }
+                    print $c "HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nhello\n"; close $c;
+                }"#,
+            ),
+        );
+        runtime.add_image(
+            CONNECT,
+            perl(
+                r#"use IO::Socket::INET; $| = 1;
+                for (1..50) {
+                    my $c = IO::Socket::INET->new(PeerAddr => "127.0.0.1", PeerPort => $ENV{PORT});
+                    if ($c) { print $c "GET / HTTP/1.0\r\n\r\n"; my $l = <$c>; $l =~ s/\r?\n$//;
+                              print "$l\n"; exit 0 }
+                    select(undef, undef, undef, 0.1);
+                }
+                print STDERR "cannot connect to 127.0.0.1:$ENV{PORT}\n"; exit 1;"#,
+            ),
+        );
+    }
+}

@@ -1,0 +1,331 @@
+//! Linux network namespaces for pod sandboxes, and threads that live inside them.
+//!
+//! A network namespace is per *thread* in Linux, and a socket belongs to the namespace of the
+//! thread that created it. So a sandbox here is:
+//!
+//! 1. a namespace, created by a short-lived thread that `unshare(CLONE_NEWNET)`s, bind-mounts
+//!    its `/proc/thread-self/ns/net` onto a file (by default `/run/netns/skiff-<id>`, so
+//!    `ip netns exec` works on it too) and brings `lo` up over rtnetlink — or an existing
+//!    namespace joined by path (a Docker pause container's `/proc/<pid>/ns/net`);
+//! 2. an [`executor`](Netns::executor): a tokio runtime whose every thread (workers and blocking
+//!    pool) `setns`es into that namespace in `on_thread_start`, before it runs any task.
+//!
+//! Backends run all of a pod's guests on that runtime, so every socket a guest opens (and
+//! every process the fake backend forks) is inside the pod's namespace: containers of one pod
+//! reach each other over `127.0.0.1`, and nothing in the host namespace or in another pod can
+//! reach them except through the pod's own interfaces.
+//!
+//! Everything here uses `nix`'s safe wrappers; no `unsafe`.
+
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nix::mount::{MntFlags, MsFlags};
+use nix::sched::CloneFlags;
+
+/// Where sandboxes' namespaces are bind-mounted by default (`ip netns` looks there too).
+pub const DEFAULT_NETNS_DIR: &str = "/run/netns";
+
+/// Errors of network namespace handling.
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    /// A syscall failed.
+    #[error("{operation} for network namespace {}: {source}", path.display())]
+    Sys {
+        /// What was being done (`unshare`, `bind mount`, `setns`, ...).
+        operation: &'static str,
+        /// The namespace file.
+        path: PathBuf,
+        /// The errno.
+        #[source]
+        source: nix::Error,
+    },
+    /// A file operation failed.
+    #[error("{operation} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        operation: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Bringing up the loopback interface failed.
+    #[error("bring up lo in {}: {message}", path.display())]
+    Loopback {
+        /// The namespace file.
+        path: PathBuf,
+        /// What rtnetlink said.
+        message: String,
+    },
+    /// The helper thread died.
+    #[error("network namespace helper thread panicked")]
+    ThreadPanicked,
+}
+
+/// A network namespace, held open by file descriptor.
+#[derive(Debug)]
+pub struct Netns {
+    path: PathBuf,
+    file: Arc<File>,
+    owned: bool,
+}
+
+impl Netns {
+    /// Create a new namespace bind-mounted at `dir/name`, with `lo` up. Needs root
+    /// (`CAP_SYS_ADMIN`).
+    pub fn create(dir: &Path, name: &str) -> Result<Netns, NetnsError> {
+        std::fs::create_dir_all(dir).map_err(|source| NetnsError::Io {
+            operation: "create directory",
+            path: dir.to_owned(),
+            source,
+        })?;
+        let path = dir.join(name);
+        File::create(&path).map_err(|source| NetnsError::Io {
+            operation: "create mount point",
+            path: path.clone(),
+            source,
+        })?;
+        let thread_path = path.clone();
+        let created = std::thread::Builder::new()
+            .name("skiff-netns-new".to_owned())
+            .spawn(move || new_namespace_on_this_thread(&thread_path))
+            .map_err(|source| NetnsError::Io {
+                operation: "spawn helper thread for",
+                path: path.clone(),
+                source,
+            })?
+            .join()
+            .map_err(|_| NetnsError::ThreadPanicked)
+            .and_then(|r| r);
+        if let Err(error) = created {
+            let _ = nix::mount::umount2(&path, MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_file(&path);
+            return Err(error);
+        }
+        let file = open(&path)?;
+        tracing::debug!(path = %path.display(), "created network namespace");
+        Ok(Netns {
+            path,
+            file: Arc::new(file),
+            owned: true,
+        })
+    }
+
+    /// Join an existing namespace by path (never deleted by [`Netns::remove`]).
+    pub fn open(path: &Path) -> Result<Netns, NetnsError> {
+        let file = open(path)?;
+        Ok(Netns {
+            path: path.to_owned(),
+            file: Arc::new(file),
+            owned: false,
+        })
+    }
+
+    /// The namespace's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True if this sandbox created it (and [`Netns::remove`] deletes it).
+    pub fn is_owned(&self) -> bool {
+        self.owned
+    }
+
+    /// The namespace's inode, which identifies it (compare with [`current_thread_netns`]).
+    pub fn inode(&self) -> Result<u64, NetnsError> {
+        self.file
+            .metadata()
+            .map(|m| m.ino())
+            .map_err(|source| NetnsError::Io {
+                operation: "stat",
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Move the calling thread into this namespace. Only call this on threads you own.
+    pub fn enter(&self) -> Result<(), NetnsError> {
+        nix::sched::setns(&*self.file, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Sys {
+            operation: "setns",
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// A tokio runtime whose threads all live in this namespace.
+    ///
+    /// Every thread `setns`es in `on_thread_start` before running any task. If that fails
+    /// (it cannot once [`Netns::enter`] worked on another thread), the process aborts: running
+    /// a guest in the host namespace instead would silently break pod isolation.
+    pub fn executor(
+        &self,
+        name: &str,
+        worker_threads: usize,
+    ) -> Result<tokio::runtime::Runtime, NetnsError> {
+        // Prove the namespace can be entered before handing it to threads that abort.
+        let probe_file = Arc::clone(&self.file);
+        let probe_path = self.path.clone();
+        std::thread::spawn(move || {
+            nix::sched::setns(&*probe_file, CloneFlags::CLONE_NEWNET).map_err(|source| {
+                NetnsError::Sys {
+                    operation: "setns",
+                    path: probe_path,
+                    source,
+                }
+            })
+        })
+        .join()
+        .map_err(|_| NetnsError::ThreadPanicked)??;
+
+        let file = Arc::clone(&self.file);
+        let path = self.path.clone();
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(worker_threads.max(1))
+            .thread_name(format!("pod-{name}"))
+            .enable_all()
+            .on_thread_start(move || {
+                if let Err(error) = nix::sched::setns(&*file, CloneFlags::CLONE_NEWNET) {
+                    tracing::error!(
+                        path = %path.display(), %error,
+                        "cannot enter pod network namespace; aborting to keep pods isolated"
+                    );
+                    std::process::abort();
+                }
+            })
+            .build()
+            .map_err(|source| NetnsError::Io {
+                operation: "start executor threads for",
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Run `f` on a fresh thread inside this namespace and return its result. Useful for
+    /// probes: connect to a pod's `127.0.0.1` as the kubelet would.
+    pub fn run<R, F>(&self, f: F) -> Result<R, NetnsError>
+    where
+        R: Send + 'static,
+        F: FnOnce() -> R + Send + 'static,
+    {
+        let file = Arc::clone(&self.file);
+        let path = self.path.clone();
+        std::thread::spawn(move || {
+            nix::sched::setns(&*file, CloneFlags::CLONE_NEWNET).map_err(|source| {
+                NetnsError::Sys {
+                    operation: "setns",
+                    path,
+                    source,
+                }
+            })?;
+            Ok(f())
+        })
+        .join()
+        .map_err(|_| NetnsError::ThreadPanicked)?
+    }
+
+    /// Delete the namespace if this sandbox created it: unmount and remove the file. The
+    /// kernel frees it once no thread or socket uses it any more. Idempotent.
+    pub fn remove(&self) -> Result<(), NetnsError> {
+        if !self.owned {
+            return Ok(());
+        }
+        remove_path(&self.path)
+    }
+}
+
+/// Unmount and delete a namespace file left by [`Netns::create`] (e.g. after a crash).
+pub fn remove_path(path: &Path) -> Result<(), NetnsError> {
+    match nix::mount::umount2(path, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
+        Err(source) => {
+            return Err(NetnsError::Sys {
+                operation: "unmount",
+                path: path.to_owned(),
+                source,
+            });
+        }
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(NetnsError::Io {
+            operation: "remove",
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// The inode of the calling thread's network namespace.
+pub fn current_thread_netns() -> std::io::Result<u64> {
+    std::fs::metadata("/proc/thread-self/ns/net").map(|m| m.ino())
+}
+
+/// Whether this process may create network namespaces (root / `CAP_SYS_ADMIN`). Probes
+/// with a throwaway thread, so it is accurate in containers that drop capabilities.
+pub fn supported() -> bool {
+    std::thread::spawn(|| nix::sched::unshare(CloneFlags::CLONE_NEWNET).is_ok())
+        .join()
+        .unwrap_or(false)
+}
+
+fn open(path: &Path) -> Result<File, NetnsError> {
+    File::open(path).map_err(|source| NetnsError::Io {
+        operation: "open network namespace",
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Runs on a dedicated, short-lived thread: after `unshare` this thread is in the new
+/// namespace, which the bind mount keeps alive after the thread ends.
+fn new_namespace_on_this_thread(path: &Path) -> Result<(), NetnsError> {
+    let sys = |operation: &'static str| {
+        let path = path.to_owned();
+        move |source| NetnsError::Sys {
+            operation,
+            path,
+            source,
+        }
+    };
+    nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(sys("unshare"))?;
+    nix::mount::mount(
+        Some("/proc/thread-self/ns/net"),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(sys("bind mount"))?;
+    loopback_up(path)
+}
+
+fn loopback_up(path: &Path) -> Result<(), NetnsError> {
+    let loopback_error = |message: String| NetnsError::Loopback {
+        path: path.to_owned(),
+        message,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|e| loopback_error(e.to_string()))?;
+    runtime.block_on(async {
+        // The netlink socket is created on this thread, hence inside the new namespace.
+        let (connection, handle, _) =
+            rtnetlink::new_connection().map_err(|e| loopback_error(e.to_string()))?;
+        let connection = tokio::spawn(connection);
+        // `lo` is always interface 1 in a fresh namespace.
+        let result = handle
+            .link()
+            .set(rtnetlink::LinkUnspec::new_with_index(1).up().build())
+            .execute()
+            .await
+            .map_err(|e| loopback_error(e.to_string()));
+        connection.abort();
+        result
+    })
+}

@@ -1,0 +1,169 @@
+//! The [`Runtime`] trait every backend implements, and the [`RuntimeRegistry`] that picks one.
+//!
+//! The trait mirrors the CRI `RuntimeService` and `ImageService` closely enough that a reader
+//! who knows containerd can guess every method, and narrowly enough that a backend only sees
+//! Skiff's own spec types. The kubelet holds backends as `Arc<dyn Runtime>`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::spec::{ContainerSpec, SandboxSpec};
+use crate::status::{ContainerStats, ContainerStatus, ImageInfo, SandboxStatus};
+use crate::{Error, Result};
+
+/// Credentials for a registry pull.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RegistryAuth {
+    /// No credentials.
+    #[default]
+    Anonymous,
+    /// HTTP basic credentials (from an image pull secret).
+    Basic {
+        /// User name.
+        username: String,
+        /// Password or token.
+        password: String,
+    },
+}
+
+/// A container runtime backend, CRI-shaped.
+///
+/// # Contract (checked by the [conformance suite](crate#the-conformance-suite))
+///
+/// - **Sandboxes** hold a pod's network namespace. [`create_sandbox`](Runtime::create_sandbox)
+///   returns an id; [`stop_sandbox`](Runtime::stop_sandbox) kills every container in it and is
+///   idempotent; [`remove_sandbox`](Runtime::remove_sandbox) stops, removes its containers,
+///   releases the namespace, and returns `Ok` for unknown ids.
+/// - **Containers** are created in a ready sandbox from an image already present locally,
+///   started once, and end `Exited` with an exit code and reason. `stop_container(grace)`
+///   asks the guest to stop, kills it after `grace`, and returns once it has exited (a guest
+///   that cannot receive signals, like wasm, is killed at once). `wait_container` resolves
+///   when the container has exited. `remove_container` is idempotent. Operations on unknown
+///   ids fail with [`Error::ContainerNotFound`] / [`Error::SandboxNotFound`].
+/// - **Logs**: when [`ContainerSpec::log_path`] is set, stdout and stderr go there in the CRI
+///   log format ([`crate::logs`]), line order within a stream preserved.
+/// - **Images**: `pull_image` fetches into the local store, `image_status` says whether an
+///   image is present, `import_image` adds a local file under a name.
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// The handler name this backend registers under (`wasmtime`, `docker`, `fake`).
+    fn handler(&self) -> &str;
+
+    /// Create a pod sandbox and its network namespace (CRI `RunPodSandbox`).
+    async fn create_sandbox(&self, spec: &SandboxSpec) -> Result<String>;
+    /// Kill all containers of the sandbox and mark it not ready. Idempotent.
+    async fn stop_sandbox(&self, id: &str) -> Result<()>;
+    /// Stop the sandbox, remove its containers and release its namespace. `Ok` if unknown.
+    async fn remove_sandbox(&self, id: &str) -> Result<()>;
+    /// The sandbox's state and network namespace path.
+    async fn sandbox_status(&self, id: &str) -> Result<SandboxStatus>;
+    /// All sandboxes this runtime knows.
+    async fn list_sandboxes(&self) -> Result<Vec<SandboxStatus>>;
+
+    /// Create a container in a ready sandbox; the image must be present.
+    async fn create_container(&self, sandbox_id: &str, spec: &ContainerSpec) -> Result<String>;
+    /// Start a created container.
+    async fn start_container(&self, id: &str) -> Result<()>;
+    /// Stop a container: signal, wait up to `grace`, kill; returns once it has exited.
+    /// Stopping an exited container is `Ok`.
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<()>;
+    /// Remove a container, killing it first if needed. `Ok` if unknown.
+    async fn remove_container(&self, id: &str) -> Result<()>;
+    /// The container's current status.
+    async fn container_status(&self, id: &str) -> Result<ContainerStatus>;
+    /// Containers, optionally only those of one sandbox.
+    async fn list_containers(&self, sandbox_id: Option<&str>) -> Result<Vec<ContainerStatus>>;
+    /// Resolves with the final status once the container has exited.
+    async fn wait_container(&self, id: &str) -> Result<ContainerStatus>;
+    /// CPU and memory usage of a container.
+    async fn container_stats(&self, id: &str) -> Result<ContainerStats>;
+
+    /// Fetch an image from its registry into the local store.
+    async fn pull_image(&self, image: &str, auth: &RegistryAuth) -> Result<ImageInfo>;
+    /// The image if it is present locally.
+    async fn image_status(&self, image: &str) -> Result<Option<ImageInfo>>;
+    /// All local images.
+    async fn list_images(&self) -> Result<Vec<ImageInfo>>;
+    /// Remove a reference (and its content once nothing refers to it). `Ok` if unknown.
+    async fn remove_image(&self, image: &str) -> Result<()>;
+    /// Add a local file to the store under `name` (`skiff image import app.wasm app:v1`).
+    async fn import_image(&self, file: &Path, name: &str) -> Result<ImageInfo>;
+}
+
+/// Backends by handler name (`wasmtime`, `docker`, ...), as RuntimeClass handlers name them.
+#[derive(Clone, Default)]
+pub struct RuntimeRegistry {
+    runtimes: BTreeMap<String, Arc<dyn Runtime>>,
+    default: Option<String>,
+}
+
+impl std::fmt::Debug for RuntimeRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeRegistry")
+            .field("handlers", &self.runtimes.keys().collect::<Vec<_>>())
+            .field("default", &self.default)
+            .finish()
+    }
+}
+
+impl RuntimeRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Register `runtime` under its [`Runtime::handler`] name, replacing an earlier one. The
+    /// first registered runtime becomes the default.
+    pub fn register(&mut self, runtime: Arc<dyn Runtime>) -> &mut Self {
+        let name = runtime.handler().to_owned();
+        if self.default.is_none() {
+            self.default = Some(name.clone());
+        }
+        self.runtimes.insert(name, runtime);
+        self
+    }
+
+    /// Make `handler` the default; fails if it is not registered.
+    pub fn set_default(&mut self, handler: &str) -> Result<()> {
+        if !self.runtimes.contains_key(handler) {
+            return Err(self.unknown(handler));
+        }
+        self.default = Some(handler.to_owned());
+        Ok(())
+    }
+
+    /// The runtime for `handler`.
+    pub fn get(&self, handler: &str) -> Result<Arc<dyn Runtime>> {
+        self.runtimes
+            .get(handler)
+            .cloned()
+            .ok_or_else(|| self.unknown(handler))
+    }
+
+    /// The runtime for `handler`, or the default one when `None`.
+    pub fn get_or_default(&self, handler: Option<&str>) -> Result<Arc<dyn Runtime>> {
+        match handler.or(self.default.as_deref()) {
+            Some(name) => self.get(name),
+            None => Err(self.unknown("<default>")),
+        }
+    }
+
+    /// Registered handler names, sorted.
+    pub fn handlers(&self) -> impl Iterator<Item = &str> {
+        self.runtimes.keys().map(String::as_str)
+    }
+
+    fn unknown(&self, handler: &str) -> Error {
+        Error::Unsupported {
+            runtime: "registry".to_owned(),
+            what: format!(
+                "no runtime handler {handler:?} (registered: {})",
+                self.runtimes.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+}
