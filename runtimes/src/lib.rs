@@ -55,11 +55,13 @@
 //! costs no thread). A wasip2 guest's `TcpListener::bind("127.0.0.1:8080")` therefore binds
 //! the pod's loopback: its sibling containers can connect, the host and other pods cannot.
 
+pub mod bench;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
 #[cfg(feature = "testing")]
 pub mod fake;
+pub mod images;
 pub mod lifecycle;
 pub mod logs;
 pub mod netns;
@@ -67,6 +69,7 @@ mod runtime;
 pub mod spec;
 pub mod status;
 pub mod throttle;
+pub mod wasmtime;
 
 pub use error::{BoxError, Error, Result};
 pub use runtime::{RegistryAuth, Runtime, RuntimeRegistry};

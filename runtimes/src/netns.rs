@@ -266,11 +266,14 @@ pub fn current_thread_netns() -> std::io::Result<u64> {
 }
 
 /// Whether this process may create network namespaces (root / `CAP_SYS_ADMIN`). Probes
-/// with a throwaway thread, so it is accurate in containers that drop capabilities.
+/// once with a throwaway thread, so it is accurate in containers that drop capabilities.
 pub fn supported() -> bool {
-    std::thread::spawn(|| nix::sched::unshare(CloneFlags::CLONE_NEWNET).is_ok())
-        .join()
-        .unwrap_or(false)
+    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SUPPORTED.get_or_init(|| {
+        std::thread::spawn(|| nix::sched::unshare(CloneFlags::CLONE_NEWNET).is_ok())
+            .join()
+            .unwrap_or(false)
+    })
 }
 
 fn open(path: &Path) -> Result<File, NetnsError> {

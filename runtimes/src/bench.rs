@@ -1,0 +1,267 @@
+//! `skiff bench runtime`: how fast and how small Wasmtime containers are.
+//!
+//! [`run_runtime_bench`] measures, on a fresh [`WasmtimeRuntime`] over a temporary data dir:
+//! - **create → running latency** (p50/p99) of a precompiled module: `create_container` +
+//!   `start_container`, which returns once the guest is instantiated and running;
+//! - **start/stop cycles per second**: create, start, stop, remove, back to back;
+//! - **memory per idle container**: RSS growth of this process per idle running guest, and
+//!   that minus the guest's linear memory;
+//! - **N concurrently running containers** (default 1,000) in one process: all started, all
+//!   observed running at once, then all stopped.
+//!
+//! The guest is a tiny WASI module blocked in `poll_oneoff`, so "running" costs no CPU.
+//! Run it from a release build; debug builds are 5–8× slower.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::spec::{ContainerSpec, NetworkMode, SandboxSpec};
+use crate::wasmtime::{WasmtimeConfig, WasmtimeRuntime};
+use crate::{Error, Result, Runtime};
+
+/// An idle guest: one 64 KiB page of linear memory, asleep in `poll_oneoff` forever.
+const IDLE_GUEST: &str = r#"
+(module
+  (import "wasi_snapshot_preview1" "poll_oneoff"
+    (func $poll_oneoff (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i32.store8 (i32.const 8) (i32.const 0))
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const 3600000000000))
+    (loop $forever
+      (drop (call $poll_oneoff (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))
+      (br $forever))))
+"#;
+
+/// Linear memory of [`IDLE_GUEST`].
+const IDLE_GUEST_LINEAR_BYTES: u64 = 64 * 1024;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Data dir for images and the compile cache; a temporary one if `None`.
+    pub data_dir: Option<PathBuf>,
+    /// Samples of create → running latency.
+    pub latency_samples: usize,
+    /// Create/start/stop/remove cycles for the throughput figure.
+    pub cycles: usize,
+    /// Containers running at once for the memory and concurrency figures.
+    pub concurrent: usize,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            data_dir: None,
+            latency_samples: 1000,
+            cycles: 2000,
+            concurrent: 1000,
+        }
+    }
+}
+
+/// The measurements.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// Samples behind the latency percentiles.
+    pub latency_samples: usize,
+    /// Median create → running latency, microseconds.
+    pub create_to_running_p50_us: f64,
+    /// 99th percentile create → running latency, microseconds.
+    pub create_to_running_p99_us: f64,
+    /// Full create/start/stop/remove cycles per second.
+    pub start_stop_cycles_per_sec: f64,
+    /// Containers running at once in the concurrency run.
+    pub concurrent_running: usize,
+    /// Containers requested for the concurrency run.
+    pub concurrent_requested: usize,
+    /// Time to create and start all of them.
+    pub concurrent_start_ms: f64,
+    /// Time to stop and remove all of them.
+    pub concurrent_stop_ms: f64,
+    /// Process RSS growth per idle running container, KiB.
+    pub rss_per_container_kib: f64,
+    /// The same minus the guest's linear memory (64 KiB), KiB.
+    pub rss_per_container_beyond_linear_kib: f64,
+}
+
+impl fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "create→running latency ({} samples): p50 {:.0} µs, p99 {:.0} µs",
+            self.latency_samples, self.create_to_running_p50_us, self.create_to_running_p99_us
+        )?;
+        writeln!(
+            f,
+            "start/stop cycles: {:.0}/s",
+            self.start_stop_cycles_per_sec
+        )?;
+        writeln!(
+            f,
+            "concurrent: {}/{} running (start all {:.0} ms, stop all {:.0} ms)",
+            self.concurrent_running,
+            self.concurrent_requested,
+            self.concurrent_start_ms,
+            self.concurrent_stop_ms
+        )?;
+        write!(
+            f,
+            "memory per idle container: {:.0} KiB RSS, {:.0} KiB beyond linear memory",
+            self.rss_per_container_kib, self.rss_per_container_beyond_linear_kib
+        )
+    }
+}
+
+/// Run the benchmark. Needs a tokio multi-thread runtime.
+pub async fn run_runtime_bench(options: BenchOptions) -> Result<BenchReport> {
+    let data_dir = match &options.data_dir {
+        Some(dir) => dir.clone(),
+        None => tempdir()?,
+    };
+    let mut config = WasmtimeConfig::new(&data_dir);
+    config.max_containers = (options.concurrent as u32).saturating_add(64);
+    let runtime = WasmtimeRuntime::new(config)?;
+    let wasm = wat::parse_str(IDLE_GUEST).map_err(|e| Error::internal("bench guest", e))?;
+    runtime
+        .image_store()
+        .import_bytes(&wasm, "skiff-bench/idle:v1")?;
+    let image = "skiff-bench/idle:v1";
+    runtime.precompile(image).await?;
+    let sandbox = runtime
+        .create_sandbox(&SandboxSpec::new("bench").with_network(NetworkMode::Host))
+        .await?;
+    let spec = ContainerSpec::new("idle", image);
+
+    // Warm up the pool and caches.
+    for _ in 0..50 {
+        cycle(&runtime, &sandbox, &spec).await?;
+    }
+
+    let mut latencies = Vec::with_capacity(options.latency_samples);
+    for _ in 0..options.latency_samples {
+        let started = Instant::now();
+        let id = runtime.create_container(&sandbox, &spec).await?;
+        runtime.start_container(&id).await?;
+        latencies.push(started.elapsed());
+        runtime.remove_container(&id).await?;
+    }
+    latencies.sort();
+
+    let started = Instant::now();
+    for _ in 0..options.cycles {
+        cycle(&runtime, &sandbox, &spec).await?;
+    }
+    let cycles_per_sec = options.cycles as f64 / started.elapsed().as_secs_f64();
+
+    let rss_before = rss_bytes();
+    let started = Instant::now();
+    let mut ids = Vec::with_capacity(options.concurrent);
+    for _ in 0..options.concurrent {
+        let id = runtime.create_container(&sandbox, &spec).await?;
+        runtime.start_container(&id).await?;
+        ids.push(id);
+    }
+    let concurrent_start = started.elapsed();
+    // Let every guest reach its poll and the allocator settle.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut running = 0;
+    for id in &ids {
+        if runtime.container_status(id).await?.state.is_running() {
+            running += 1;
+        }
+    }
+    let rss_after = rss_bytes();
+    let per_container = rss_after.saturating_sub(rss_before) as f64 / ids.len().max(1) as f64;
+    let started = Instant::now();
+    for id in &ids {
+        runtime.remove_container(id).await?;
+    }
+    let concurrent_stop = started.elapsed();
+    runtime.remove_sandbox(&sandbox).await?;
+    if options.data_dir.is_none() {
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+
+    Ok(BenchReport {
+        latency_samples: latencies.len(),
+        create_to_running_p50_us: percentile(&latencies, 0.50),
+        create_to_running_p99_us: percentile(&latencies, 0.99),
+        start_stop_cycles_per_sec: cycles_per_sec,
+        concurrent_running: running,
+        concurrent_requested: options.concurrent,
+        concurrent_start_ms: concurrent_start.as_secs_f64() * 1e3,
+        concurrent_stop_ms: concurrent_stop.as_secs_f64() * 1e3,
+        rss_per_container_kib: per_container / 1024.0,
+        rss_per_container_beyond_linear_kib: (per_container - IDLE_GUEST_LINEAR_BYTES as f64)
+            / 1024.0,
+    })
+}
+
+async fn cycle(runtime: &WasmtimeRuntime, sandbox: &str, spec: &ContainerSpec) -> Result<()> {
+    let id = runtime.create_container(sandbox, spec).await?;
+    runtime.start_container(&id).await?;
+    runtime.stop_container(&id, Duration::ZERO).await?;
+    runtime.remove_container(&id).await
+}
+
+/// Microseconds at quantile `q` of sorted samples.
+fn percentile(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index].as_secs_f64() * 1e6
+}
+
+/// Resident set size of this process, from `/proc/self/statm`.
+fn rss_bytes() -> u64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0);
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096) as u64;
+    pages * page
+}
+
+fn tempdir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("skiff-bench-{}", crate::lifecycle::new_id()));
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("create bench dir", &dir, e))?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_pick_the_right_sample() {
+        let samples: Vec<Duration> = (1..=100).map(Duration::from_micros).collect();
+        assert_eq!(percentile(&samples, 0.5), 50.0);
+        assert_eq!(percentile(&samples, 0.99), 99.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_small_run_reports_sane_numbers() {
+        let report = run_runtime_bench(BenchOptions {
+            data_dir: None,
+            latency_samples: 20,
+            cycles: 20,
+            concurrent: 20,
+        })
+        .await
+        .expect("bench");
+        assert_eq!(report.concurrent_running, 20, "{report}");
+        assert!(report.create_to_running_p50_us > 0.0);
+        assert!(report.create_to_running_p99_us >= report.create_to_running_p50_us);
+        assert!(report.start_stop_cycles_per_sec > 1.0, "{report}");
+    }
+}

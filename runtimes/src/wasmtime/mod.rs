@@ -1,0 +1,626 @@
+//! `WasmtimeRuntime`: WebAssembly containers run in-process on one shared Wasmtime engine.
+//!
+//! - **Images** are wasm binaries in the [`ImageStore`] (imported or pulled as OCI
+//!   artifacts). WASI preview 1 modules (exporting `_start`) and preview 2 components
+//!   (`wasi:cli/command`) both run; anything else fails at create with `CreateContainerError`.
+//! - **Compilation** happens once per image digest and is cached on disk ([`engine`]).
+//!   Creating a container links nothing; starting one instantiates from a pooled slot.
+//! - **A container** is an async task running its guest: argv (`command` or the image name,
+//!   then `args`), env, working dir (`initial-cwd` and `PWD`), mounts as preopened
+//!   directories (read-only ones read-only; nothing else of the host is visible),
+//!   stdout/stderr into its CRI log.
+//! - **Limits** ([`guest`]): memory (growth past the limit traps, reported `OOMKilled`), CPU
+//!   (a busy guest sleeps at epoch ticks to keep its share), and stop: every 10 ms epoch
+//!   tick makes a running guest yield, so a stop can drop its future — a guest in an
+//!   infinite loop ends within a tick. Wasm has no signals, so the grace period of a stop
+//!   is not waited out: the guest is killed at once (exit code 137).
+//! - **Exit**: code from `exit(n)` or the command's result; a trap is reason `Error`, exit
+//!   code 134, the trap message in the status.
+//! - **Networking**: each sandbox creates (or joins) a network namespace and a tokio runtime
+//!   whose threads all `setns` into it when they start ([`Netns::executor`]); the pod's
+//!   guests run only on those threads, so every socket they open (wasi:sockets, with TCP and
+//!   UDP allowed) lives in the pod's namespace: siblings reach each other on `127.0.0.1`,
+//!   nothing outside the pod can. A host-network sandbox runs guests on the caller's runtime.
+
+mod engine;
+mod guest;
+mod precompiled;
+mod stdio;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use self::engine::{Artifact, ArtifactCache, EpochTicker, wasm_kind};
+use self::guest::{GuestExit, GuestSetup, GuestUsage};
+use crate::images::{ImageStore, Puller};
+use crate::lifecycle::{StateCell, container_not_found, new_id, sandbox_not_found};
+use crate::logs::{LogConfig, LogWriter};
+use crate::netns::{self, Netns};
+use crate::spec::{ContainerSpec, NetworkMode, SandboxSpec};
+use crate::status::{
+    ContainerStats, ContainerStatus, ExitInfo, ExitReason, ImageInfo, SandboxState, SandboxStatus,
+};
+use crate::{Error, RegistryAuth, Result, Runtime};
+
+/// The handler name of this backend.
+pub const HANDLER: &str = "wasmtime";
+
+/// Exit code reported for a trap (like a native process ending in `abort()`).
+pub const TRAP_EXIT_CODE: i32 = 134;
+
+/// How the Wasmtime backend runs.
+#[derive(Debug, Clone)]
+pub struct WasmtimeConfig {
+    /// Data dir: `images/` (the store) and `compiled/` (the compile cache) live here.
+    pub data_dir: PathBuf,
+    /// Where pod network namespaces are bind-mounted.
+    pub netns_dir: PathBuf,
+    /// Log rotation.
+    pub log: LogConfig,
+    /// Most guests running at once (sizes the pooling allocator).
+    pub max_containers: u32,
+    /// Largest linear memory any guest may have, whatever its limit says.
+    pub max_memory_bytes: u64,
+    /// Wasm stack size per guest.
+    pub max_wasm_stack: usize,
+    /// Worker threads per pod network namespace.
+    pub pod_threads: usize,
+    /// Epoch tick: the longest a guest runs without yielding.
+    pub epoch_tick: Duration,
+    /// If false (the default) a `NetworkMode::Pod` sandbox falls back to host networking
+    /// when namespaces cannot be created (not root); if true that is an error.
+    pub require_pod_network: bool,
+    /// Registries (`host:port`) to pull from over plain HTTP, beyond loopback ones.
+    pub insecure_registries: Vec<String>,
+}
+
+impl WasmtimeConfig {
+    /// Defaults with the given data dir.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        WasmtimeConfig {
+            data_dir: data_dir.into(),
+            netns_dir: PathBuf::from(netns::DEFAULT_NETNS_DIR),
+            log: LogConfig::default(),
+            max_containers: 1100,
+            max_memory_bytes: 4 << 30,
+            max_wasm_stack: 1 << 20,
+            pod_threads: std::thread::available_parallelism()
+                .map(|n| n.get().min(2))
+                .unwrap_or(1),
+            epoch_tick: Duration::from_millis(10),
+            require_pod_network: false,
+            insecure_registries: Vec::new(),
+        }
+    }
+}
+
+/// The in-process WebAssembly backend. Cheap to clone.
+#[derive(Clone)]
+pub struct WasmtimeRuntime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: WasmtimeConfig,
+    engine: wasmtime::Engine,
+    artifacts: ArtifactCache,
+    images: ImageStore,
+    puller: Puller,
+    sandboxes: Mutex<HashMap<String, Arc<Sandbox>>>,
+    containers: Mutex<HashMap<String, Arc<Container>>>,
+    _ticker: EpochTicker,
+}
+
+struct Sandbox {
+    id: String,
+    spec: SandboxSpec,
+    created_at: Timestamp,
+    ready: AtomicBool,
+    netns: Option<Netns>,
+    executor: Mutex<Option<tokio::runtime::Runtime>>,
+    handle: tokio::runtime::Handle,
+}
+
+impl Drop for Sandbox {
+    // A sandbox dropped without `remove_sandbox` (a panicking caller, a dropped runtime) must
+    // not panic by dropping a tokio runtime in async context, nor leak its namespace.
+    fn drop(&mut self) {
+        if let Some(executor) = self.executor.get_mut().take() {
+            executor.shutdown_background();
+        }
+        if let Some(ns) = &self.netns
+            && let Err(error) = ns.remove()
+        {
+            tracing::warn!(sandbox = %self.id, %error, "cannot remove network namespace");
+        }
+    }
+}
+
+struct Container {
+    id: String,
+    sandbox_id: String,
+    spec: ContainerSpec,
+    image_digest: String,
+    created_at: Timestamp,
+    artifact: Arc<Artifact>,
+    state: StateCell,
+    log: LogWriter,
+    kill: Notify,
+    usage: Arc<GuestUsage>,
+}
+
+impl WasmtimeRuntime {
+    /// Build the engine, open the image store and compile cache under `config.data_dir`,
+    /// and start the epoch ticker.
+    pub fn new(config: WasmtimeConfig) -> Result<Self> {
+        let engine = engine::build_engine(&config)?;
+        let images = ImageStore::open(&config.data_dir)?;
+        let artifacts = ArtifactCache::new(&engine, &config.data_dir)?;
+        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
+        Ok(WasmtimeRuntime {
+            inner: Arc::new(Inner {
+                puller: Puller::new(config.insecure_registries.clone()),
+                config,
+                engine,
+                artifacts,
+                images,
+                sandboxes: Mutex::new(HashMap::new()),
+                containers: Mutex::new(HashMap::new()),
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The image store this runtime reads.
+    pub fn image_store(&self) -> &ImageStore {
+        &self.inner.images
+    }
+
+    /// Where the compiled artifact of an image digest is cached.
+    pub fn compiled_path(&self, digest: &str) -> PathBuf {
+        self.inner.artifacts.path_for(digest)
+    }
+
+    /// Compile (or load from the disk cache) an image ahead of time.
+    pub async fn precompile(&self, image: &str) -> Result<()> {
+        self.artifact(image).await.map(drop)
+    }
+
+    async fn artifact(&self, image: &str) -> Result<(String, Arc<Artifact>)> {
+        let record = self
+            .inner
+            .images
+            .resolve(image)?
+            .ok_or_else(|| Error::ImageNotFound {
+                image: image.to_owned(),
+            })?;
+        let store = self.inner.images.clone();
+        let digest = record.digest.clone();
+        let artifact = self
+            .inner
+            .artifacts
+            .get(image, &record.digest, move || {
+                store.read_blob(&digest).map_err(Error::from)
+            })
+            .await?;
+        Ok((record.digest, artifact))
+    }
+
+    fn sandbox(&self, id: &str) -> Result<Arc<Sandbox>> {
+        self.inner
+            .sandboxes
+            .lock()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| sandbox_not_found(id))
+    }
+
+    fn container(&self, id: &str) -> Result<Arc<Container>> {
+        self.inner
+            .containers
+            .lock()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| container_not_found(id))
+    }
+
+    fn containers_of(&self, sandbox_id: &str) -> Vec<Arc<Container>> {
+        self.inner
+            .containers
+            .lock()
+            .values()
+            .filter(|c| c.sandbox_id == sandbox_id)
+            .cloned()
+            .collect()
+    }
+
+    fn record_info(record: crate::images::ImageRecord) -> ImageInfo {
+        ImageInfo {
+            id: record.digest,
+            tags: vec![record.name],
+            size: record.size,
+        }
+    }
+}
+
+#[async_trait]
+impl Runtime for WasmtimeRuntime {
+    fn handler(&self) -> &str {
+        HANDLER
+    }
+
+    async fn create_sandbox(&self, spec: &SandboxSpec) -> Result<String> {
+        let id = new_id();
+        let pod = format!("{}/{}", spec.namespace, spec.name);
+        let sandbox_error = |context: &str, source: netns::NetnsError| Error::Sandbox {
+            pod: pod.clone(),
+            context: context.to_owned(),
+            source: source.into(),
+        };
+        let netns = match &spec.network {
+            NetworkMode::Host => None,
+            NetworkMode::Pod => {
+                if netns::supported() || self.inner.config.require_pod_network {
+                    let name = format!("skiff-{id}");
+                    Some(
+                        Netns::create(&self.inner.config.netns_dir, &name)
+                            .map_err(|e| sandbox_error("create network namespace", e))?,
+                    )
+                } else {
+                    tracing::warn!(%pod, "cannot create network namespaces (not root): host network");
+                    None
+                }
+            }
+            NetworkMode::Existing(path) => {
+                Some(Netns::open(path).map_err(|e| sandbox_error("open network namespace", e))?)
+            }
+        };
+        let executor = match &netns {
+            Some(ns) => Some(
+                ns.executor(&id[..8], self.inner.config.pod_threads)
+                    .map_err(|e| {
+                        let _ = ns.remove();
+                        sandbox_error("start pod threads", e)
+                    })?,
+            ),
+            None => None,
+        };
+        let handle = match &executor {
+            Some(rt) => rt.handle().clone(),
+            None => tokio::runtime::Handle::current(),
+        };
+        let sandbox = Sandbox {
+            id: id.clone(),
+            spec: spec.clone(),
+            created_at: Timestamp::now(),
+            ready: AtomicBool::new(true),
+            netns,
+            executor: Mutex::new(executor),
+            handle,
+        };
+        self.inner
+            .sandboxes
+            .lock()
+            .insert(id.clone(), Arc::new(sandbox));
+        tracing::debug!(sandbox = %id, %pod, "wasm sandbox created");
+        Ok(id)
+    }
+
+    async fn stop_sandbox(&self, id: &str) -> Result<()> {
+        let Ok(sandbox) = self.sandbox(id) else {
+            return Ok(());
+        };
+        sandbox.ready.store(false, Ordering::SeqCst);
+        for container in self.containers_of(id) {
+            kill(&container).await?;
+        }
+        Ok(())
+    }
+
+    async fn remove_sandbox(&self, id: &str) -> Result<()> {
+        self.stop_sandbox(id).await?;
+        for container in self.containers_of(id) {
+            self.inner.containers.lock().remove(&container.id);
+        }
+        let Some(sandbox) = self.inner.sandboxes.lock().remove(id) else {
+            return Ok(());
+        };
+        if let Some(executor) = sandbox.executor.lock().take() {
+            executor.shutdown_background();
+        }
+        if let Some(ns) = &sandbox.netns {
+            ns.remove()
+                .map_err(|e| Error::internal("remove network namespace", e))?;
+        }
+        Ok(())
+    }
+
+    async fn sandbox_status(&self, id: &str) -> Result<SandboxStatus> {
+        Ok(sandbox_status(&*self.sandbox(id)?))
+    }
+
+    async fn list_sandboxes(&self) -> Result<Vec<SandboxStatus>> {
+        let sandboxes = self.inner.sandboxes.lock();
+        Ok(sandboxes.values().map(|s| sandbox_status(s)).collect())
+    }
+
+    async fn create_container(&self, sandbox_id: &str, spec: &ContainerSpec) -> Result<String> {
+        let sandbox = self.sandbox(sandbox_id)?;
+        if !sandbox.ready.load(Ordering::SeqCst) {
+            return Err(Error::SandboxNotReady {
+                id: sandbox_id.to_owned(),
+            });
+        }
+        spec.validate()?;
+        if let Some(limit) = spec.resources.memory_limit_bytes
+            && limit > self.inner.config.max_memory_bytes
+        {
+            tracing::debug!(
+                limit,
+                "memory limit above the engine's ceiling; ceiling applies"
+            );
+        }
+        let (image_digest, artifact) = self.artifact(&spec.image).await?;
+        let log = LogWriter::open_optional(spec.log_path.as_deref(), self.inner.config.log)
+            .map_err(|e| {
+                Error::io(
+                    "open container log",
+                    spec.log_path.clone().unwrap_or_default(),
+                    e,
+                )
+            })?;
+        let id = new_id();
+        let container = Container {
+            id: id.clone(),
+            sandbox_id: sandbox_id.to_owned(),
+            spec: spec.clone(),
+            image_digest,
+            created_at: Timestamp::now(),
+            artifact,
+            state: StateCell::new(),
+            log,
+            kill: Notify::new(),
+            usage: Arc::new(GuestUsage::default()),
+        };
+        self.inner
+            .containers
+            .lock()
+            .insert(id.clone(), Arc::new(container));
+        Ok(id)
+    }
+
+    async fn start_container(&self, id: &str) -> Result<()> {
+        let container = self.container(id)?;
+        let sandbox = self.sandbox(&container.sandbox_id)?;
+        if !sandbox.ready.load(Ordering::SeqCst) {
+            return Err(Error::SandboxNotReady {
+                id: sandbox.id.clone(),
+            });
+        }
+        container.state.start(id)?;
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let engine = self.inner.engine.clone();
+        sandbox
+            .handle
+            .spawn(run_container(engine, Arc::clone(&container), ready_tx));
+        match ready_rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(Error::Container {
+                id: id.to_owned(),
+                operation: "start",
+                message,
+            }),
+            // Killed before it was instantiated: a stop won the race; that is no error.
+            Err(_) => Ok(()),
+        }
+    }
+
+    async fn stop_container(&self, id: &str, _grace: Duration) -> Result<()> {
+        let container = self.container(id)?;
+        kill(&container).await
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<()> {
+        let Ok(container) = self.container(id) else {
+            return Ok(());
+        };
+        kill(&container).await?;
+        self.inner.containers.lock().remove(id);
+        Ok(())
+    }
+
+    async fn container_status(&self, id: &str) -> Result<ContainerStatus> {
+        Ok(container_status(&*self.container(id)?))
+    }
+
+    async fn list_containers(&self, sandbox_id: Option<&str>) -> Result<Vec<ContainerStatus>> {
+        let containers = self.inner.containers.lock();
+        Ok(containers
+            .values()
+            .filter(|c| sandbox_id.is_none_or(|s| s == c.sandbox_id))
+            .map(|c| container_status(c))
+            .collect())
+    }
+
+    async fn wait_container(&self, id: &str) -> Result<ContainerStatus> {
+        let container = self.container(id)?;
+        container.state.wait_exited().await;
+        Ok(container_status(&container))
+    }
+
+    async fn container_stats(&self, id: &str) -> Result<ContainerStats> {
+        let container = self.container(id)?;
+        Ok(ContainerStats {
+            cpu_usage_nanos: container.usage.cpu.used().as_nanos() as u64,
+            memory_bytes: container.usage.memory.load(Ordering::Relaxed),
+        })
+    }
+
+    async fn pull_image(&self, image: &str, auth: &RegistryAuth) -> Result<ImageInfo> {
+        let pull_error = |message: String, source: Option<crate::BoxError>| Error::ImagePull {
+            image: image.to_owned(),
+            message,
+            source,
+        };
+        let pulled = self
+            .inner
+            .puller
+            .pull(image, auth)
+            .await
+            .map_err(|e| pull_error(e.to_string(), Some(e.into())))?;
+        if wasm_kind(&pulled.bytes).is_none() {
+            return Err(pull_error(
+                format!("layer {} is not a WebAssembly binary", pulled.media_type),
+                None,
+            ));
+        }
+        let record = self.inner.images.import_bytes(&pulled.bytes, image)?;
+        Ok(Self::record_info(record))
+    }
+
+    async fn image_status(&self, image: &str) -> Result<Option<ImageInfo>> {
+        Ok(self.inner.images.resolve(image)?.map(Self::record_info))
+    }
+
+    async fn list_images(&self) -> Result<Vec<ImageInfo>> {
+        Ok(self.inner.images.images()?)
+    }
+
+    async fn remove_image(&self, image: &str) -> Result<()> {
+        if let Some(record) = self.inner.images.resolve(image)? {
+            self.inner.artifacts.evict(&record.digest);
+        }
+        Ok(self.inner.images.remove(image)?)
+    }
+
+    async fn import_image(&self, file: &Path, name: &str) -> Result<ImageInfo> {
+        import_wasm_file(&self.inner.images, file, name)
+    }
+}
+
+/// `skiff image import file.wasm name:tag`: check the file is a WebAssembly module or
+/// component and add it to `store` under `name`. Needs no engine, so the CLI can call it
+/// while a node runs on the same data dir.
+pub fn import_wasm_file(store: &ImageStore, file: &Path, name: &str) -> Result<ImageInfo> {
+    let bytes = std::fs::read(file).map_err(|e| Error::io("import image", file, e))?;
+    if wasm_kind(&bytes).is_none() {
+        return Err(Error::InvalidImage {
+            image: name.to_owned(),
+            reason: format!("{} is not a WebAssembly binary", file.display()),
+        });
+    }
+    let record = store.import_bytes(&bytes, name)?;
+    Ok(WasmtimeRuntime::record_info(record))
+}
+
+/// The container's task: run the guest until it ends or is killed, then record the exit.
+async fn run_container(
+    engine: wasmtime::Engine,
+    container: Arc<Container>,
+    ready: tokio::sync::oneshot::Sender<Result<(), String>>,
+) {
+    let spec = &container.spec;
+    let mut argv = if spec.command.is_empty() {
+        vec![spec.image.clone()]
+    } else {
+        spec.command.clone()
+    };
+    argv.extend(spec.args.iter().cloned());
+    let setup = GuestSetup {
+        argv,
+        env: spec.env.clone(),
+        working_dir: spec.working_dir.clone(),
+        mounts: spec.mounts.clone(),
+        log: container.log.clone(),
+        memory_limit: spec.resources.memory_limit_bytes,
+        cpu_millicores: spec.resources.cpu_millicores,
+    };
+    let usage = Arc::clone(&container.usage);
+    let outcome = tokio::select! {
+        biased;
+        () = container.kill.notified() => None,
+        exit = guest::run(&engine, &container.artifact, setup, usage, ready) => Some(exit),
+    };
+    container.log.finish();
+    let exit = match outcome {
+        None => ExitInfo::killed(),
+        Some(GuestExit::Code(code)) => ExitInfo::from_code(code),
+        Some(GuestExit::Trap(message)) => ExitInfo::from_code(TRAP_EXIT_CODE)
+            .with_reason(ExitReason::Error)
+            .with_message(message),
+        Some(GuestExit::OutOfMemory(message)) => ExitInfo::from_code(137)
+            .with_reason(ExitReason::OomKilled)
+            .with_message(message),
+        Some(GuestExit::CannotRun(message)) => ExitInfo::from_code(128)
+            .with_reason(ExitReason::ContainerCannotRun)
+            .with_message(message),
+    };
+    tracing::debug!(container = %container.id, code = exit.exit_code, reason = %exit.reason, "guest exited");
+    container.state.exit(exit);
+}
+
+/// Kill a container now and wait until its exit is recorded.
+async fn kill(container: &Container) -> Result<()> {
+    match container.state.get() {
+        crate::ContainerState::Exited { .. } => return Ok(()),
+        crate::ContainerState::Created => {
+            if container.state.exit(ExitInfo::killed()) {
+                return Ok(());
+            }
+        }
+        crate::ContainerState::Running { .. } => {}
+    }
+    // `notify_one` stores a permit, so a task that has not reached its `select!` yet still
+    // sees it.
+    container.kill.notify_one();
+    if container
+        .state
+        .wait_exited_for(Duration::from_secs(10))
+        .await
+    {
+        Ok(())
+    } else {
+        Err(Error::Container {
+            id: container.id.clone(),
+            operation: "stop",
+            message: "guest did not stop within 10s".to_owned(),
+        })
+    }
+}
+
+fn sandbox_status(sandbox: &Sandbox) -> SandboxStatus {
+    SandboxStatus {
+        id: sandbox.id.clone(),
+        name: sandbox.spec.name.clone(),
+        namespace: sandbox.spec.namespace.clone(),
+        uid: sandbox.spec.uid.clone(),
+        state: if sandbox.ready.load(Ordering::SeqCst) {
+            SandboxState::Ready
+        } else {
+            SandboxState::NotReady
+        },
+        netns_path: sandbox.netns.as_ref().map(|n| n.path().to_owned()),
+        created_at: sandbox.created_at,
+    }
+}
+
+fn container_status(container: &Container) -> ContainerStatus {
+    ContainerStatus {
+        id: container.id.clone(),
+        sandbox_id: container.sandbox_id.clone(),
+        name: container.spec.name.clone(),
+        image: container.spec.image.clone(),
+        image_digest: Some(container.image_digest.clone()),
+        state: container.state.get(),
+        created_at: container.created_at,
+        log_path: container.log.path(),
+    }
+}
