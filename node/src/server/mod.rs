@@ -17,6 +17,7 @@
 pub mod logs;
 pub mod portforward;
 pub mod spdy;
+pub mod zlib;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
