@@ -151,10 +151,11 @@ impl PodWorker {
                     };
                     let now = Timestamp::now();
                     let resync = self.kubelet.config.resync;
-                    let sleep = wake
-                        .map(|w| now.duration_until(w).unsigned_abs().min(resync))
-                        .unwrap_or(resync)
-                        .max(Duration::from_millis(1));
+                    let sleep = match wake {
+                        Some(w) if w <= now => Duration::from_millis(1),
+                        Some(w) => now.duration_until(w).unsigned_abs().min(resync),
+                        None => resync,
+                    };
                     let first = tokio::select! {
                         message = rx.recv() => message,
                         _ = tokio::time::sleep(sleep) => None,

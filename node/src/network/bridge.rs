@@ -83,7 +83,7 @@ fn connect() -> Result<(Handle, tokio::task::JoinHandle<()>), NetworkError> {
 }
 
 async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, NetworkError> {
-    let mut links = handle.link().get().match_name(name.to_owned()).execute();
+    let mut links = std::pin::pin!(handle.link().get().match_name(name.to_owned()).execute());
     match links.try_next().await {
         Ok(Some(link)) => Ok(Some(link.header.index)),
         Ok(None) => Ok(None),
