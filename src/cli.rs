@@ -22,6 +22,13 @@ pub enum Command {
     Up(UpArgs),
     /// Run the API server alone.
     Apiserver(ServerArgs),
+    /// Run the scheduler against an API server.
+    Scheduler(ComponentArgs),
+    /// Run the controller manager against an API server.
+    ControllerManager(ComponentArgs),
+    /// Manage the node's local images.
+    #[command(subcommand)]
+    Image(crate::image::ImageCommand),
     /// Benchmarks (a table, then one JSON line).
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
@@ -64,6 +71,17 @@ pub struct ServerArgs {
     pub store: String,
 }
 
+/// Flags of a component that talks to an API server.
+#[derive(Debug, Clone, Args)]
+pub struct ComponentArgs {
+    /// Kubeconfig for reaching the API server.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: PathBuf,
+    /// Elect a leader through a Lease, so several copies can run for HA.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+}
+
 /// Flags of `skiff up`.
 #[derive(Debug, Clone, Args)]
 pub struct UpArgs {
@@ -78,6 +96,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => crate::up::up(args).await,
         Command::Apiserver(args) => crate::up::apiserver(args).await,
+        Command::Scheduler(a) => {
+            crate::components::scheduler_main(&a.kubeconfig, a.leader_elect).await
+        }
+        Command::ControllerManager(a) => {
+            crate::components::controller_manager_main(&a.kubeconfig, a.leader_elect).await
+        }
+        Command::Image(cmd) => crate::image::run(cmd).await,
         Command::Bench(cmd) => crate::bench::run(cmd).await,
     }
 }

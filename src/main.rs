@@ -5,6 +5,8 @@
 mod apply;
 mod bench;
 mod cli;
+mod components;
+mod image;
 mod up;
 
 use clap::Parser;

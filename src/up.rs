@@ -44,8 +44,17 @@ fn open_store(args: &ServerArgs, data_dir: &Path) -> anyhow::Result<Arc<dyn Stor
     })
 }
 
+/// Health of the components that run beside the API server, for `componentstatuses`.
+#[derive(Clone, Default)]
+pub struct ComponentHealth {
+    /// The scheduler's health, if one runs in this process.
+    pub scheduler: Option<skiff_control_plane::scheduler::Health>,
+    /// The controller manager's health, if one runs in this process.
+    pub controller_manager: Option<skiff_control_plane::controllers::Health>,
+}
+
 /// Starts the store, the PKI and the API server over HTTPS, and writes the kubeconfig.
-pub async fn start_api(args: &ServerArgs) -> anyhow::Result<RunningApi> {
+pub async fn start_api(args: &ServerArgs, health: ComponentHealth) -> anyhow::Result<RunningApi> {
     let data_dir = args.data.resolve();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
@@ -54,10 +63,27 @@ pub async fn start_api(args: &ServerArgs) -> anyhow::Result<RunningApi> {
         .context("preparing certificates")?;
 
     let addr = SocketAddr::new(args.bind_address, args.api_port);
-    let config = ApiConfig {
+    let mut config = ApiConfig {
         advertise_address: addr.to_string(),
         ..ApiConfig::default()
     };
+    if let Some(h) = health.scheduler {
+        config
+            .component_probes
+            .insert("scheduler".into(), Arc::new(move || h.check()));
+    }
+    if let Some(h) = health.controller_manager {
+        config.component_probes.insert(
+            "controller-manager".into(),
+            Arc::new(move || {
+                if h.is_healthy() {
+                    Ok(())
+                } else {
+                    Err("controller manager not running".into())
+                }
+            }),
+        );
+    }
     let api = ApiServer::new(store, config);
     api.bootstrap()
         .await
@@ -122,7 +148,7 @@ fn print_started(what: &str, running: &RunningApi, started: Instant) {
 /// `skiff apiserver`.
 pub async fn apiserver(args: ServerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let running = start_api(&args).await?;
+    let running = start_api(&args, ComponentHealth::default()).await?;
     print_started("API server", &running, started);
     wait_for_shutdown().await;
     running.shutdown();
@@ -132,10 +158,22 @@ pub async fn apiserver(args: ServerArgs) -> anyhow::Result<()> {
 /// `skiff up`.
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let running = start_api(&args.server).await?;
+    let scheduler = skiff_control_plane::scheduler::SchedulerConfig::default();
+    let controllers = skiff_control_plane::controllers::ControllerManagerConfig::default();
+    let health = ComponentHealth {
+        scheduler: Some(scheduler.health.clone()),
+        controller_manager: Some(controllers.health.clone()),
+    };
+    let running = start_api(&args.server, health).await?;
+    let client = serve::in_process_client(running.api.router(), "default");
+    let mut components = tokio::task::JoinSet::new();
+    components.spawn(crate::components::run_scheduler(client.clone(), scheduler));
+    components.spawn(crate::components::run_controller_manager(
+        client.clone(),
+        controllers,
+    ));
     print_started("cluster", &running, started);
     if !args.apply.is_empty() {
-        let client = serve::in_process_client(running.api.router(), "default");
         for path in &args.apply {
             crate::apply::apply_path(&client, path)
                 .await
@@ -144,6 +182,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     wait_for_shutdown().await;
     println!("skiff: shutting down");
+    components.abort_all();
     running.shutdown();
     Ok(())
 }

@@ -2,6 +2,8 @@
 //! the scheduler and the controller manager.
 
 pub mod apiserver;
+pub mod controllers;
 pub mod pki;
+pub mod scheduler;
 pub mod serve;
 pub mod store;

@@ -2,9 +2,10 @@
 //! backends, and the conformance suite that proves a backend right.
 //!
 //! Start with [`Runtime`] (the contract), [`spec`] (what goes in) and [`status`] (what comes
-//! out). Then read [`fake`] — a complete backend in one file that runs host processes — and
-//! [`wasmtime`] — the in-process WebAssembly backend Skiff ships. Nothing here knows about
-//! Kubernetes types: the kubelet converts a `Pod` into [`SandboxSpec`] + [`ContainerSpec`]s.
+//! out). Then read `fake` (feature `testing`) — a complete backend in one file that runs host
+//! processes — and [`wasmtime`] — the in-process WebAssembly backend Skiff ships. Nothing
+//! here knows about Kubernetes types: the kubelet converts a `Pod` into [`SandboxSpec`] and
+//! [`ContainerSpec`]s. Images live in [`images`]; `skiff bench runtime` is [`bench`](mod@bench).
 //!
 //! # Writing a backend
 //!
@@ -14,7 +15,7 @@
 //!
 //! 1. **Bookkeeping.** Give sandboxes and containers ids from [`lifecycle::new_id`]; keep each
 //!    container's state in a [`lifecycle::StateCell`], which applies the legal transitions of
-//!    [`ContainerState`](status::ContainerState) and makes `wait_container` a one-liner.
+//!    [`ContainerState`] and makes `wait_container` a one-liner.
 //! 2. **Validation.** Call [`ContainerSpec::validate`] in `create_container`; return
 //!    [`Error::Unsupported`] for anything your backend cannot honour (the fake rejects mounts)
 //!    rather than silently ignoring it.
@@ -31,14 +32,16 @@
 //!
 //! # The conformance suite
 //!
-//! With feature `conformance`, [`conformance`] holds one suite, written once, that every
+//! With feature `conformance`, `conformance` holds one suite, written once, that every
 //! backend runs against itself — like cri-tools' `critest`. A backend supplies a
-//! [`conformance::Harness`]: the runtime, plus images with agreed behaviour ("prints hello
+//! `conformance::Harness`: the runtime, plus images with agreed behaviour ("prints hello
 //! and exits 0", "exits with code 3", "listens on `$PORT`", ...) and what it supports. The
-//! [`conformance_suite!`] macro expands to one `#[tokio::test]` per case:
+//! `conformance_suite!` macro expands to one `#[tokio::test]` per case:
 //!
 //! ```ignore
-//! skiff_runtimes::conformance_suite!(my_backend, async { my_harness().await });
+//! // tests/my_backend.rs, with skiff-runtimes' `conformance` feature enabled
+//! async fn my_harness() -> skiff_runtimes::conformance::Harness { /* runtime + images */ }
+//! skiff_runtimes::conformance_suite!(my_harness);
 //! ```
 //!
 //! Cases: sandbox lifecycle, create/start/wait, exit codes, log content and order, stop with
@@ -58,6 +61,7 @@
 pub mod bench;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod docker;
 mod error;
 #[cfg(feature = "testing")]
 pub mod fake;

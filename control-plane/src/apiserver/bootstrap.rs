@@ -24,6 +24,13 @@ async fn create_if_missing(
         .registry()
         .builtin(group, plural)
         .ok_or_else(|| ApiError::internal("bootstrap", &format!("{plural} not registered")))?;
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("");
+    if ops::load(state, &res, ns, name).await?.is_some() {
+        return Ok(());
+    }
     let opts = WriteOpts {
         field_manager: Some("kube-apiserver".into()),
         ..Default::default()

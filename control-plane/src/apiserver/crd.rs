@@ -72,15 +72,14 @@ pub fn default_crd(obj: &mut Value) {
     if let Some(names) = obj
         .pointer_mut("/spec/names")
         .and_then(Value::as_object_mut)
+        && !kind.is_empty()
     {
-        if !kind.is_empty() {
-            names
-                .entry("singular")
-                .or_insert_with(|| json!(kind.to_ascii_lowercase()));
-            names
-                .entry("listKind")
-                .or_insert_with(|| json!(format!("{kind}List")));
-        }
+        names
+            .entry("singular")
+            .or_insert_with(|| json!(kind.to_ascii_lowercase()));
+        names
+            .entry("listKind")
+            .or_insert_with(|| json!(format!("{kind}List")));
     }
 }
 
@@ -110,10 +109,10 @@ pub fn compute_status(crd: &Value, old: Option<&Value>, registry: &Registry) -> 
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    if let Some(v) = storage_version(crd) {
-        if !stored.contains(&json!(v)) {
-            stored.push(json!(v));
-        }
+    if let Some(v) = storage_version(crd)
+        && !stored.contains(&json!(v))
+    {
+        stored.push(json!(v));
     }
     let keep_time = |ty: &str, st: &str| -> Option<Value> {
         old_status

@@ -180,10 +180,10 @@ pub async fn allocate(
         }
         Some(found.ok_or_else(|| ApiError::internal("allocating a cluster IP", &"range is full"))?)
     };
-    if let Some(ip) = &ip {
-        if !dry_run {
-            alloc.keys.push(format!("{IP_PREFIX}{ip}"));
-        }
+    if let Some(ip) = &ip
+        && !dry_run
+    {
+        alloc.keys.push(format!("{IP_PREFIX}{ip}"));
     }
     let spec = svc.get_mut("spec").and_then(Value::as_object_mut);
     if let Some(spec) = spec {

@@ -20,6 +20,8 @@ pub enum KindId {
     Endpoints,
     /// core/v1 Event.
     Event,
+    /// events.k8s.io/v1 Event (stored as core/v1 Events).
+    EventV1,
     /// core/v1 LimitRange.
     LimitRange,
     /// core/v1 Namespace.
@@ -80,9 +82,14 @@ impl Resource {
         self.info.subresources.iter().any(|s| s.name == name)
     }
 
-    /// The group used in storage keys (shared by all versions of a group).
+    /// The group used in storage keys (shared by all versions of a group;
+    /// events.k8s.io Events live with core Events).
     pub fn storage_group(&self) -> &str {
-        &self.info.group
+        if self.id == KindId::EventV1 {
+            ""
+        } else {
+            &self.info.group
+        }
     }
 }
 
@@ -407,6 +414,18 @@ pub fn builtin_resources() -> Vec<Resource> {
             plural: "leases",
             scope: Namespaced,
             short: &[],
+            all: false,
+            verbs: ALL_VERBS,
+            subs: vec![],
+        },
+        // events.k8s.io/v1
+        Spec {
+            id: K::EventV1,
+            group: "events.k8s.io",
+            kind: "Event",
+            plural: "events",
+            scope: Namespaced,
+            short: &["ev"],
             all: false,
             verbs: ALL_VERBS,
             subs: vec![],

@@ -1,6 +1,7 @@
 //! Prometheus metrics of the API server: request counts and latencies per
 //! verb, group, resource, subresource and code, and the number of open
-//! watches. A middleware labels every request from its method and path.
+//! watches. A middleware labels every request from its method and path and
+//! runs it inside a `request` tracing span.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -16,6 +17,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use tracing::Instrument;
 
 use super::ApiState;
 use super::path::{self, ApiPath};
@@ -187,7 +189,15 @@ pub async fn track(State(state): State<ApiState>, req: Request, next: Next) -> R
             String::new(),
         ),
     };
-    let resp = next.run(req).await;
+    let span = tracing::debug_span!("request", %method, path = %req.uri().path(), verb = %verb, resource = %resource);
+    let resp = next.run(req).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::debug!(
+            status = resp.status().as_u16(),
+            elapsed_ms = start.elapsed().as_millis() as u64,
+            "request done"
+        );
+    });
     let m = state.metrics();
     m.requests
         .get_or_create(&RequestLabels {

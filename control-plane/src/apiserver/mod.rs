@@ -16,9 +16,11 @@ pub mod crd;
 pub mod defaults;
 pub mod discovery;
 pub mod errors;
+pub mod events_v1;
 pub mod handlers;
 pub mod ipalloc;
 pub mod kinds;
+pub mod kubelet_proxy;
 pub mod metrics;
 pub mod namespace_finalizer;
 pub mod negotiate;
@@ -75,6 +77,9 @@ pub struct ApiConfig {
     pub namespace_resync: Duration,
     /// `gitVersion` reported by `/version`.
     pub git_version: String,
+    /// TLS client config for kubelets (`pods/log`, `exec`, `attach`,
+    /// `portforward` are proxied to them); `None` answers 503.
+    pub kubelet_client_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ApiConfig {
@@ -89,6 +94,7 @@ impl Default for ApiConfig {
             default_watch_timeout: Duration::from_secs(1800),
             namespace_resync: Duration::from_secs(5),
             git_version: format!("v1.33.0-skiff.{}", env!("CARGO_PKG_VERSION")),
+            kubelet_client_tls: None,
         }
     }
 }
@@ -219,6 +225,17 @@ impl ApiServer {
     /// missing, and loads stored CRDs into the registry.
     pub async fn bootstrap(&self) -> ApiResult<()> {
         bootstrap::run(&self.state).await
+    }
+
+    /// [`ApiServer::new`] + [`ApiServer::bootstrap`] + [`ApiServer::spawn_background`].
+    pub async fn start(
+        store: Arc<dyn Store>,
+        config: ApiConfig,
+    ) -> ApiResult<(ApiServer, BackgroundTasks)> {
+        let server = ApiServer::new(store, config);
+        server.bootstrap().await?;
+        let tasks = server.spawn_background();
+        Ok((server, tasks))
     }
 
     /// Starts the CRD registry watch and the built-in namespace finalizer.

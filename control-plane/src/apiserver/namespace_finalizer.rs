@@ -63,10 +63,10 @@ async fn finalize_one(state: &ApiState, ns_res: &Resource, ns: &Value) -> ApiRes
             continue;
         }
         // Custom resources are stored once per CRD, not per served version.
-        if let Some(c) = &res.custom {
-            if c.storage_version != res.info.version {
-                continue;
-            }
+        if let Some(c) = &res.custom
+            && c.storage_version != res.info.version
+        {
+            continue;
         }
         let items = ops::list(state, &res, Some(&name), &ListOpts::default())
             .await?

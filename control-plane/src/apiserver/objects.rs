@@ -138,6 +138,15 @@ pub fn key(res: &Resource, namespace: Option<&str>, name: Option<&str>) -> Strin
     key_for(res.storage_group(), &res.info.plural, ns, name)
 }
 
+/// Encodes an object of `res` for the store (converted to the storage
+/// version where versions share storage).
+pub fn encode_for(res: &Resource, obj: &Value) -> ApiResult<Bytes> {
+    if res.id == super::kinds::KindId::EventV1 {
+        return encode(&super::events_v1::to_core(obj));
+    }
+    encode(obj)
+}
+
 /// Encodes an object for the store (without `resourceVersion`).
 pub fn encode(obj: &Value) -> ApiResult<Bytes> {
     let mut copy = obj.clone();
@@ -159,11 +168,14 @@ pub fn decode(res: &Resource, kv: &KeyValue) -> ApiResult<Value> {
 pub fn decode_at(res: &Resource, bytes: &[u8], revision: Revision) -> ApiResult<Value> {
     let mut obj: Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::internal("decoding a stored object", &e))?;
+    if res.id == super::kinds::KindId::EventV1 {
+        obj = super::events_v1::from_core(&obj);
+    }
     set_resource_version(&mut obj, revision);
-    if res.custom.is_some() {
-        if let Some(m) = obj.as_object_mut() {
-            m.insert("apiVersion".into(), json!(res.info.api_version()));
-        }
+    if res.custom.is_some()
+        && let Some(m) = obj.as_object_mut()
+    {
+        m.insert("apiVersion".into(), json!(res.info.api_version()));
     }
     Ok(obj)
 }

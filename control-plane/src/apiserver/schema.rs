@@ -103,8 +103,11 @@ pub fn unknown_fields(schema: &Value, obj: &Value) -> Vec<String> {
 }
 
 /// Drop the fields [`unknown_fields`] would report, as Kubernetes prunes
-/// custom resources.
+/// custom resources (and as decoding into Go types silently drops unknown
+/// fields of built-ins), plus `null` values of declared, non-nullable
+/// fields, which Kubernetes drops too.
 pub fn prune(schema: &Value, obj: &mut Value) {
+    drop_null_fields(schema, obj);
     let mut doomed = Vec::new();
     walk_unknown(schema, obj, "", true, &mut |_, pointer| {
         doomed.push(pointer)
@@ -119,6 +122,41 @@ pub fn prune(schema: &Value, obj: &mut Value) {
         if let Some(Value::Object(map)) = obj.pointer_mut(parent) {
             map.remove(&key);
         }
+    }
+}
+
+/// Remove `null` members that the schema declares and does not mark
+/// `nullable` (map values and preserved subtrees are left alone).
+fn drop_null_fields(schema: &Value, obj: &mut Value) {
+    let s = builtin::resolve(schema);
+    match obj {
+        Value::Object(map) => {
+            let Some(props) = s.get("properties").and_then(Value::as_object) else {
+                if let Some(add @ Value::Object(_)) = s.get("additionalProperties") {
+                    map.values_mut().for_each(|v| drop_null_fields(add, v));
+                }
+                return;
+            };
+            map.retain(|k, v| {
+                let nullable = props.get(k).map(|p| {
+                    builtin::resolve(p).get("nullable").and_then(Value::as_bool) == Some(true)
+                });
+                !(v.is_null() && nullable == Some(false))
+            });
+            for (k, v) in map.iter_mut() {
+                if let Some(p) = props.get(k) {
+                    drop_null_fields(p, v);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = s.get("items") {
+                items
+                    .iter_mut()
+                    .for_each(|v| drop_null_fields(item_schema, v));
+            }
+        }
+        _ => {}
     }
 }
 
@@ -239,6 +277,18 @@ mod tests {
                 "spec.containers[0].ports[0].hostPortX"
             ]
         );
+        let mut pruned = pod.clone();
+        prune(&schema, &mut pruned);
+        assert!(unknown_fields(&schema, &pruned).is_empty());
+        assert_eq!(
+            pruned["metadata"],
+            json!({"name":"p","labels":{"any":"thing"}})
+        );
+        assert_eq!(
+            pruned["spec"]["containers"][0]["ports"],
+            json!([{"containerPort":80}])
+        );
+        assert_eq!(pruned["status"], json!({"phase":"Running"}));
         let deploy = schema_for(&info("apps", "v1", "Deployment")).expect("deployment");
         let d = json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d"},
             "spec":{"replicas":1,"selector":{"matchLabels":{"a":"b"}},"strategy":{"type":"RollingUpdate","rollingUpdate":{"maxSurge":"25%"}},
@@ -255,12 +305,14 @@ mod tests {
         let schema = json!({"type":"object","properties":{
             "spec":{"type":"object","properties":{
                 "size":{"type":"integer"},
+                "opt":{"type":"string","nullable":true},
+                "plain":{"type":"string"},
                 "labels":{"type":"object","additionalProperties":{"type":"string"}},
                 "free":{"type":"object","x-kubernetes-preserve-unknown-fields":true,"properties":{"known":{"type":"object","properties":{}}}},
                 "items":{"type":"array","items":{"type":"object","properties":{"a":{"type":"string"}}}},
                 "embedded":{"type":"object","x-kubernetes-embedded-resource":true,"properties":{"spec":{"type":"object"}}}}}}});
         let mut obj = json!({"apiVersion":"example.com/v1","kind":"W","metadata":{"name":"w","junk":1},
-            "spec":{"size":1,"extra":2,"labels":{"x":"y"},"free":{"anything":1,"known":{"nested":1}},
+            "spec":{"size":1,"extra":2,"opt":null,"plain":null,"labels":{"x":"y"},"free":{"anything":1,"known":{"nested":1}},
                 "items":[{"a":"x","b":"y"}],"embedded":{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{},"bad":1}},
             "status":{}});
         let mut unknown = unknown_fields(&schema, &obj);
@@ -280,7 +332,7 @@ mod tests {
         assert_eq!(
             obj,
             json!({"apiVersion":"example.com/v1","kind":"W","metadata":{"name":"w"},
-                "spec":{"size":1,"labels":{"x":"y"},"free":{"anything":1,"known":{}},
+                "spec":{"size":1,"opt":null,"labels":{"x":"y"},"free":{"anything":1,"known":{}},
                     "items":[{"a":"x"}],"embedded":{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{}}}})
         );
         let crd_info = crate::apiserver::resource::ResourceInfo {

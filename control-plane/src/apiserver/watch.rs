@@ -145,6 +145,9 @@ pub async fn serve(ctx: &Ctx) -> ApiResult<Response> {
         .await?;
         (l.items, l.revision)
     } else {
+        if let Some(n) = rv.filter(|n| *n > state.store().current_revision()) {
+            ops::read::wait_for_revision(&state, n).await?;
+        }
         let after = rv.unwrap_or(0);
         let after = if after == 0 {
             state.store().current_revision()

@@ -2,7 +2,7 @@
 //!
 //! Like cri-tools' `critest`, it drives a [`Runtime`] only through the trait and checks what
 //! Kubernetes users rely on. A backend provides a [`Harness`] — the runtime under test and a
-//! set of [`TestImages`] with agreed behaviour — and expands [`conformance_suite!`] in an
+//! set of [`TestImages`] with agreed behaviour — and expands [`conformance_suite!`](crate::conformance_suite) in an
 //! integration test file to get one `#[tokio::test]` per case in [`cases`]:
 //!
 //! ```ignore

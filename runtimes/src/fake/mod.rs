@@ -2,7 +2,7 @@
 //!
 //! It exists for two reasons: the kubelet's tests need a runtime that starts in milliseconds
 //! and needs nothing installed, and a third-party backend author needs one readable example
-//! that passes the [conformance suite](crate::conformance). Read it top to bottom:
+//! that passes the conformance suite (`crate::conformance`). Read it top to bottom:
 //!
 //! - an *image* is an entrypoint argv ([`FakeImage`]); a "registry" is a map you fill with
 //!   [`FakeRuntime::add_remote_image`]; `import_image` turns a shell script into an image;
@@ -18,14 +18,15 @@
 //! fails with [`Error::Unsupported`].
 
 pub mod procfs;
+mod supervise;
+pub mod test_images;
 
 use std::collections::{BTreeMap, HashMap};
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -33,10 +34,9 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 
 use crate::lifecycle::{StateCell, container_not_found, new_id, sandbox_not_found};
-use crate::logs::{LogConfig, LogWriter, Stream};
+use crate::logs::{LogConfig, LogWriter};
 use crate::netns::{self, Netns};
 use crate::spec::{ContainerSpec, NetworkMode, SandboxSpec};
 use crate::status::{
@@ -285,7 +285,7 @@ impl Runtime for FakeRuntime {
         };
         sandbox.ready.store(false, Ordering::SeqCst);
         for container in self.containers_of(id) {
-            stop(&container, Duration::ZERO).await?;
+            supervise::stop(&container, Duration::ZERO).await?;
         }
         Ok(())
     }
@@ -432,22 +432,26 @@ impl Runtime for FakeRuntime {
         };
         let pgid = child.id().map(|pid| Pid::from_raw(pid as i32));
         *container.pgid.lock() = pgid;
+        // A stop that arrived while we were forking found no process group to signal.
+        if let (Some(pgid), true) = (pgid, container.stop_requested.load(Ordering::SeqCst)) {
+            procfs::signal_group(pgid, Signal::SIGKILL);
+        }
         sandbox
             .handle
-            .spawn(supervise(Arc::clone(&container), child, pgid));
+            .spawn(supervise::supervise(Arc::clone(&container), child, pgid));
         Ok(())
     }
 
     async fn stop_container(&self, id: &str, grace: Duration) -> Result<()> {
         let container = self.container(id)?;
-        stop(&container, grace).await
+        supervise::stop(&container, grace).await
     }
 
     async fn remove_container(&self, id: &str) -> Result<()> {
         let Ok(container) = self.container(id) else {
             return Ok(());
         };
-        stop(&container, Duration::ZERO).await?;
+        supervise::stop(&container, Duration::ZERO).await?;
         self.inner.containers.lock().remove(id);
         Ok(())
     }
@@ -555,218 +559,5 @@ fn container_status(container: &Container) -> ContainerStatus {
         state: container.state.get(),
         created_at: container.created_at,
         log_path: container.log.path(),
-    }
-}
-
-/// `SIGTERM` the group, wait `grace`, `SIGKILL` it, wait for the exit to be recorded.
-async fn stop(container: &Container, grace: Duration) -> Result<()> {
-    let state = container.state.get();
-    if state.is_exited() {
-        return Ok(());
-    }
-    container.stop_requested.store(true, Ordering::SeqCst);
-    let pgid = *container.pgid.lock();
-    let Some(pgid) = pgid else {
-        // Created, never started: nothing runs.
-        container.state.exit(ExitInfo::killed());
-        return Ok(());
-    };
-    procfs::signal_group(pgid, Signal::SIGTERM);
-    // A group paused by the CPU throttle must run to act on the signal.
-    procfs::signal_group(pgid, Signal::SIGCONT);
-    if container.state.wait_exited_for(grace).await {
-        return Ok(());
-    }
-    procfs::signal_group(pgid, Signal::SIGKILL);
-    if container
-        .state
-        .wait_exited_for(Duration::from_secs(10))
-        .await
-    {
-        Ok(())
-    } else {
-        Err(Error::Container {
-            id: container.id.clone(),
-            operation: "stop",
-            message: "process group survived SIGKILL for 10s".to_owned(),
-        })
-    }
-}
-
-/// Runs for the container's whole life on the sandbox's threads.
-async fn supervise(container: Arc<Container>, mut child: tokio::process::Child, pgid: Option<Pid>) {
-    let mut pumps = Vec::new();
-    if let Some(out) = child.stdout.take() {
-        pumps.push(tokio::spawn(pump(
-            out,
-            container.log.clone(),
-            Stream::Stdout,
-        )));
-    }
-    if let Some(err) = child.stderr.take() {
-        pumps.push(tokio::spawn(pump(
-            err,
-            container.log.clone(),
-            Stream::Stderr,
-        )));
-    }
-    let limits = container.spec.resources;
-    let enforcer = match pgid {
-        Some(pgid) if limits.memory_limit_bytes.is_some() || limits.cpu_millicores.is_some() => {
-            Some(tokio::spawn(enforce_limits(Arc::clone(&container), pgid)))
-        }
-        _ => None,
-    };
-    let status = child.wait().await;
-    if let Some(enforcer) = enforcer {
-        enforcer.abort();
-    }
-    if let Some(pgid) = pgid {
-        // When a container's main process ends, the rest of it goes too.
-        procfs::signal_group(pgid, Signal::SIGKILL);
-    }
-    for pump in pumps {
-        let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
-    }
-    container.log.finish();
-    let mut exit = match status {
-        Ok(status) => match (status.code(), status.signal()) {
-            (Some(code), _) => ExitInfo::from_code(code),
-            (None, Some(signal)) => {
-                ExitInfo::from_code(128 + signal).with_message(format!("killed by signal {signal}"))
-            }
-            (None, None) => ExitInfo::from_code(255),
-        },
-        Err(error) => ExitInfo::from_code(255).with_message(format!("wait failed: {error}")),
-    };
-    if container.oom_killed.load(Ordering::SeqCst) {
-        exit = exit
-            .with_reason(ExitReason::OomKilled)
-            .with_message("memory limit exceeded");
-    }
-    container.state.exit(exit);
-}
-
-async fn pump(mut from: impl tokio::io::AsyncRead + Unpin, log: LogWriter, stream: Stream) {
-    let mut buffer = vec![0u8; 8192];
-    loop {
-        match from.read(&mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => log.write(stream, &buffer[..n]),
-        }
-    }
-}
-
-/// Poll the group's usage every 10 ms: kill it over the memory limit, pause it over its CPU
-/// share.
-async fn enforce_limits(container: Arc<Container>, pgid: Pid) {
-    let limits = container.spec.resources;
-    let start = procfs::group_usage(pgid);
-    let mut throttle = limits
-        .cpu_millicores
-        .map(|m| crate::throttle::CpuThrottle::new(m, start.cpu));
-    let mut last = Instant::now();
-    loop {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        let usage = procfs::group_usage(pgid);
-        {
-            let mut recorded = container.usage.lock();
-            recorded.cpu = recorded.cpu.max(usage.cpu);
-            recorded.rss_bytes = usage.rss_bytes;
-        }
-        if let Some(limit) = limits.memory_limit_bytes
-            && usage.rss_bytes > limit
-        {
-            tracing::info!(container = %container.id, rss = usage.rss_bytes, limit, "OOM kill");
-            container.oom_killed.store(true, Ordering::SeqCst);
-            procfs::signal_group(pgid, Signal::SIGKILL);
-            return;
-        }
-        let now = Instant::now();
-        let wall = now - last;
-        last = now;
-        if let Some(pause) = throttle.as_mut().and_then(|t| t.account(wall, usage.cpu))
-            && !container.stop_requested.load(Ordering::SeqCst)
-        {
-            procfs::signal_group(pgid, Signal::SIGSTOP);
-            tokio::time::sleep(pause).await;
-            procfs::signal_group(pgid, Signal::SIGCONT);
-        }
-    }
-}
-
-/// Images used by the conformance suite and the kubelet's tests, as shell / perl scripts.
-pub mod test_images {
-    use super::{FakeImage, FakeRuntime};
-
-    /// Prints `hello 1`..`hello 3` to stdout and `warning 1` to stderr, exits 0.
-    pub const HELLO: &str = "fake/hello:latest";
-    /// Prints each argument on a line, then its environment as `KEY=VALUE` lines.
-    pub const ECHO: &str = "fake/echo:latest";
-    /// Exits with code 3.
-    pub const EXIT_3: &str = "fake/exit3:latest";
-    /// Sleeps forever; ends on `SIGTERM`.
-    pub const SLEEP: &str = "fake/sleep:latest";
-    /// Burns CPU forever and ignores `SIGTERM`.
-    pub const BUSY: &str = "fake/busy:latest";
-    /// Allocates memory without bound.
-    pub const MEMORY_HOG: &str = "fake/hog:latest";
-    /// Serves `HTTP/1.0 200 OK` on `127.0.0.1:$PORT`.
-    pub const LISTEN: &str = "fake/listen:latest";
-    /// Fetches `http://127.0.0.1:$PORT/` (retrying for ~5 s), prints the status line, exits 0;
-    /// exits 1 if it cannot connect.
-    pub const CONNECT: &str = "fake/connect:latest";
-
-    /// Add all the images above to `runtime`.
-    pub fn install(runtime: &FakeRuntime) {
-        let perl = |script: &str| FakeImage {
-            entrypoint: vec!["perl".into(), "-e".into(), script.into()],
-        };
-        runtime.add_image(
-            HELLO,
-            FakeImage::shell(
-                "echo 'hello 1'; echo 'warning 1' >&2; echo 'hello 2'; echo 'hello 3'",
-            ),
-        );
-        runtime.add_image(
-            ECHO,
-            FakeImage::shell(r#"for a in "$@"; do echo "$a"; done; env"#),
-        );
-        runtime.add_image(EXIT_3, FakeImage::shell("echo 'exiting with 3'; exit 3"));
-        runtime.add_image(SLEEP, FakeImage::shell("exec sleep 1000000"));
-        runtime.add_image(
-            BUSY,
-            perl(r#"$SIG{TERM} = "IGNORE"; my $i = 0; while (1) { $i++ }"#),
-        );
-        runtime.add_image(
-            MEMORY_HOG,
-            perl(r#"my @a; while (1) { push @a, "x" x 4_000_000; select(undef, undef, undef, 0.005) }"#),
-        );
-        runtime.add_image(
-            LISTEN,
-            perl(
-                r#"use IO::Socket::INET; $| = 1;
-                my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => $ENV{PORT},
-                    Listen => 16, ReuseAddr => 1) or die "listen: $!";
-                print "listening on $ENV{PORT}\n";
-                while (my $c = $s->accept) {
-                    while (my $l = <$c>) { last if $l =~ /^\r?\n$/ }
-                    print $c "HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nhello\n"; close $c;
-                }"#,
-            ),
-        );
-        runtime.add_image(
-            CONNECT,
-            perl(
-                r#"use IO::Socket::INET; $| = 1;
-                for (1..50) {
-                    my $c = IO::Socket::INET->new(PeerAddr => "127.0.0.1", PeerPort => $ENV{PORT});
-                    if ($c) { print $c "GET / HTTP/1.0\r\n\r\n"; my $l = <$c>; $l =~ s/\r?\n$//;
-                              print "$l\n"; exit 0 }
-                    select(undef, undef, undef, 0.1);
-                }
-                print STDERR "cannot connect to 127.0.0.1:$ENV{PORT}\n"; exit 1;"#,
-            ),
-        );
     }
 }

@@ -3,13 +3,13 @@
 //! - **Images** are wasm binaries in the [`ImageStore`] (imported or pulled as OCI
 //!   artifacts). WASI preview 1 modules (exporting `_start`) and preview 2 components
 //!   (`wasi:cli/command`) both run; anything else fails at create with `CreateContainerError`.
-//! - **Compilation** happens once per image digest and is cached on disk ([`engine`]).
+//! - **Compilation** happens once per image digest and is cached on disk (see `engine.rs`).
 //!   Creating a container links nothing; starting one instantiates from a pooled slot.
 //! - **A container** is an async task running its guest: argv (`command` or the image name,
 //!   then `args`), env, working dir (`initial-cwd` and `PWD`), mounts as preopened
 //!   directories (read-only ones read-only; nothing else of the host is visible),
 //!   stdout/stderr into its CRI log.
-//! - **Limits** ([`guest`]): memory (growth past the limit traps, reported `OOMKilled`), CPU
+//! - **Limits** (`guest.rs`): memory (growth past the limit traps, reported `OOMKilled`), CPU
 //!   (a busy guest sleeps at epoch ticks to keep its share), and stop: every 10 ms epoch
 //!   tick makes a running guest yield, so a stop can drop its future — a guest in an
 //!   infinite loop ends within a tick. Wasm has no signals, so the grace period of a stop

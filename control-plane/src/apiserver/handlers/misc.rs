@@ -90,8 +90,6 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
     r
 }
 
-const PROTO_V2: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
-
 /// `GET /openapi/v2` (JSON, or protobuf when asked for).
 pub async fn openapi_v2(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     let infos = state.registry().infos();
@@ -103,8 +101,10 @@ pub async fn openapi_v2(State(state): State<ApiState>, headers: HeaderMap) -> Re
         return match openapi::v2_protobuf(&infos) {
             Some(bytes) => {
                 let mut r = (StatusCode::OK, bytes).into_response();
-                r.headers_mut()
-                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROTO_V2));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(openapi::V2_PROTOBUF_CONTENT_TYPE),
+                );
                 r
             }
             None if accept.contains("json") => {

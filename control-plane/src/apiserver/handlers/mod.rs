@@ -101,6 +101,7 @@ impl Ctx {
             dry_run: self.query.dry_run()?,
             field_manager: self.field_manager()?,
             field_validation: self.query.field_validation()?,
+            managed_fields_done: false,
         })
     }
 }
@@ -135,6 +136,15 @@ async fn resource(state: ApiState, rp: ResourcePath, req: Request) -> ApiResult<
         .ok_or_else(ApiError::path_not_found)?;
     if rp.namespace.is_some() && !res.info.namespaced() {
         return Err(ApiError::path_not_found());
+    }
+    if res.id == KindId::Pod
+        && rp.name.is_some()
+        && matches!(
+            rp.subresource.as_deref(),
+            Some("log" | "exec" | "attach" | "portforward")
+        )
+    {
+        return subresources::proxy_to_kubelet(&state, &res, &rp, req).await;
     }
     let (parts, body) = req.into_parts();
     let ctx = Ctx {

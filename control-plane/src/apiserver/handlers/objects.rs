@@ -187,6 +187,14 @@ pub fn patch_error(e: patch::PatchError) -> ApiError {
     let mut err = ApiError::bad_request(e.to_string());
     err.code = e.code();
     err.reason = e.reason();
+    if !e.causes().is_empty() {
+        let causes: Vec<Value> = e
+            .causes()
+            .iter()
+            .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+            .collect();
+        err.details = Some(json!({"causes": causes}));
+    }
     err
 }
 
@@ -223,6 +231,7 @@ pub async fn patch_sub(ctx: &Ctx, body: Body, sub: Option<&str>) -> ApiResult<Re
     let is_apply = matches!(pt, PatchType::Apply);
     let mut opts = ctx.write_opts()?;
     if is_apply {
+        opts.managed_fields_done = true;
         opts.field_manager = ctx.query.field_manager()?;
         if opts.field_manager.is_none() {
             return Err(ApiError::invalid(

@@ -1,10 +1,11 @@
 //! Subresources: `status` (GET/PUT/PATCH), `scale` (autoscaling/v1 Scale
 //! for Deployments, ReplicaSets, StatefulSets and CRDs with a scale
 //! subresource), `pods/binding`, `namespaces/finalize`, and the kubelet
-//! proxies (`log`, `exec`, `attach`, `portforward`) which answer 503 until
-//! the API server can reach kubelets.
+//! proxies (`log`, `exec`, `attach`, `portforward`; see
+//! [`crate::apiserver::kubelet_proxy`]).
 
 use axum::body::Body;
+use axum::extract::Request;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
@@ -13,10 +14,14 @@ use super::objects::{patch_sub, replace_sub};
 use super::{Ctx, output, read_body};
 use crate::apiserver::errors::{ApiError, ApiResult};
 use crate::apiserver::kinds::KindId;
+use crate::apiserver::kinds::Resource;
+use crate::apiserver::kubelet_proxy::{self, ProxyError};
 use crate::apiserver::negotiate::{self, Output};
 use crate::apiserver::ops::{self, Precondition, update::Target};
+use crate::apiserver::params::Query;
+use crate::apiserver::path::ResourcePath;
 use crate::apiserver::selectors::LabelSelector;
-use crate::apiserver::{body, objects};
+use crate::apiserver::{ApiState, body, objects};
 
 /// Dispatches a subresource request.
 pub async fn serve(ctx: &Ctx, method: &Method, sub: &str, body: Body) -> ApiResult<Response> {
@@ -31,12 +36,59 @@ pub async fn serve(ctx: &Ctx, method: &Method, sub: &str, body: Body) -> ApiResu
         ("scale", &Method::PUT) | ("scale", &Method::PATCH) => write_scale(ctx, method, body).await,
         ("binding", &Method::POST) => bind(ctx, body).await,
         ("finalize", &Method::PUT) => replace_sub(ctx, body, Some("finalize")).await,
-        ("log" | "exec" | "attach" | "portforward", _) => Err(ApiError::unavailable(format!(
-            "{}/{sub} is not available: the API server cannot reach the kubelet of this pod yet",
-            ctx.res.info.plural
-        ))),
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+fn proxy_error(e: ProxyError) -> ApiError {
+    match e {
+        ProxyError::NotScheduled { .. } | ProxyError::BadContainer(_) => {
+            ApiError::bad_request(e.to_string())
+        }
+        ProxyError::NoAddress { .. } | ProxyError::Dial(_) => ApiError::unavailable(e.to_string()),
+    }
+}
+
+/// `pods/{log,exec,attach,portforward}`: forwarded to the pod's kubelet
+/// (upgrades spliced through), or 503 without a kubelet client config.
+pub async fn proxy_to_kubelet(
+    state: &ApiState,
+    res: &Resource,
+    rp: &ResourcePath,
+    req: Request,
+) -> ApiResult<Response> {
+    let sub = rp.subresource.as_deref().unwrap_or("");
+    let Some(tls) = state.config().kubelet_client_tls.clone() else {
+        return Err(ApiError::unavailable(format!(
+            "pods/{sub} is not available: the API server has no kubelet client configuration"
+        )));
+    };
+    let ns = rp.namespace.as_deref().unwrap_or("");
+    let name = rp.name.as_deref().unwrap_or("");
+    let pod = ops::get(state, res, Some(ns), name).await?;
+    let node_name = objects::path_str(&pod, "spec.nodeName");
+    if node_name.is_empty() {
+        return Err(proxy_error(ProxyError::NotScheduled {
+            pod: name.to_string(),
+        }));
+    }
+    let nodes = state
+        .registry()
+        .builtin("", "nodes")
+        .ok_or_else(|| ApiError::internal("kubelet proxy", &"nodes not registered"))?;
+    let node = ops::get(state, &nodes, None, node_name).await?;
+    let addr = kubelet_proxy::kubelet_address(&node).map_err(proxy_error)?;
+    let query = Query::parse(req.uri().query())?;
+    let container = if sub == "portforward" {
+        None
+    } else {
+        Some(kubelet_proxy::pick_container(&pod, query.get("container")).map_err(proxy_error)?)
+    };
+    let path = kubelet_proxy::kubelet_path(sub, ns, name, container.as_deref(), req.uri().query())
+        .ok_or_else(ApiError::path_not_found)?;
+    kubelet_proxy::forward(tls, &addr, &path, req)
+        .await
+        .map_err(proxy_error)
 }
 
 /// Where replicas and the selector live for this resource.

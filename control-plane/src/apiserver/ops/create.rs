@@ -121,7 +121,11 @@ async fn create_once(
         });
     }
     let key = objects::key(res, namespace, Some(&name));
-    let kv = match state.store().create(&key, objects::encode(&obj)?).await {
+    let kv = match state
+        .store()
+        .create(&key, objects::encode_for(res, &obj)?)
+        .await
+    {
         Ok(kv) => kv,
         Err(e) => {
             ipalloc::release(state, &allocation).await;

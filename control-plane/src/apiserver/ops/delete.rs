@@ -46,29 +46,29 @@ pub struct Deleted {
 fn check_preconditions(res: &Resource, obj: &Value, opts: &DeleteOpts) -> ApiResult<()> {
     let gr = res.group_resource();
     let name = objects::name(obj);
-    if let Some(uid) = opts.precondition_uid.as_deref() {
-        if uid != objects::uid(obj) {
-            return Err(ApiError::conflict(
-                &gr,
-                name,
-                &format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    objects::uid(obj)
-                ),
-            ));
-        }
+    if let Some(uid) = opts.precondition_uid.as_deref()
+        && uid != objects::uid(obj)
+    {
+        return Err(ApiError::conflict(
+            &gr,
+            name,
+            &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                objects::uid(obj)
+            ),
+        ));
     }
-    if let Some(rv) = opts.precondition_rv.as_deref() {
-        if rv != objects::resource_version(obj) {
-            return Err(ApiError::conflict(
-                &gr,
-                name,
-                &format!(
-                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                    objects::resource_version(obj)
-                ),
-            ));
-        }
+    if let Some(rv) = opts.precondition_rv.as_deref()
+        && rv != objects::resource_version(obj)
+    {
+        return Err(ApiError::conflict(
+            &gr,
+            name,
+            &format!(
+                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                objects::resource_version(obj)
+            ),
+        ));
     }
     Ok(())
 }
@@ -123,7 +123,6 @@ pub async fn delete(
 ) -> ApiResult<Deleted> {
     let gr = res.group_resource();
     let key = objects::key(res, namespace, Some(name));
-    let pinned = opts.precondition_rv.is_some();
     for _ in 0..MAX_ATTEMPTS {
         let Some((cur, rev)) = load(state, res, namespace, name).await? else {
             return Err(ApiError::not_found(&gr, name));
@@ -143,7 +142,8 @@ pub async fn delete(
         });
         let fins = finalizers_for(&objects::finalizers(&cur), policy);
         let already = objects::is_deleting(&cur);
-        if grace > 0 || !fins.is_empty() || (already && !fins.is_empty()) {
+        // Graceful (pods on nodes) or pending finalizers: mark, don't remove.
+        if grace > 0 || !fins.is_empty() {
             let mut next = cur.clone();
             objects::set_finalizers(&mut next, &fins);
             let cur_grace = objects::meta(&cur)
@@ -171,34 +171,30 @@ pub async fn delete(
                     gone: false,
                 });
             }
-            if grace == 0 && fins.is_empty() {
-                // Shortened to zero with nothing pending: fall through to removal.
-            } else {
-                record_manager(res, Some(&cur), &mut next, write, None);
-                if opts.dry_run {
+            record_manager(res, Some(&cur), &mut next, write, None);
+            if opts.dry_run {
+                return Ok(Deleted {
+                    object: next,
+                    gone: false,
+                });
+            }
+            match state
+                .store()
+                .update(&key, objects::encode_for(res, &next)?, Some(rev))
+                .await
+            {
+                Ok(kv) => {
+                    objects::set_resource_version(&mut next, kv.mod_revision);
+                    if res.id == KindId::CustomResourceDefinition {
+                        crd::sync_one(state.registry(), name, Some(&next));
+                    }
                     return Ok(Deleted {
                         object: next,
                         gone: false,
                     });
                 }
-                match state
-                    .store()
-                    .update(&key, objects::encode(&next)?, Some(rev))
-                    .await
-                {
-                    Ok(kv) => {
-                        objects::set_resource_version(&mut next, kv.mod_revision);
-                        if res.id == KindId::CustomResourceDefinition {
-                            crd::sync_one(state.registry(), name, Some(&next));
-                        }
-                        return Ok(Deleted {
-                            object: next,
-                            gone: false,
-                        });
-                    }
-                    Err(StoreError::Conflict { .. }) if !pinned => continue,
-                    Err(e) => return Err(ApiError::from_store(e, &gr, name)),
-                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(ApiError::from_store(e, &gr, name)),
             }
         }
         if opts.dry_run {
@@ -220,7 +216,7 @@ pub async fn delete(
                     gone: true,
                 });
             }
-            Err(StoreError::Conflict { .. }) if !pinned => continue,
+            Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(ApiError::from_store(e, &gr, name)),
         }
     }
@@ -271,7 +267,7 @@ async fn delete_namespace(
     let key = objects::key(res, None, Some(&name));
     let kv = state
         .store()
-        .update(&key, objects::encode(&next)?, Some(rev))
+        .update(&key, objects::encode_for(res, &next)?, Some(rev))
         .await
         .map_err(|e| ApiError::from_store(e, &gr, &name))?;
     objects::set_resource_version(&mut next, kv.mod_revision);

@@ -34,6 +34,9 @@ pub struct WriteOpts {
     pub field_manager: Option<String>,
     /// How unknown or duplicate fields are handled.
     pub field_validation: FieldValidation,
+    /// True when the write already maintained `managedFields` itself
+    /// (server-side apply); no `Update` entry is recorded then.
+    pub managed_fields_done: bool,
 }
 
 impl Default for WriteOpts {
@@ -42,6 +45,7 @@ impl Default for WriteOpts {
             dry_run: false,
             field_manager: None,
             field_validation: FieldValidation::Ignore,
+            managed_fields_done: false,
         }
     }
 }
@@ -173,30 +177,36 @@ pub async fn check_namespace(
 /// Defaults, schema handling (custom resources) and validation of an object
 /// about to be written. `old` is the current object on updates.
 pub fn finish(res: &Resource, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
+    if res.id != KindId::Custom {
+        // Typed decoding drops unknown fields in Kubernetes; do the same.
+        if let Some(s) = schema::schema_for(&res.info) {
+            schema::prune(&s, obj);
+        }
+    }
     super::defaults::apply(res, obj);
     if res.id == KindId::CustomResourceDefinition {
         super::crd::default_crd(obj);
     }
     let mut errs = validation::validate(res, obj, old);
-    if res.id == KindId::Custom {
-        if let Some(s) = res.info.crd_schema.as_ref() {
-            schema::prune(s, obj);
-            errs.extend(schema::validate_structural(s, obj).into_iter().map(|e| {
-                validation::FieldErr {
-                    ty: match e.reason {
-                        "FieldValueRequired" => validation::ErrType::Required,
-                        "FieldValueNotSupported" => validation::ErrType::NotSupported,
-                        "FieldValueForbidden" => validation::ErrType::Forbidden,
-                        "FieldValueTooLong" => validation::ErrType::TooLong,
-                        "FieldValueDuplicate" => validation::ErrType::Duplicate,
-                        _ => validation::ErrType::Invalid,
-                    },
-                    field: e.field,
-                    value: None,
-                    detail: e.message,
-                }
-            }));
-        }
+    if res.id == KindId::Custom
+        && let Some(s) = res.info.crd_schema.as_ref()
+    {
+        schema::prune(s, obj);
+        errs.extend(schema::validate_structural(s, obj).into_iter().map(|e| {
+            validation::FieldErr {
+                ty: match e.reason {
+                    "FieldValueRequired" => validation::ErrType::Required,
+                    "FieldValueNotSupported" => validation::ErrType::NotSupported,
+                    "FieldValueForbidden" => validation::ErrType::Forbidden,
+                    "FieldValueTooLong" => validation::ErrType::TooLong,
+                    "FieldValueDuplicate" => validation::ErrType::Duplicate,
+                    _ => validation::ErrType::Invalid,
+                },
+                field: e.field,
+                value: None,
+                detail: e.message,
+            }
+        }));
     }
     if errs.is_empty() {
         Ok(())
@@ -227,8 +237,11 @@ pub fn record_manager(
     opts: &WriteOpts,
     sub: Option<&str>,
 ) {
+    if opts.managed_fields_done {
+        return;
+    }
     if let Some(m) = opts.field_manager.as_deref() {
-        patch::managed_fields::record_update(old, new, m, &res.info.api_version(), sub);
+        patch::managed_fields::record_update_for(&res.info, old, new, m, sub);
     }
 }
 

@@ -80,7 +80,7 @@ pub fn decode_continue(token: &str, prefix: &str) -> ApiResult<(Revision, String
 
 /// Waits briefly for the store to reach `rev`, then fails with 504 like
 /// Kubernetes' "Too large resource version".
-async fn wait_for_revision(state: &ApiState, rev: Revision) -> ApiResult<()> {
+pub async fn wait_for_revision(state: &ApiState, rev: Revision) -> ApiResult<()> {
     for _ in 0..30 {
         if state.store().current_revision() >= rev {
             return Ok(());

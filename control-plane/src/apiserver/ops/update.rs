@@ -1,8 +1,8 @@
 //! The guaranteed-update loop behind PUT, PATCH and subresource writes:
 //! read the current object, let the caller compute the desired one, merge
 //! by the status/spec split, default, validate, bump the generation, and
-//! compare-and-swap in the store, retrying on races unless the client pinned
-//! a `resourceVersion`.
+//! compare-and-swap in the store, retrying on races (a stale client-pinned
+//! `resourceVersion` then fails the precondition with 409 Conflict).
 
 use serde_json::{Value, json};
 
@@ -85,6 +85,10 @@ fn merge(res: &Resource, cur: &Value, mut desired: Value, sub: Option<&str>) -> 
         Some("status") => {
             let mut out = cur.clone();
             set_or_remove(&mut out, "status", desired.get("status"));
+            // Server-side apply to /status maintains managedFields itself.
+            if let Some(mf) = desired.pointer("/metadata/managedFields") {
+                objects::meta_mut(&mut out).insert("managedFields".into(), mf.clone());
+            }
             out
         }
         Some("finalize") => {
@@ -122,10 +126,10 @@ fn merge(res: &Resource, cur: &Value, mut desired: Value, sub: Option<&str>) -> 
                     let missing = desired
                         .pointer(&format!("/spec/{f}"))
                         .is_none_or(|v| v.is_null() || v == "");
-                    if let (true, Some(v)) = (missing, cur.pointer(&format!("/spec/{f}"))) {
-                        if let Some(spec) = desired.get_mut("spec").and_then(Value::as_object_mut) {
-                            spec.insert(f.into(), v.clone());
-                        }
+                    if let (true, Some(v)) = (missing, cur.pointer(&format!("/spec/{f}")))
+                        && let Some(spec) = desired.get_mut("spec").and_then(Value::as_object_mut)
+                    {
+                        spec.insert(f.into(), v.clone());
                     }
                 }
             }
@@ -163,18 +167,17 @@ where
         let mut desired = mutate(Some(&cur))?;
         check_type_meta(res, &mut desired, &res.info.kind)?;
         check_name(&mut desired, name, target.namespace, res)?;
-        let pinned = match objects::resource_version(&desired) {
-            "" => false,
-            rv => {
-                let want: i64 = rv.parse().map_err(|_| {
-                    ApiError::bad_request(format!("invalid resource version: {rv:?}"))
-                })?;
-                if want != rev {
-                    return Err(ApiError::stale(&gr, name));
-                }
-                true
+        // A pinned resourceVersion must match; a race with another writer
+        // is retried and then fails here if the client pinned the old one.
+        let rv = objects::resource_version(&desired);
+        if !rv.is_empty() {
+            let want: i64 = rv
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?;
+            if want != rev {
+                return Err(ApiError::stale(&gr, name));
             }
-        };
+        }
         let sub = target.subresource;
         let mut merged = merge(res, &cur, desired, sub);
         let old_for_checks = if matches!(sub, None | Some("scale")) {
@@ -225,7 +228,7 @@ where
                         warnings: Vec::new(),
                     });
                 }
-                Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) if !pinned => {
+                Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {
                     continue;
                 }
                 Err(e) => return Err(ApiError::from_store(e, &gr, name)),
@@ -240,7 +243,7 @@ where
         }
         match state
             .store()
-            .update(&key, objects::encode(&merged)?, Some(rev))
+            .update(&key, objects::encode_for(res, &merged)?, Some(rev))
             .await
         {
             Ok(kv) => {
@@ -254,7 +257,7 @@ where
                     warnings: Vec::new(),
                 });
             }
-            Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) if !pinned => continue,
+            Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => continue,
             Err(e) => return Err(ApiError::from_store(e, &gr, name)),
         }
     }

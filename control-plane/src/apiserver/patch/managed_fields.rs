@@ -361,9 +361,10 @@ pub fn now() -> String {
 /// `old` is the stored object (`None` for a create); `new` is the object about
 /// to be stored, whose own `managedFields` (if it sent valid, non-empty ones)
 /// replace the stored ones, and `[]` resets tracking. `api_version` is the
-/// version the client wrote; `subresource` e.g. `status` or `scale`.
-/// The type layout is taken from the built-in catalog by `new`'s
-/// `apiVersion`/`kind`; other kinds are walked untyped.
+/// version of the object being stored; `subresource` e.g. `status` or `scale`.
+/// The type layout comes from the built-in catalog (by `api_version` and the
+/// object's `kind`); other kinds are walked untyped (lists atomic) — use
+/// [`record_update_for`] to use a custom resource's schema.
 pub fn record_update(
     old: Option<&Value>,
     new: &mut Value,
@@ -371,18 +372,33 @@ pub fn record_update(
     api_version: &str,
     subresource: Option<&str>,
 ) {
-    let node = node_for(new);
+    let node = node_for(new, old, api_version);
     record_update_typed(old, new, manager, api_version, subresource, node, &now());
 }
 
-fn node_for(obj: &Value) -> TypeNode<'static> {
-    let api_version = obj
-        .get("apiVersion")
-        .and_then(Value::as_str)
+/// [`record_update`] typed by `info` (the built-in catalog or the custom
+/// resource's structural schema, so its list types and map keys count).
+pub fn record_update_for(
+    info: &crate::apiserver::resource::ResourceInfo,
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    subresource: Option<&str>,
+) {
+    let node = crate::apiserver::schema::type_node(info, Some(new));
+    let api_version = info.api_version();
+    record_update_typed(old, new, manager, &api_version, subresource, node, &now());
+}
+
+/// The catalog node for an object of `api_version` whose kind is taken from
+/// `new` (or `old`, if `new` carries none).
+fn node_for(new: &Value, old: Option<&Value>, api_version: &str) -> TypeNode<'static> {
+    let kind_of = |o: &Value| o.get("kind").and_then(Value::as_str).map(str::to_string);
+    let kind = kind_of(new)
+        .or_else(|| old.and_then(kind_of))
         .unwrap_or_default();
-    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    crate::apiserver::schema::builtin_type_name(group, version, kind)
+    crate::apiserver::schema::builtin_type_name(group, version, &kind)
         .map(|name| TypeNode::builtin(&name))
         .unwrap_or(TypeNode::Untyped)
 }
@@ -640,6 +656,33 @@ mod tests {
             "t",
         );
         assert!(reset["metadata"].get("managedFields").is_none());
+    }
+
+    #[test]
+    fn custom_resources_use_their_schema() {
+        let mut info = crate::apiserver::patch::tests::info("example.com", "v1", "Widget");
+        info.crd_schema = Some(std::sync::Arc::new(json!({"type":"object","properties":{
+            "spec":{"type":"object","properties":{"ports":{"type":"array","x-kubernetes-list-type":"map",
+                "x-kubernetes-list-map-keys":["name"],"items":{"type":"object"}}}}}})));
+        let mut obj = json!({"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w"},
+            "spec":{"ports":[{"name":"a","port":1}]}});
+        record_update_for(&info, None, &mut obj, "m", None);
+        assert_eq!(
+            entry(&obj, "m")["fieldsV1"]["f:spec"],
+            // `.`: unlike a built-in's zero value, an empty custom resource has no spec.
+            json!({".":{},"f:ports":{".":{},"k:{\"name\":\"a\"}":{".":{},"f:name":{},"f:port":{}}}})
+        );
+        // Untyped, the same list is one atomic value.
+        let mut untyped = obj.clone();
+        untyped["metadata"]
+            .as_object_mut()
+            .expect("meta")
+            .remove("managedFields");
+        record_update(None, &mut untyped, "m", "example.com/v1", None);
+        assert_eq!(
+            entry(&untyped, "m")["fieldsV1"]["f:spec"],
+            json!({".":{},"f:ports":{}})
+        );
     }
 
     #[test]

@@ -118,6 +118,7 @@ pub fn format_labels(map: Option<&Value>) -> String {
 pub fn columns(res: &Resource) -> Vec<Column> {
     match res.id {
         KindId::Pod => pods::columns(),
+        KindId::EventV1 => core::columns(KindId::Event).unwrap_or_default(),
         KindId::Custom => custom::columns(res),
         id => workloads::columns(id)
             .or_else(|| core::columns(id))
@@ -129,6 +130,9 @@ pub fn columns(res: &Resource) -> Vec<Column> {
 pub fn cells(res: &Resource, obj: &Value, now: Timestamp) -> Vec<Value> {
     match res.id {
         KindId::Pod => pods::cells(obj, now),
+        KindId::EventV1 => {
+            core::cells(KindId::Event, &super::events_v1::to_core(obj), now).unwrap_or_default()
+        }
         KindId::Custom => custom::cells(res, obj, now),
         id => workloads::cells(id, obj, now)
             .or_else(|| core::cells(id, obj, now))

@@ -386,7 +386,7 @@ mod tests {
                 json!("2/3"),
                 json!(3),
                 json!(2),
-                json!("2h"),
+                json!("120m"),
                 json!("a,b"),
                 json!("nginx:1,busybox"),
                 json!("app=web")

@@ -63,31 +63,32 @@ pub fn validate_service(obj: &Value, old: Option<&Value>) -> Vec<FieldErr> {
                 "must be between 1 and 65535, inclusive",
             ));
         }
-        if let Some(proto) = p.get("protocol").and_then(Value::as_str) {
-            if !PROTOCOLS.contains(&proto) {
-                errs.push(FieldErr::not_supported(
-                    &format!("{path}.protocol"),
-                    proto,
-                    PROTOCOLS,
-                ));
-            }
+        if let Some(proto) = p.get("protocol").and_then(Value::as_str)
+            && !PROTOCOLS.contains(&proto)
+        {
+            errs.push(FieldErr::not_supported(
+                &format!("{path}.protocol"),
+                proto,
+                PROTOCOLS,
+            ));
         }
-        if let Some(tp) = p.get("targetPort").and_then(Value::as_i64) {
-            if !(1..=65535).contains(&tp) {
-                errs.push(FieldErr::invalid(
-                    &format!("{path}.targetPort"),
-                    tp,
-                    "must be between 1 and 65535, inclusive",
-                ));
-            }
+        if let Some(tp) = p.get("targetPort").and_then(Value::as_i64)
+            && !(1..=65535).contains(&tp)
+        {
+            errs.push(FieldErr::invalid(
+                &format!("{path}.targetPort"),
+                tp,
+                "must be between 1 and 65535, inclusive",
+            ));
         }
-        if let Some(np) = p.get("nodePort").and_then(Value::as_i64) {
-            if np != 0 && ty == "ClusterIP" {
-                errs.push(FieldErr::forbidden(
-                    &format!("{path}.nodePort"),
-                    "may not be used when `type` is 'ClusterIP'",
-                ));
-            }
+        if let Some(np) = p.get("nodePort").and_then(Value::as_i64)
+            && np != 0
+            && ty == "ClusterIP"
+        {
+            errs.push(FieldErr::forbidden(
+                &format!("{path}.nodePort"),
+                "may not be used when `type` is 'ClusterIP'",
+            ));
         }
     }
     if let Some(old) = old {
@@ -141,20 +142,20 @@ pub fn validate_config(id: KindId, obj: &Value, old: Option<&Value>) -> Vec<Fiel
             }
         }
     }
-    if id == KindId::Secret {
-        if let Some(m) = obj.get("data").and_then(Value::as_object) {
-            for (k, v) in m {
-                let ok = v.as_str().is_some_and(|s| {
-                    use base64::Engine;
-                    base64::engine::general_purpose::STANDARD.decode(s).is_ok()
-                });
-                if !ok {
-                    errs.push(FieldErr::invalid(
-                        &format!("data[{k}]"),
-                        "<secret contents redacted>",
-                        "illegal base64 data",
-                    ));
-                }
+    if id == KindId::Secret
+        && let Some(m) = obj.get("data").and_then(Value::as_object)
+    {
+        for (k, v) in m {
+            let ok = v.as_str().is_some_and(|s| {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.decode(s).is_ok()
+            });
+            if !ok {
+                errs.push(FieldErr::invalid(
+                    &format!("data[{k}]"),
+                    "<secret contents redacted>",
+                    "illegal base64 data",
+                ));
             }
         }
     }

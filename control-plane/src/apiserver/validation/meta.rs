@@ -298,6 +298,9 @@ pub fn validate_object_meta(obj: &Value, rule: NameRule, namespaced: bool) -> Ve
             )),
         }
     }
+    if let Some(refs) = meta.get("ownerReferences").and_then(Value::as_array) {
+        errs.extend(validate_owner_references(refs));
+    }
     if let Some(f) = meta.get("finalizers").and_then(Value::as_array) {
         for (i, v) in f.iter().enumerate() {
             let s = v.as_str().unwrap_or("");
@@ -309,6 +312,52 @@ pub fn validate_object_meta(obj: &Value, rule: NameRule, namespaced: bool) -> Ve
                 ));
             }
         }
+    }
+    errs
+}
+
+/// `ValidateOwnerReferences`: required fields and at most one controller.
+pub fn validate_owner_references(refs: &[Value]) -> Vec<FieldErr> {
+    let mut errs = Vec::new();
+    let path = "metadata.ownerReferences";
+    for r in refs {
+        for (field, what) in [
+            ("apiVersion", "version"),
+            ("kind", "kind"),
+            ("name", "name"),
+            ("uid", "uid"),
+        ] {
+            if r.get(field)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
+            {
+                errs.push(FieldErr::invalid(
+                    &format!("{path}.{field}"),
+                    "",
+                    &format!("{what} must not be empty"),
+                ));
+            }
+        }
+    }
+    let controllers: Vec<String> = refs
+        .iter()
+        .filter(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+        .map(|r| {
+            format!(
+                "{}/{} name={}",
+                r.get("apiVersion").and_then(Value::as_str).unwrap_or(""),
+                r.get("kind").and_then(Value::as_str).unwrap_or(""),
+                r.get("name").and_then(Value::as_str).unwrap_or("")
+            )
+        })
+        .collect();
+    if controllers.len() > 1 {
+        errs.push(FieldErr::invalid(
+            path,
+            Value::Array(refs.to_vec()),
+            &format!("Only one reference can have Controller set to true. Found \"true\" in references for {}", controllers.join(" and ")),
+        ));
     }
     errs
 }
@@ -414,6 +463,37 @@ mod tests {
         assert_eq!(
             validate_object_meta(&cluster, NameRule::Subdomain, false)[0].field,
             "metadata.namespace"
+        );
+    }
+
+    #[test]
+    fn owner_references() {
+        let ok = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "u", "controller": true}]);
+        assert!(validate_owner_references(ok.as_array().expect("refs")).is_empty());
+        let missing = json!([{"kind": "ReplicaSet", "name": "rs"}]);
+        let errs = validate_owner_references(missing.as_array().expect("refs"));
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "metadata.ownerReferences.apiVersion",
+                "metadata.ownerReferences.uid"
+            ]
+        );
+        assert_eq!(
+            errs[0].message(),
+            "Invalid value: \"\": version must not be empty"
+        );
+        let two = json!([
+            {"apiVersion": "v1", "kind": "A", "name": "a", "uid": "1", "controller": true},
+            {"apiVersion": "v1", "kind": "B", "name": "b", "uid": "2", "controller": true}
+        ]);
+        let errs = validate_owner_references(two.as_array().expect("refs"));
+        assert_eq!(errs.len(), 1);
+        assert!(
+            errs[0]
+                .detail
+                .starts_with("Only one reference can have Controller set to true")
         );
     }
 }

@@ -40,14 +40,14 @@ fn validate_container(
             "must not have leading or trailing whitespace",
         ));
     }
-    if let Some(p) = c.get("imagePullPolicy").and_then(Value::as_str) {
-        if !PULL_POLICIES.contains(&p) {
-            errs.push(FieldErr::not_supported(
-                &format!("{path}.imagePullPolicy"),
-                p,
-                PULL_POLICIES,
-            ));
-        }
+    if let Some(p) = c.get("imagePullPolicy").and_then(Value::as_str)
+        && !PULL_POLICIES.contains(&p)
+    {
+        errs.push(FieldErr::not_supported(
+            &format!("{path}.imagePullPolicy"),
+            p,
+            PULL_POLICIES,
+        ));
     }
     if let Some(ports) = c.get("ports").and_then(Value::as_array) {
         let mut port_names = HashSet::new();
@@ -61,23 +61,23 @@ fn validate_container(
                     "must be between 1 and 65535, inclusive",
                 ));
             }
-            if let Some(hp) = p.get("hostPort").and_then(Value::as_i64) {
-                if !(0..=65535).contains(&hp) {
-                    errs.push(FieldErr::invalid(
-                        &format!("{pp}.hostPort"),
-                        hp,
-                        "must be between 1 and 65535, inclusive",
-                    ));
-                }
+            if let Some(hp) = p.get("hostPort").and_then(Value::as_i64)
+                && !(0..=65535).contains(&hp)
+            {
+                errs.push(FieldErr::invalid(
+                    &format!("{pp}.hostPort"),
+                    hp,
+                    "must be between 1 and 65535, inclusive",
+                ));
             }
-            if let Some(proto) = p.get("protocol").and_then(Value::as_str) {
-                if !PROTOCOLS.contains(&proto) {
-                    errs.push(FieldErr::not_supported(
-                        &format!("{pp}.protocol"),
-                        proto,
-                        PROTOCOLS,
-                    ));
-                }
+            if let Some(proto) = p.get("protocol").and_then(Value::as_str)
+                && !PROTOCOLS.contains(&proto)
+            {
+                errs.push(FieldErr::not_supported(
+                    &format!("{pp}.protocol"),
+                    proto,
+                    PROTOCOLS,
+                ));
             }
             if let Some(n) = p.get("name").and_then(Value::as_str) {
                 if !n.is_empty() && !port_names.insert(n.to_string()) {
@@ -132,44 +132,43 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str) -> Vec<FieldErr> {
             );
         }
     }
-    if let Some(p) = spec.get("restartPolicy").and_then(Value::as_str) {
-        if !RESTART_POLICIES.contains(&p) {
-            errs.push(FieldErr::not_supported(
-                &format!("{path}.restartPolicy"),
-                p,
-                RESTART_POLICIES,
-            ));
-        }
+    if let Some(p) = spec.get("restartPolicy").and_then(Value::as_str)
+        && !RESTART_POLICIES.contains(&p)
+    {
+        errs.push(FieldErr::not_supported(
+            &format!("{path}.restartPolicy"),
+            p,
+            RESTART_POLICIES,
+        ));
     }
-    if let Some(p) = spec.get("dnsPolicy").and_then(Value::as_str) {
-        if !DNS_POLICIES.contains(&p) {
-            errs.push(FieldErr::not_supported(
-                &format!("{path}.dnsPolicy"),
-                p,
-                DNS_POLICIES,
-            ));
-        }
+    if let Some(p) = spec.get("dnsPolicy").and_then(Value::as_str)
+        && !DNS_POLICIES.contains(&p)
+    {
+        errs.push(FieldErr::not_supported(
+            &format!("{path}.dnsPolicy"),
+            p,
+            DNS_POLICIES,
+        ));
     }
     if let Some(g) = spec
         .get("terminationGracePeriodSeconds")
         .and_then(Value::as_i64)
+        && g < 0
     {
-        if g < 0 {
-            errs.push(FieldErr::invalid(
-                &format!("{path}.terminationGracePeriodSeconds"),
-                g,
-                "must be greater than or equal to 0",
-            ));
-        }
+        errs.push(FieldErr::invalid(
+            &format!("{path}.terminationGracePeriodSeconds"),
+            g,
+            "must be greater than or equal to 0",
+        ));
     }
-    if let Some(a) = spec.get("activeDeadlineSeconds").and_then(Value::as_i64) {
-        if a <= 0 {
-            errs.push(FieldErr::invalid(
-                &format!("{path}.activeDeadlineSeconds"),
-                a,
-                "must be between 1 and 2147483647, inclusive",
-            ));
-        }
+    if let Some(a) = spec.get("activeDeadlineSeconds").and_then(Value::as_i64)
+        && a <= 0
+    {
+        errs.push(FieldErr::invalid(
+            &format!("{path}.activeDeadlineSeconds"),
+            a,
+            "must be between 1 and 2147483647, inclusive",
+        ));
     }
     if let Some(vols) = spec.get("volumes").and_then(Value::as_array) {
         let mut seen = HashSet::new();
@@ -212,13 +211,13 @@ fn mutable_stripped(spec: Option<&Value>) -> Value {
 /// Validates a pod; on update, also the fields that may not change.
 pub fn validate_pod(obj: &Value, old: Option<&Value>) -> Vec<FieldErr> {
     let mut errs = validate_pod_spec(obj.get("spec"), "spec");
-    if let Some(old) = old {
-        if mutable_stripped(obj.get("spec")) != mutable_stripped(old.get("spec")) {
-            errs.push(FieldErr::forbidden(
+    if let Some(old) = old
+        && mutable_stripped(obj.get("spec")) != mutable_stripped(old.get("spec"))
+    {
+        errs.push(FieldErr::forbidden(
                 "spec",
                 "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
             ));
-        }
     }
     errs
 }

@@ -76,27 +76,24 @@ pub fn validate_workload(id: KindId, obj: &Value, old: Option<&Value>) -> Vec<Fi
     if let Some(p) = tspec
         .and_then(|s| s.get("restartPolicy"))
         .and_then(Value::as_str)
+        && p != "Always"
     {
-        if p != "Always" {
-            errs.push(FieldErr::not_supported(
-                "spec.template.spec.restartPolicy",
-                p,
-                &["Always"],
-            ));
-        }
+        errs.push(FieldErr::not_supported(
+            "spec.template.spec.restartPolicy",
+            p,
+            &["Always"],
+        ));
     }
-    if id == KindId::Deployment {
-        if let Some(t) =
+    if id == KindId::Deployment
+        && let Some(t) =
             crate::apiserver::objects::path(obj, "spec.strategy.type").and_then(Value::as_str)
-        {
-            if !["Recreate", "RollingUpdate"].contains(&t) {
-                errs.push(FieldErr::not_supported(
-                    "spec.strategy.type",
-                    t,
-                    &["Recreate", "RollingUpdate"],
-                ));
-            }
-        }
+        && !["Recreate", "RollingUpdate"].contains(&t)
+    {
+        errs.push(FieldErr::not_supported(
+            "spec.strategy.type",
+            t,
+            &["Recreate", "RollingUpdate"],
+        ));
     }
     if let Some(old) = old {
         let sel = |o: &Value| o.get("spec").and_then(|s| s.get("selector")).cloned();
@@ -218,14 +215,13 @@ pub fn validate_cronjob(obj: &Value) -> Vec<FieldErr> {
     if let Some(p) = spec
         .and_then(|s| s.get("concurrencyPolicy"))
         .and_then(Value::as_str)
+        && !["Allow", "Forbid", "Replace"].contains(&p)
     {
-        if !["Allow", "Forbid", "Replace"].contains(&p) {
-            errs.push(FieldErr::not_supported(
-                "spec.concurrencyPolicy",
-                p,
-                &["Allow", "Forbid", "Replace"],
-            ));
-        }
+        errs.push(FieldErr::not_supported(
+            "spec.concurrencyPolicy",
+            p,
+            &["Allow", "Forbid", "Replace"],
+        ));
     }
     let job_spec = spec
         .and_then(|s| s.get("jobTemplate"))

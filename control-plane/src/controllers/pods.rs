@@ -1,0 +1,219 @@
+//! Pod predicates every workload controller shares (Kubernetes'
+//! `podutil` / `controller_utils`): active, ready, available, and building a
+//! pod from a template. Pure functions.
+
+use std::collections::BTreeMap;
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::{Pod, PodCondition, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+/// `status.phase` of a pod, `Pending` when unset (as the API server defaults).
+pub fn phase(pod: &Pod) -> &str {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending")
+}
+
+/// Kubernetes' `IsPodActive`: not finished and not being deleted.
+pub fn is_active(pod: &Pod) -> bool {
+    let p = phase(pod);
+    p != "Succeeded" && p != "Failed" && pod.metadata.deletion_timestamp.is_none()
+}
+
+/// True once `metadata.deletionTimestamp` is set.
+pub fn is_terminating(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
+}
+
+/// The pod's condition of this type, if reported.
+pub fn condition<'a>(pod: &'a Pod, type_: &str) -> Option<&'a PodCondition> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+/// `Ready=True`.
+pub fn is_ready(pod: &Pod) -> bool {
+    condition(pod, "Ready").is_some_and(|c| c.status == "True")
+}
+
+/// When the pod last became ready (the Ready condition's transition time),
+/// `None` if it is not ready or the time is unknown.
+pub fn ready_since(pod: &Pod) -> Option<Timestamp> {
+    condition(pod, "Ready")
+        .filter(|c| c.status == "True")
+        .and_then(|c| c.last_transition_time.as_ref())
+        .map(|t| t.0)
+}
+
+/// Kubernetes' `IsPodAvailable`: ready for at least `min_ready_seconds`.
+pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bool {
+    if !is_ready(pod) {
+        return false;
+    }
+    if min_ready_seconds <= 0 {
+        return true;
+    }
+    match ready_since(pod) {
+        Some(since) => since + SignedDuration::from_secs(i64::from(min_ready_seconds)) < now,
+        None => false,
+    }
+}
+
+/// How long until a ready pod becomes available, if it is ready but not yet
+/// available (for requeueing).
+pub fn until_available(
+    pod: &Pod,
+    min_ready_seconds: i32,
+    now: Timestamp,
+) -> Option<SignedDuration> {
+    let since = ready_since(pod)?;
+    let at = since + SignedDuration::from_secs(i64::from(min_ready_seconds));
+    (at >= now).then(|| at.duration_since(now))
+}
+
+/// Kubernetes' `GetPodFromTemplate`: a pod for `template` in `namespace`,
+/// named by the server from `generate_name`, controlled by `owner`.
+pub fn pod_from_template(
+    template: &PodTemplateSpec,
+    namespace: &str,
+    generate_name: &str,
+    owner: Option<OwnerReference>,
+) -> Pod {
+    let meta = template.metadata.clone().unwrap_or_default();
+    Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(generate_name.to_string()),
+            namespace: Some(namespace.to_string()),
+            labels: meta.labels.filter(|l| !l.is_empty()),
+            annotations: meta.annotations.filter(|a| !a.is_empty()),
+            finalizers: meta.finalizers.filter(|f| !f.is_empty()),
+            owner_references: owner.map(|o| vec![o]),
+            ..ObjectMeta::default()
+        },
+        spec: template.spec.clone(),
+        status: None,
+    }
+}
+
+/// Labels of an object, empty if unset.
+pub fn labels(meta: &ObjectMeta) -> BTreeMap<String, String> {
+    meta.labels.clone().unwrap_or_default()
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Builders for pods in unit tests.
+    use super::*;
+    use k8s_openapi::api::core::v1::{PodSpec, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    /// A pod named `name` with a phase, optional node and Ready time.
+    pub fn pod(name: &str, phase: &str, node: &str, ready_at: Option<Timestamp>) -> Pod {
+        let conditions = ready_at.map(|t| {
+            vec![PodCondition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                last_transition_time: Some(Time(t)),
+                ..PodCondition::default()
+            }]
+        });
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("default".into()),
+                uid: Some(format!("uid-{name}")),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PodSpec {
+                node_name: (!node.is_empty()).then(|| node.to_string()),
+                ..PodSpec::default()
+            }),
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                conditions,
+                ..PodStatus::default()
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::pod;
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn ts(secs: i64) -> Timestamp {
+        Timestamp::from_second(secs).unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+
+    #[test]
+    fn active_excludes_finished_and_deleting_pods() {
+        assert!(is_active(&pod("a", "Running", "n", None)));
+        assert!(is_active(&pod("a", "Pending", "", None)));
+        assert!(!is_active(&pod("a", "Succeeded", "n", None)));
+        assert!(!is_active(&pod("a", "Failed", "n", None)));
+        let mut deleting = pod("a", "Running", "n", None);
+        deleting.metadata.deletion_timestamp = Some(Time(ts(10)));
+        assert!(!is_active(&deleting));
+        let mut no_status = pod("a", "Running", "n", None);
+        no_status.status = None;
+        assert_eq!(phase(&no_status), "Pending");
+    }
+
+    #[test]
+    fn available_needs_min_ready_seconds_of_readiness() {
+        let now = ts(1000);
+        let ready = pod("a", "Running", "n", Some(ts(990)));
+        assert!(is_ready(&ready));
+        assert!(is_available(&ready, 0, now));
+        assert!(is_available(&ready, 9, now));
+        assert!(
+            !is_available(&ready, 10, now),
+            "exactly at the boundary is not yet available"
+        );
+        assert!(!is_available(&ready, 30, now));
+        assert_eq!(
+            until_available(&ready, 30, now),
+            Some(SignedDuration::from_secs(20))
+        );
+        let not_ready = pod("b", "Running", "n", None);
+        assert!(!is_available(&not_ready, 0, now));
+    }
+
+    #[test]
+    fn pod_from_template_copies_metadata_and_sets_owner() {
+        let template = PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some([("app".to_string(), "web".to_string())].into()),
+                name: Some("ignored".into()),
+                ..ObjectMeta::default()
+            }),
+            spec: Some(Default::default()),
+        };
+        let owner = OwnerReference {
+            api_version: "apps/v1".into(),
+            kind: "ReplicaSet".into(),
+            name: "web".into(),
+            uid: "u1".into(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        };
+        let p = pod_from_template(&template, "ns1", "web-", Some(owner.clone()));
+        assert_eq!(p.metadata.generate_name.as_deref(), Some("web-"));
+        assert_eq!(p.metadata.name, None);
+        assert_eq!(p.metadata.namespace.as_deref(), Some("ns1"));
+        assert_eq!(
+            labels(&p.metadata).get("app").map(String::as_str),
+            Some("web")
+        );
+        assert_eq!(p.metadata.owner_references, Some(vec![owner]));
+        assert!(p.spec.is_some());
+    }
+}
