@@ -293,7 +293,7 @@ pub fn status_changed(old: Option<&NodeStatus>, new: &NodeStatus) -> bool {
     let strip = |s: &NodeStatus| {
         let mut s = s.clone();
         if let Some(conditions) = &mut s.conditions {
-            for c in conditions {
+            for c in conditions.iter_mut() {
                 c.last_heartbeat_time = None;
             }
             conditions.sort_by(|a, b| a.type_.cmp(&b.type_));

@@ -22,7 +22,7 @@ pub struct Sources {
 }
 
 /// Node facts some references need.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct NodeFacts {
     /// `status.hostIP`.
     pub host_ip: String,
@@ -81,7 +81,7 @@ pub fn resolve(
 ) -> Result<Vec<(String, String)>, EnvError> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let mut env: Vec<(String, String)> = Vec::new();
-    let mut set = |env: &mut Vec<(String, String)>, k: String, v: String| {
+    let set = |env: &mut Vec<(String, String)>, k: String, v: String| {
         if let Some(slot) = env.iter_mut().find(|(name, _)| *name == k) {
             slot.1 = v;
         } else {

@@ -290,7 +290,7 @@ fn parse_headers(raw: &[u8]) -> Result<Headers, SpdyError> {
     let count = buf.get_u32() as usize;
     let mut headers = Vec::with_capacity(count.min(64));
     for _ in 0..count {
-        let mut read = |buf: &mut &[u8]| -> Result<String, SpdyError> {
+        let read = |buf: &mut &[u8]| -> Result<String, SpdyError> {
             if buf.len() < 4 {
                 return Err(short());
             }
