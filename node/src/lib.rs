@@ -1,1 +1,257 @@
-//! Skiff node agent: kubelet, pod network and service proxy.
+//! Skiff node agent: the kubelet and the pod network.
+//!
+//! [`run_node`] is the whole agent: it registers the Node ([`heartbeat`], built by the pure
+//! [`node_status`]), sets up the pod network ([`network`]), and runs the pod workers
+//! ([`kubelet`]) that turn pods bound to the node into containers on the registered runtimes.
+//! [`run_fake_nodes`] simulates many nodes without running anything ([`fake_nodes`]).
+//!
+//! Start reading at [`kubelet::worker`] (one pod's lifecycle) and the pure modules it uses:
+//! [`kubelet::phase`], [`kubelet::record`], [`kubelet::backoff`].
+//!
+//! The agent talks to the API server only through `kube::Client`; it never links the control
+//! plane.
+
+pub mod config;
+mod error;
+pub mod fake_nodes;
+pub mod heartbeat;
+pub mod host;
+pub mod kubelet;
+pub mod network;
+pub mod node_status;
+pub mod server;
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Node;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use skiff_runtimes::RuntimeRegistry;
+use tokio::sync::watch;
+
+pub use config::{
+    CONTROL_PLANE_ROLE_LABEL, FakeNodesConfig, NetworkConfig, NetworkMode, NodeConfig,
+    PodCidrSource, ServerConfig,
+};
+pub use error::Error;
+pub use fake_nodes::run_fake_nodes;
+
+use crate::heartbeat::{NodeRegistrar, Readiness};
+use crate::host::HostInfo;
+use crate::kubelet::{Kubelet, KubeletConfig, PodIndex};
+use crate::network::{BridgeNetwork, HostNetwork, PodNetwork};
+use crate::node_status::StatusInputs;
+
+fn pod_cidr_of(node: &Node) -> Option<ipnet::Ipv4Net> {
+    node.spec
+        .as_ref()
+        .and_then(|s| s.pod_cidr.as_deref())
+        .and_then(|c| c.parse().ok())
+}
+
+/// Run the node agent until the returned future is dropped or a fatal error happens.
+///
+/// Registers the Node (retrying until the API server answers), renews its Lease, sets up the
+/// pod network, and runs the pods bound to it. `config.ready` is set to `true` once the Node
+/// is registered and Ready.
+pub async fn run_node(
+    client: Client,
+    runtimes: RuntimeRegistry,
+    config: NodeConfig,
+) -> Result<(), Error> {
+    if config.node_name.is_empty() {
+        return Err(Error::Config("node name must not be empty".to_owned()));
+    }
+    for dir in [config.pods_dir(), config.logs_dir(), config.network_dir()] {
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+            context: "create directory",
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    let host = HostInfo::detect(&config.data_dir, config.node_ip);
+    let mut tasks = tokio::task::JoinSet::new();
+
+    // Pod network.
+    let pod_network_possible = skiff_runtimes::netns::supported();
+    let bridge = match config.network.mode {
+        NetworkMode::Host => None,
+        NetworkMode::Auto if !pod_network_possible => {
+            tracing::warn!(
+                "cannot create network namespaces (not root?): pods use host networking"
+            );
+            None
+        }
+        NetworkMode::Auto => Some(BridgeNetwork::new(network::bridge::BridgeConfig {
+            bridge: config.network.bridge.clone(),
+            state_dir: config.network_dir(),
+            masquerade: config.network.masquerade,
+            cluster_cidr: config.network.cluster_cidr,
+        })),
+    };
+    let network: Arc<dyn PodNetwork> = match &bridge {
+        Some(b) => Arc::new(b.clone()),
+        None => Arc::new(HostNetwork {
+            node_ip: host.internal_ip,
+        }),
+    };
+
+    // Node registration and heartbeats.
+    let handlers: Vec<String> = runtimes.handlers().map(str::to_owned).collect();
+    let inputs = StatusInputs {
+        max_pods: config.max_pods,
+        runtime_handlers: handlers.clone(),
+        kubelet_port: config
+            .server
+            .as_ref()
+            .map(|s| s.addr.port())
+            .unwrap_or(config.kubelet_port),
+        ready: !handlers.is_empty(),
+        not_ready_message: handlers
+            .is_empty()
+            .then(|| "no container runtime is registered".to_owned()),
+    };
+    let mut registrar = NodeRegistrar::new(
+        client.clone(),
+        config.node_name.clone(),
+        host.clone(),
+        inputs.clone(),
+    );
+    registrar.labels = node_status::node_labels(&config.node_name, &host, &config.labels);
+    registrar.data_dir = config.data_dir.clone();
+    registrar.heartbeat = config.heartbeat;
+    registrar.report_interval = config.status_report_interval;
+    if let PodCidrSource::Static(cidr) = &config.network.pod_cidr {
+        registrar.static_pod_cidr = Some(cidr.to_string());
+    }
+    let initial = if inputs.ready {
+        Readiness::ready()
+    } else {
+        Readiness::not_ready(inputs.not_ready_message.clone().unwrap_or_default())
+    };
+    let (readiness_tx, readiness_rx) = watch::channel(initial);
+    let (node_tx, mut node_rx) = watch::channel::<Option<Node>>(None);
+    tasks.spawn(registrar.run(readiness_rx, node_tx));
+
+    // The pod CIDR configures the bridge: static at once, assigned when the node has one.
+    if let Some(bridge) = bridge.clone() {
+        let client = client.clone();
+        let node_name = config.node_name.clone();
+        let source = config.network.pod_cidr.clone();
+        let readiness = readiness_tx.clone();
+        tasks.spawn(async move {
+            let configure = |cidr: ipnet::Ipv4Net| {
+                let bridge = bridge.clone();
+                let readiness = readiness.clone();
+                async move {
+                    match bridge.configure(cidr).await {
+                        Ok(()) => {
+                            readiness.send_if_modified(|r| {
+                                let changed = !r.ready;
+                                *r = Readiness::ready();
+                                changed
+                            });
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, "pod network setup failed");
+                            readiness.send_replace(Readiness::not_ready(format!(
+                                "network plugin is not ready: {error}"
+                            )));
+                        }
+                    }
+                }
+            };
+            match source {
+                PodCidrSource::Static(cidr) => configure(cidr).await,
+                PodCidrSource::Assigned => {
+                    let api: Api<Node> = Api::all(client);
+                    let watch_config =
+                        watcher::Config::default().fields(&format!("metadata.name={node_name}"));
+                    let mut stream = watcher::watcher(api, watch_config)
+                        .applied_objects()
+                        .boxed();
+                    while let Some(event) = stream.next().await {
+                        match event {
+                            Ok(node) => {
+                                if let Some(cidr) = pod_cidr_of(&node) {
+                                    configure(cidr).await;
+                                }
+                            }
+                            Err(error) => tracing::debug!(%error, "node watch failed; retrying"),
+                        }
+                    }
+                }
+            }
+            std::future::pending::<()>().await;
+        });
+    }
+
+    // Ready signal.
+    if let Some(ready) = config.ready.clone() {
+        tasks.spawn(async move {
+            let _ = node_rx.wait_for(Option::is_some).await;
+            ready.send_replace(true);
+            std::future::pending::<()>().await;
+        });
+    }
+
+    // Pod workers.
+    let mut kubelet_config =
+        KubeletConfig::new(&config.node_name, host.internal_ip, &config.data_dir);
+    kubelet_config.resync = config.resync;
+    (kubelet_config.backoff_initial, kubelet_config.backoff_max) = config.crash_loop_backoff;
+    kubelet_config.allocatable_cpu = f64::from(host.cpus);
+    kubelet_config.allocatable_memory = host.memory_bytes as f64;
+    let kubelet = Arc::new(Kubelet {
+        client: client.clone(),
+        config: kubelet_config,
+        selector: kubelet::select::Selector::new(client.clone(), runtimes.clone()),
+        network,
+        recorder: kubelet::events::Recorder::new(client.clone(), config.node_name.clone()),
+        index: PodIndex::default(),
+    });
+    tasks.spawn(kubelet::pods::run(kubelet.clone()));
+
+    // Static pods.
+    if let Some(dir) = config.pod_manifest_path.clone() {
+        tasks.spawn(kubelet::static_pods::run(
+            client.clone(),
+            config.node_name.clone(),
+            dir,
+            config.static_pod_rescan,
+        ));
+    }
+
+    // The kubelet HTTPS server.
+    if let Some(server_config) = &config.server {
+        let tls = server::tls_config(&server_config.cert_pem, &server_config.key_pem)
+            .map_err(Error::Server)?;
+        let state = server::ServerState {
+            index: kubelet.index.clone(),
+            logs_dir: config.logs_dir(),
+        };
+        let (addr, serving) = server::serve(server_config.addr, server::router(state), tls)
+            .await
+            .map_err(Error::Server)?;
+        tracing::info!(%addr, "kubelet server listening");
+        tasks.spawn(async move {
+            let _ = serving.await;
+        });
+    }
+
+    tracing::info!(
+        node = %config.node_name,
+        runtimes = %handlers.join(","),
+        pod_network = bridge.is_some(),
+        "node agent started"
+    );
+    while let Some(result) = tasks.join_next().await {
+        if let Err(e) = result
+            && e.is_panic()
+        {
+            return Err(Error::Config(format!("node task panicked: {e}")));
+        }
+    }
+    Ok(())
+}

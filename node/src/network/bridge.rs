@@ -1,0 +1,493 @@
+//! The real pod network: a Linux bridge on the node, one veth pair per pod, over rtnetlink.
+//!
+//! On [`BridgeNetwork::configure`] (once the node knows its pod CIDR) the bridge (`skiff0`)
+//! is created with the gateway address (`.1`), IP forwarding is switched on, and iptables
+//! gets a MASQUERADE rule for pod traffic leaving the cluster range plus FORWARD accepts for
+//! the bridge (Docker sets the FORWARD policy to DROP). [`PodNetwork::attach`] creates a veth
+//! pair in the host namespace, plugs the host end into the bridge, moves the other end into
+//! the pod's namespace and, on a thread inside it, renames it `eth0`, gives it the pod IP and
+//! a default route via the gateway. Netlink sockets belong to the namespace of the thread
+//! that opens them, which is why the pod side runs on its own thread
+//! ([`Netns::run`](skiff_runtimes::netns::Netns::run)).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use ipnet::Ipv4Net;
+use parking_lot::Mutex;
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use super::ipam::{self, Ipam};
+use super::{NetworkError, PodNetwork};
+
+/// Settings of a [`BridgeNetwork`].
+#[derive(Debug, Clone)]
+pub struct BridgeConfig {
+    /// Bridge name (`skiff0`).
+    pub bridge: String,
+    /// Where IPAM state lives.
+    pub state_dir: PathBuf,
+    /// Add the MASQUERADE rule (FORWARD accepts for the bridge are always added).
+    pub masquerade: bool,
+    /// Traffic to this range is not masqueraded (the cluster's pod range).
+    pub cluster_cidr: Ipv4Net,
+}
+
+/// The bridge-and-veth pod network. Cheap to clone.
+#[derive(Clone)]
+pub struct BridgeNetwork {
+    config: BridgeConfig,
+    ipam: Arc<Mutex<Option<Arc<Ipam>>>>,
+    /// Serializes attach/detach so veth names and bridge state never race.
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for BridgeNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BridgeNetwork")
+            .field("config", &self.config)
+            .field("cidr", &self.cidr())
+            .finish()
+    }
+}
+
+fn netlink_error(operation: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetworkError {
+    let operation = operation.into();
+    move |e| NetworkError::Netlink {
+        operation,
+        message: e.to_string(),
+    }
+}
+
+fn is_exists(error: &rtnetlink::Error) -> bool {
+    matches!(error, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -nix::libc::EEXIST)
+}
+
+fn is_missing(error: &rtnetlink::Error) -> bool {
+    matches!(error, rtnetlink::Error::NetlinkError(m)
+        if m.raw_code() == -nix::libc::ENODEV || m.raw_code() == -nix::libc::ENOENT)
+}
+
+/// A netlink connection in the calling thread's namespace.
+fn connect() -> Result<(Handle, tokio::task::JoinHandle<()>), NetworkError> {
+    let (connection, handle, _) =
+        rtnetlink::new_connection().map_err(|e| NetworkError::Netlink {
+            operation: "open netlink socket".to_owned(),
+            message: e.to_string(),
+        })?;
+    Ok((handle, tokio::spawn(connection)))
+}
+
+async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, NetworkError> {
+    let mut links = std::pin::pin!(handle.link().get().match_name(name.to_owned()).execute());
+    match links.try_next().await {
+        Ok(Some(link)) => Ok(Some(link.header.index)),
+        Ok(None) => Ok(None),
+        Err(e) if is_missing(&e) => Ok(None),
+        Err(e) => Err(netlink_error(format!("look up link {name}"))(e)),
+    }
+}
+
+/// The host-side veth name for a pod: `veth` + 11 hex chars of a hash of its UID (15 max).
+pub fn host_veth_name(uid: &str) -> String {
+    format!("veth{:011x}", fnv(uid) & 0xfff_ffff_ffff)
+}
+
+fn peer_veth_name(uid: &str) -> String {
+    format!("skp{:011x}", fnv(uid) & 0xfff_ffff_ffff)
+}
+
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    })
+}
+
+impl BridgeNetwork {
+    /// A bridge network not yet configured with a pod CIDR.
+    pub fn new(config: BridgeConfig) -> Self {
+        BridgeNetwork {
+            config,
+            ipam: Arc::new(Mutex::new(None)),
+            lock: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    /// The pod CIDR, once configured.
+    pub fn cidr(&self) -> Option<Ipv4Net> {
+        self.ipam.lock().as_ref().map(|i| i.cidr())
+    }
+
+    /// Set up the bridge, forwarding and NAT for `cidr`. Idempotent; a different CIDR
+    /// replaces the previous one (new pods get addresses from it).
+    pub async fn configure(&self, cidr: Ipv4Net) -> Result<(), NetworkError> {
+        let _guard = self.lock.lock().await;
+        if self.cidr() == Some(cidr) {
+            return Ok(());
+        }
+        let ipam = Ipam::open(&self.config.state_dir, cidr)?;
+        let (handle, connection) = connect()?;
+        let result = self.setup_bridge(&handle, cidr).await;
+        connection.abort();
+        result?;
+        enable_forwarding()?;
+        iptables_rules(
+            &self.config.bridge,
+            cidr,
+            self.config.cluster_cidr,
+            self.config.masquerade,
+        )?;
+        *self.ipam.lock() = Some(Arc::new(ipam));
+        tracing::info!(bridge = %self.config.bridge, %cidr, "pod network configured");
+        Ok(())
+    }
+
+    async fn setup_bridge(&self, handle: &Handle, cidr: Ipv4Net) -> Result<(), NetworkError> {
+        let name = &self.config.bridge;
+        let index = match link_index(handle, name).await? {
+            Some(index) => index,
+            None => {
+                match handle
+                    .link()
+                    .add(LinkBridge::new(name).build())
+                    .execute()
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(e) if is_exists(&e) => {}
+                    Err(e) => return Err(netlink_error(format!("create bridge {name}"))(e)),
+                }
+                link_index(handle, name)
+                    .await?
+                    .ok_or_else(|| NetworkError::Netlink {
+                        operation: format!("create bridge {name}"),
+                        message: "bridge missing after creation".to_owned(),
+                    })?
+            }
+        };
+        let gateway = ipam::gateway(cidr);
+        match handle
+            .address()
+            .add(index, IpAddr::V4(gateway), cidr.prefix_len())
+            .execute()
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if is_exists(&e) => {}
+            Err(e) => {
+                return Err(netlink_error(format!(
+                    "add {gateway}/{} to {name}",
+                    cidr.prefix_len()
+                ))(e));
+            }
+        }
+        handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(netlink_error(format!("bring up {name}")))
+    }
+
+    fn ipam(&self) -> Result<Arc<Ipam>, NetworkError> {
+        self.ipam.lock().clone().ok_or(NetworkError::NoPodCidr)
+    }
+}
+
+fn enable_forwarding() -> Result<(), NetworkError> {
+    let path = "/proc/sys/net/ipv4/ip_forward";
+    match std::fs::read_to_string(path) {
+        Ok(v) if v.trim() == "1" => Ok(()),
+        _ => std::fs::write(path, b"1").map_err(|e| NetworkError::Host {
+            operation: "enable IP forwarding".to_owned(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// Ensure an iptables rule exists (`-C` then `-A`/`-I`).
+fn ensure_rule(table: &str, chain: &str, insert: bool, rule: &[&str]) -> Result<(), NetworkError> {
+    let run = |action: &str| {
+        std::process::Command::new("iptables")
+            .args(["-w", "-t", table, action, chain])
+            .args(rule)
+            .output()
+    };
+    let host_error = |message: String| NetworkError::Host {
+        operation: format!("iptables -t {table} {chain} {}", rule.join(" ")),
+        message,
+    };
+    let check = run("-C").map_err(|e| host_error(format!("cannot run iptables: {e}")))?;
+    if check.status.success() {
+        return Ok(());
+    }
+    let added = run(if insert { "-I" } else { "-A" })
+        .map_err(|e| host_error(format!("cannot run iptables: {e}")))?;
+    if added.status.success() {
+        Ok(())
+    } else {
+        Err(host_error(
+            String::from_utf8_lossy(&added.stderr).trim().to_owned(),
+        ))
+    }
+}
+
+/// FORWARD accepts for the bridge (Docker's FORWARD policy is DROP, and with
+/// `br_netfilter` even traffic between two ports of one bridge passes FORWARD) and, if asked,
+/// MASQUERADE for pod traffic leaving the cluster range.
+fn iptables_rules(
+    bridge: &str,
+    cidr: Ipv4Net,
+    cluster: Ipv4Net,
+    masquerade: bool,
+) -> Result<(), NetworkError> {
+    let cidr = cidr.to_string();
+    let cluster = cluster.to_string();
+    let comment = ["-m", "comment", "--comment", "skiff pod network"];
+    if masquerade {
+        let mut rule = vec!["-s", &cidr, "!", "-d", &cluster];
+        rule.extend(comment);
+        rule.extend(["-j", "MASQUERADE"]);
+        ensure_rule("nat", "POSTROUTING", false, &rule)?;
+    }
+    for direction in ["-i", "-o"] {
+        let mut accept = vec![direction, bridge];
+        accept.extend(comment);
+        accept.extend(["-j", "ACCEPT"]);
+        ensure_rule("filter", "FORWARD", true, &accept)?;
+    }
+    Ok(())
+}
+
+/// Inside the pod's namespace: rename `peer` to `eth0`, address it, bring it up, route.
+fn configure_inside(
+    netns: &skiff_runtimes::netns::Netns,
+    peer: String,
+    ip: Ipv4Addr,
+    cidr: Ipv4Net,
+) -> Result<(), NetworkError> {
+    let path = netns.path().to_owned();
+    let ns_error = |message: String| NetworkError::Netns {
+        path: path.clone(),
+        message,
+    };
+    netns
+        .run(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+                .map_err(|e| NetworkError::Host {
+                    operation: "start netlink runtime".to_owned(),
+                    message: e.to_string(),
+                })?;
+            runtime.block_on(async move {
+                let (handle, connection) = connect()?;
+                let result = async {
+                    let index = link_index(&handle, &peer).await?;
+                    let index = match index {
+                        Some(index) => index,
+                        None => link_index(&handle, "eth0").await?.ok_or_else(|| {
+                            NetworkError::Netlink {
+                                operation: "find pod interface".to_owned(),
+                                message: format!("neither {peer} nor eth0 in the namespace"),
+                            }
+                        })?,
+                    };
+                    handle
+                        .link()
+                        .set(
+                            LinkUnspec::new_with_index(index)
+                                .name("eth0".to_owned())
+                                .build(),
+                        )
+                        .execute()
+                        .await
+                        .map_err(netlink_error("rename pod interface to eth0"))?;
+                    match handle
+                        .address()
+                        .add(index, IpAddr::V4(ip), cidr.prefix_len())
+                        .execute()
+                        .await
+                    {
+                        Ok(()) => {}
+                        Err(e) if is_exists(&e) => {}
+                        Err(e) => return Err(netlink_error(format!("add {ip} to eth0"))(e)),
+                    }
+                    handle
+                        .link()
+                        .set(LinkUnspec::new_with_index(index).up().build())
+                        .execute()
+                        .await
+                        .map_err(netlink_error("bring up eth0"))?;
+                    handle
+                        .link()
+                        .set(LinkUnspec::new_with_index(1).up().build())
+                        .execute()
+                        .await
+                        .map_err(netlink_error("bring up lo"))?;
+                    let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                        .output_interface(index)
+                        .gateway(ipam::gateway(cidr))
+                        .build();
+                    match handle.route().add(route).execute().await {
+                        Ok(()) => Ok(()),
+                        Err(e) if is_exists(&e) => Ok(()),
+                        Err(e) => Err(netlink_error("add default route")(e)),
+                    }
+                }
+                .await;
+                connection.abort();
+                result
+            })
+        })
+        .map_err(|e| ns_error(e.to_string()))?
+}
+
+#[async_trait]
+impl PodNetwork for BridgeNetwork {
+    fn is_pod_network(&self) -> bool {
+        true
+    }
+
+    async fn attach(&self, uid: &str, netns_path: &Path) -> Result<IpAddr, NetworkError> {
+        let ipam = self.ipam()?;
+        let cidr = ipam.cidr();
+        let _guard = self.lock.lock().await;
+        let ip = ipam.allocate(uid)?;
+        let netns =
+            skiff_runtimes::netns::Netns::open(netns_path).map_err(|e| NetworkError::Netns {
+                path: netns_path.to_owned(),
+                message: e.to_string(),
+            })?;
+        let host = host_veth_name(uid);
+        let peer = peer_veth_name(uid);
+        let (handle, connection) = connect()?;
+        let result = async {
+            let bridge = link_index(&handle, &self.config.bridge)
+                .await?
+                .ok_or_else(|| NetworkError::Netlink {
+                    operation: "find bridge".to_owned(),
+                    message: format!("bridge {} does not exist", self.config.bridge),
+                })?;
+            if let Some(stale) = link_index(&handle, &host).await? {
+                // A previous attempt (or a previous sandbox of this pod) left it: start over.
+                let _ = handle.link().del(stale).execute().await;
+            }
+            if let Some(stale) = link_index(&handle, &peer).await? {
+                let _ = handle.link().del(stale).execute().await;
+            }
+            handle
+                .link()
+                .add(LinkVeth::new(&host, &peer).build())
+                .execute()
+                .await
+                .map_err(netlink_error(format!("create veth {host}")))?;
+            let host_index =
+                link_index(&handle, &host)
+                    .await?
+                    .ok_or_else(|| NetworkError::Netlink {
+                        operation: format!("create veth {host}"),
+                        message: "veth missing after creation".to_owned(),
+                    })?;
+            let peer_index =
+                link_index(&handle, &peer)
+                    .await?
+                    .ok_or_else(|| NetworkError::Netlink {
+                        operation: format!("create veth {peer}"),
+                        message: "veth peer missing after creation".to_owned(),
+                    })?;
+            handle
+                .link()
+                .set(
+                    LinkUnspec::new_with_index(host_index)
+                        .controller(bridge)
+                        .up()
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(netlink_error(format!(
+                    "attach {host} to {}",
+                    self.config.bridge
+                )))?;
+            let ns_file = std::fs::File::open(netns_path).map_err(|e| NetworkError::Netns {
+                path: netns_path.to_owned(),
+                message: e.to_string(),
+            })?;
+            handle
+                .link()
+                .set(
+                    LinkUnspec::new_with_index(peer_index)
+                        .setns_by_fd(ns_file.as_raw_fd())
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(netlink_error(format!("move {peer} into the pod namespace")))?;
+            Ok::<_, NetworkError>(())
+        }
+        .await;
+        connection.abort();
+        if let Err(error) = result {
+            let _ = ipam.release(uid);
+            return Err(error);
+        }
+        let (ip4, cidr4) = (ip, cidr);
+        let inside =
+            tokio::task::spawn_blocking(move || configure_inside(&netns, peer, ip4, cidr4))
+                .await
+                .map_err(|e| NetworkError::Host {
+                    operation: "configure pod interface".to_owned(),
+                    message: e.to_string(),
+                })
+                .and_then(|r| r);
+        if let Err(error) = inside {
+            let _ = ipam.release(uid);
+            return Err(error);
+        }
+        tracing::debug!(uid, %ip, veth = %host, "pod attached to the bridge");
+        Ok(IpAddr::V4(ip))
+    }
+
+    async fn detach(&self, uid: &str, _netns: Option<&Path>) -> Result<(), NetworkError> {
+        let _guard = self.lock.lock().await;
+        let host = host_veth_name(uid);
+        let (handle, connection) = connect()?;
+        let result = async {
+            if let Some(index) = link_index(&handle, &host).await? {
+                match handle.link().del(index).execute().await {
+                    Ok(()) => {}
+                    Err(e) if is_missing(&e) => {}
+                    Err(e) => return Err(netlink_error(format!("delete veth {host}"))(e)),
+                }
+            }
+            Ok(())
+        }
+        .await;
+        connection.abort();
+        result?;
+        if let Ok(ipam) = self.ipam() {
+            ipam.release(uid)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn veth_names_fit_the_kernel_limit_and_differ() {
+        let a = host_veth_name("0d4f3c1e-aaaa-bbbb-cccc-000000000001");
+        let b = host_veth_name("0d4f3c1e-aaaa-bbbb-cccc-000000000002");
+        assert!(a.len() <= 15 && a.starts_with("veth"), "{a}");
+        assert_ne!(a, b);
+        assert!(peer_veth_name("x").len() <= 15);
+        assert_eq!(host_veth_name("x"), host_veth_name("x"));
+    }
+}

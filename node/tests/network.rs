@@ -1,0 +1,182 @@
+//! The pod network with real network namespaces (needs root; skipped otherwise unless
+//! `CI=true`): pods get an IP from the node's pod CIDR on a bridge, the node reaches pod IPs,
+//! and pods reach each other. Containers are host processes (fake runtime) forked inside the
+//! pod's namespace, so the wiring is exactly what a wasm or Docker sandbox gets.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::DeleteParams;
+use serde_json::json;
+use skiff_node::{NetworkMode, PodCidrSource};
+use skiff_runtimes::RuntimeRegistry;
+use skiff_runtimes::fake::{FakeConfig, FakeImage, FakeRuntime};
+
+const T: Duration = Duration::from_secs(20);
+
+fn can_run() -> bool {
+    if skiff_runtimes::netns::supported() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI needs root for netns tests"
+    );
+    eprintln!("skipping: cannot create network namespaces");
+    false
+}
+
+struct BridgeCleanup(&'static str);
+
+impl Drop for BridgeCleanup {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", self.0])
+            .output();
+        for dir in ["-i", "-o"] {
+            let _ = std::process::Command::new("iptables")
+                .args([
+                    "-w",
+                    "-D",
+                    "FORWARD",
+                    dir,
+                    self.0,
+                    "-m",
+                    "comment",
+                    "--comment",
+                    "skiff pod network",
+                    "-j",
+                    "ACCEPT",
+                ])
+                .output();
+        }
+    }
+}
+
+#[tokio::test]
+async fn pods_get_ips_on_the_bridge_and_reach_each_other() {
+    if !can_run() {
+        return;
+    }
+    let _cleanup = BridgeCleanup("sktest0");
+    let cluster = cluster().await;
+    let netns_dir = tempfile::tempdir().expect("netns dir");
+    let fake = FakeRuntime::with_config(FakeConfig {
+        netns_dir: netns_dir.path().to_owned(),
+        require_pod_network: true,
+        ..FakeConfig::default()
+    });
+    fake.add_image(
+        "server:v1",
+        FakeImage::shell("cd \"$(mktemp -d)\" && echo hello-from-pod > index.html && exec python3 -m http.server 8080 --bind 0.0.0.0"),
+    );
+    fake.add_image(
+        "client:v1",
+        FakeImage::shell("for i in $(seq 50); do wget -q -T 2 -O - \"http://$TARGET:8080/\" && exit 0; sleep 0.2; done; exit 1"),
+    );
+    let mut registry = RuntimeRegistry::new();
+    registry.register(Arc::new(fake.clone()));
+    let _node = start_node(&cluster.client, registry, "n1", |c| {
+        c.network.mode = NetworkMode::Auto;
+        c.network.bridge = "sktest0".to_owned();
+        c.network.masquerade = false;
+        c.network.pod_cidr = PodCidrSource::Static("10.251.7.0/24".parse().expect("cidr"));
+    });
+    let c = &cluster.client;
+    create_pod(
+        c,
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "server", "namespace": "default"},
+            "spec": {"nodeName": "n1", "containers": [{"name": "web", "image": "server:v1"}]}
+        }),
+    )
+    .await;
+    let server = wait_pod(c, "server", T, "server Running with a pod IP", |p| {
+        phase(p) == "Running"
+            && p.status
+                .as_ref()
+                .and_then(|s| s.pod_ip.as_deref())
+                .is_some_and(|ip| ip.starts_with("10.251.7."))
+    })
+    .await;
+    let ip = server
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .expect("pod ip");
+    assert_ne!(ip, "10.251.7.1", "the gateway is the bridge's");
+
+    // The node reaches the pod IP through the bridge.
+    let body = eventually(T, "HTTP from the node to the pod IP", || {
+        let ip = ip.clone();
+        async move {
+            let out = tokio::process::Command::new("wget")
+                .args(["-q", "-T", "1", "-O", "-", &format!("http://{ip}:8080/")])
+                .output()
+                .await
+                .ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        }
+    })
+    .await;
+    assert_eq!(body.trim(), "hello-from-pod");
+
+    // Another pod reaches it too.
+    create_pod(
+        c,
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "client", "namespace": "default"},
+            "spec": {"nodeName": "n1", "restartPolicy": "Never",
+                     "containers": [{"name": "get", "image": "client:v1", "env": [{"name": "TARGET", "value": ip}]}]}
+        }),
+    )
+    .await;
+    let client = wait_pod(c, "client", T, "client finished", |p| {
+        matches!(phase(p), "Succeeded" | "Failed")
+    })
+    .await;
+    assert_eq!(
+        phase(&client),
+        "Succeeded",
+        "pod-to-pod HTTP failed: {:?}",
+        client.status
+    );
+    let client_ip = client
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .expect("client ip");
+    assert_ne!(client_ip, ip);
+
+    // Deleting the pod releases its veth.
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+    let uid = server.metadata.uid.clone().expect("uid");
+    pods.delete("server", &DeleteParams::default().grace_period(0))
+        .await
+        .expect("delete");
+    eventually(T, "server gone", || async {
+        get_pod(c, "server").await.is_none().then_some(())
+    })
+    .await;
+    let veth = skiff_node::network::bridge::host_veth_name(&uid);
+    eventually(T, "veth removed", || {
+        let veth = veth.clone();
+        async move {
+            let out = std::process::Command::new("ip")
+                .args(["link", "show", &veth])
+                .output()
+                .ok()?;
+            (!out.status.success()).then_some(())
+        }
+    })
+    .await;
+}
