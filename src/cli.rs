@@ -26,6 +26,8 @@ pub enum Command {
     Scheduler(ComponentArgs),
     /// Run the controller manager against an API server.
     ControllerManager(ComponentArgs),
+    /// Run a node agent (kubelet and pod network) against an API server.
+    Node(NodeArgs),
     /// Manage the node's local images.
     #[command(subcommand)]
     Image(crate::image::ImageCommand),
@@ -87,9 +89,60 @@ pub struct ComponentArgs {
 pub struct UpArgs {
     #[command(flatten)]
     pub server: ServerArgs,
-    /// Manifests (a file or a directory of YAML files) to apply once the cluster is ready.
+    /// Manifests (a file or a directory of YAML files) to apply once the node is Ready.
     #[arg(long)]
     pub apply: Vec<PathBuf>,
+    #[command(flatten)]
+    pub node: NodeFlags,
+}
+
+/// Flags of the node agent, in `skiff up` and `skiff node`.
+#[derive(Debug, Clone, Args)]
+pub struct NodeFlags {
+    /// The Node's name. Default: the host name.
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// The node's address (advertised as InternalIP; the kubelet server listens on it).
+    /// Default: 127.0.0.1.
+    #[arg(long)]
+    pub node_ip: Option<IpAddr>,
+    /// Most pods on the node (status.capacity.pods). Kubernetes' default is 110; raise it
+    /// for wasm pods.
+    #[arg(long, default_value_t = 110)]
+    pub max_pods: u32,
+    /// HTTPS port of the kubelet (logs, exec, attach, port-forward).
+    #[arg(long, default_value_t = 10250)]
+    pub kubelet_port: u16,
+    /// Directory of static pod manifests, rescanned (pods with mirror pods in the API).
+    #[arg(long)]
+    pub pod_manifest_path: Option<PathBuf>,
+    /// The cluster's pod range; each node gets a /24 of it.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub cluster_cidr: String,
+    /// Pod networking: `auto` (a bridge and an IP per pod when root, else host) or `host`.
+    #[arg(long, default_value = "auto")]
+    pub pod_network: String,
+    /// Name of the node's pod bridge (several clusters on one host need distinct names).
+    #[arg(long, default_value = "skiff0")]
+    pub pod_bridge: String,
+    /// dockerd's socket, for OCI containers.
+    #[arg(long, default_value = "/var/run/docker.sock")]
+    pub docker_socket: PathBuf,
+}
+
+/// Flags of `skiff node`.
+#[derive(Debug, Clone, Args)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub data: DataDirArgs,
+    /// Kubeconfig with the credentials for the API server.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: PathBuf,
+    /// The API server's URL, overriding the kubeconfig's (e.g. https://127.0.0.1:6443).
+    #[arg(long)]
+    pub server: Option<String>,
+    #[command(flatten)]
+    pub node: NodeFlags,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -102,6 +155,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ControllerManager(a) => {
             crate::components::controller_manager_main(&a.kubeconfig, a.leader_elect).await
         }
+        Command::Node(args) => crate::node::node_main(args).await,
         Command::Image(cmd) => crate::image::run(cmd).await,
         Command::Bench(cmd) => crate::bench::run(cmd).await,
     }

@@ -7,6 +7,7 @@ mod bench;
 mod cli;
 mod components;
 mod image;
+mod node;
 mod up;
 
 use clap::Parser;

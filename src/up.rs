@@ -174,7 +174,10 @@ pub async fn apiserver(args: ServerArgs) -> anyhow::Result<()> {
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let scheduler = skiff_control_plane::scheduler::SchedulerConfig::default();
-    let controllers = skiff_control_plane::controllers::ControllerManagerConfig::default();
+    let controllers = skiff_control_plane::controllers::ControllerManagerConfig {
+        cluster_cidr: args.node.cluster_cidr.clone(),
+        ..Default::default()
+    };
     let health = ComponentHealth {
         scheduler: Some(scheduler.health.clone()),
         controller_manager: Some(controllers.health.clone()),
@@ -187,13 +190,49 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         client.clone(),
         controllers,
     ));
-    print_started("cluster", &running, started);
-    if !args.apply.is_empty() {
-        for path in &args.apply {
-            crate::apply::apply_path(&client, path)
-                .await
-                .with_context(|| format!("applying {}", path.display()))?;
+    print_started("control plane", &running, started);
+    ensure_runtime_classes(&client).await?;
+
+    // The node: same process, same client, its kubelet certificate from the cluster CA.
+    let data_dir = args.server.data.resolve();
+    let name = crate::node::node_name(&args.node);
+    let node_ip = args.node.node_ip.unwrap_or(args.server.bind_address);
+    let serving = crate::node::serving_cert(&running.pki, &name, node_ip)?;
+    let mut config = crate::node::node_config(&args.node, &name, &data_dir, node_ip, Some(serving))?;
+    config.labels.insert(
+        skiff_node::CONTROL_PLANE_ROLE_LABEL.to_owned(),
+        String::new(),
+    );
+    let (ready_tx, mut ready_rx) = tokio::sync::watch::channel(false);
+    config.ready = Some(ready_tx);
+    let runtimes = crate::node::build_runtimes(&data_dir, &name, &args.node.docker_socket).await?;
+    println!("skiff: node {name} runtimes:");
+    for line in &runtimes.report {
+        println!("skiff:   {line}");
+    }
+    let node_client = client.clone();
+    components.spawn(async move {
+        if let Err(err) = skiff_node::run_node(node_client, runtimes.registry, config).await {
+            tracing::error!(%err, "node agent stopped");
+            eprintln!("skiff: node agent stopped: {err:#}");
         }
+    });
+    tokio::select! {
+        changed = ready_rx.wait_for(|ready| *ready) => {
+            changed.context("the node agent stopped before it was Ready")?;
+            println!("skiff: node {name} Ready in {} ms", started.elapsed().as_millis());
+        }
+        () = wait_for_shutdown() => {
+            println!("skiff: shutting down");
+            components.abort_all();
+            running.shutdown();
+            return Ok(());
+        }
+    }
+    for path in &args.apply {
+        crate::apply::apply_path(&client, path)
+            .await
+            .with_context(|| format!("applying {}", path.display()))?;
     }
     wait_for_shutdown().await;
     println!("skiff: shutting down");
@@ -202,7 +241,33 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_shutdown() {
+/// The RuntimeClasses of the runtimes every Skiff node can offer (`wasmtime`, `docker`),
+/// created when missing, like k3s ships one per detected runtime.
+async fn ensure_runtime_classes(client: &kube::Client) -> anyhow::Result<()> {
+    use k8s_openapi::api::node::v1::RuntimeClass;
+    let api: kube::Api<RuntimeClass> = kube::Api::all(client.clone());
+    for handler in ["wasmtime", "docker"] {
+        let class = RuntimeClass {
+            metadata: kube::api::ObjectMeta {
+                name: Some(handler.to_owned()),
+                ..Default::default()
+            },
+            handler: handler.to_owned(),
+            ..Default::default()
+        };
+        match api.create(&kube::api::PostParams::default(), &class).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(err) => {
+                return Err(err).with_context(|| format!("creating RuntimeClass {handler}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn wait_for_shutdown() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,
