@@ -128,6 +128,9 @@ pub struct NodeFlags {
     /// dockerd's socket, for OCI containers.
     #[arg(long, default_value = "/var/run/docker.sock")]
     pub docker_socket: PathBuf,
+    /// Seconds containers get between SIGTERM and SIGKILL when the node shuts down.
+    #[arg(long, default_value_t = 10)]
+    pub shutdown_grace_period: u64,
 }
 
 /// Flags of `skiff node`.

@@ -16,7 +16,8 @@ use crate::cli::DataDirArgs;
 /// Image subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
-    /// Add a local .wasm file to the store under NAME (e.g. `app.wasm app:v1`).
+    /// Add a local image under NAME: a .wasm file goes to the wasm store (`app.wasm app:v1`);
+    /// a `docker save` archive or a root file system tarball goes to Docker.
     Import {
         #[command(flatten)]
         data: DataDirArgs,
@@ -24,6 +25,9 @@ pub enum ImageCommand {
         file: PathBuf,
         /// The image reference it is known by.
         name: String,
+        /// dockerd's socket, for OCI images.
+        #[arg(long, default_value = "/var/run/docker.sock")]
+        docker_socket: PathBuf,
     },
     /// Pull a wasm OCI artifact from a registry (plain HTTP for localhost registries).
     Pull {
@@ -51,15 +55,51 @@ pub enum ImageCommand {
     },
 }
 
+/// Whether `file` starts with the wasm magic (`\0asm`), module or component.
+fn is_wasm(file: &std::path::Path) -> anyhow::Result<bool> {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    let mut f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let n = f.read(&mut magic)?;
+    Ok(n == 4 && &magic == b"\0asm")
+}
+
 /// Runs an image subcommand.
 pub async fn run(cmd: ImageCommand) -> anyhow::Result<()> {
     match cmd {
-        ImageCommand::Import { data, file, name } => {
-            let store = ImageStore::open(&data.resolve())?;
-            let rec = store
-                .import(&file, &name)
-                .with_context(|| format!("importing {}", file.display()))?;
-            println!("imported {} {} ({} bytes)", rec.name, rec.digest, rec.size);
+        ImageCommand::Import {
+            data,
+            file,
+            name,
+            docker_socket,
+        } => {
+            if is_wasm(&file)? {
+                let store = ImageStore::open(&data.resolve())?;
+                let rec = store
+                    .import(&file, &name)
+                    .with_context(|| format!("importing {}", file.display()))?;
+                println!("imported {} {} ({} bytes)", rec.name, rec.digest, rec.size);
+            } else {
+                use skiff_runtimes::Runtime;
+                let docker = skiff_runtimes::docker::DockerRuntime::new(
+                    skiff_runtimes::docker::DockerConfig {
+                        socket: docker_socket,
+                        ..skiff_runtimes::docker::DockerConfig::new("skiff")
+                    },
+                );
+                let info = docker.import_image(&file, &name).await.with_context(|| {
+                    format!(
+                        "importing {} into Docker (is dockerd running?)",
+                        file.display()
+                    )
+                })?;
+                println!(
+                    "imported {} {} ({} bytes) into Docker",
+                    info.tags.first().map(String::as_str).unwrap_or(&name),
+                    info.id,
+                    info.size
+                );
+            }
         }
         ImageCommand::Pull {
             data,

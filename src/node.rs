@@ -70,6 +70,33 @@ pub async fn build_runtimes(
     Ok(Runtimes { registry, report })
 }
 
+/// Stops every container of the node's runtimes (SIGTERM, then SIGKILL after `grace`) and
+/// removes their sandboxes, so no pod outlives the process. A restart on the same data dir
+/// starts the pods again.
+pub async fn stop_all_pods(registry: &RuntimeRegistry, grace: std::time::Duration) {
+    let runtimes: Vec<_> = registry
+        .handlers()
+        .filter_map(|h| registry.get(h).ok())
+        .collect();
+    let stops = runtimes.iter().map(|runtime| async move {
+        let containers = runtime.list_containers(None).await.unwrap_or_default();
+        futures::future::join_all(containers.iter().map(|c| async move {
+            if let Err(err) = runtime.stop_container(&c.id, grace).await {
+                tracing::warn!(container = %c.name, %err, "cannot stop container");
+            }
+            let _ = runtime.remove_container(&c.id).await;
+        }))
+        .await;
+        for sandbox in runtime.list_sandboxes().await.unwrap_or_default() {
+            let _ = runtime.stop_sandbox(&sandbox.id).await;
+            if let Err(err) = runtime.remove_sandbox(&sandbox.id).await {
+                tracing::warn!(pod = %sandbox.name, %err, "cannot remove pod sandbox");
+            }
+        }
+    });
+    futures::future::join_all(stops).await;
+}
+
 /// The node's name from `--node-name` or the host name.
 pub fn node_name(flags: &NodeFlags) -> String {
     flags
@@ -87,10 +114,12 @@ pub fn node_config(
     node_ip: IpAddr,
     serving: Option<(String, String)>,
 ) -> anyhow::Result<NodeConfig> {
-    let cluster_cidr = flags
-        .cluster_cidr
-        .parse()
-        .with_context(|| format!("--cluster-cidr {:?} is not an IPv4 CIDR", flags.cluster_cidr))?;
+    let cluster_cidr = flags.cluster_cidr.parse().with_context(|| {
+        format!(
+            "--cluster-cidr {:?} is not an IPv4 CIDR",
+            flags.cluster_cidr
+        )
+    })?;
     let mode = match flags.pod_network.as_str() {
         "auto" => NetworkMode::Auto,
         "host" => NetworkMode::Host,
@@ -159,11 +188,19 @@ pub async fn node_main(args: NodeArgs) -> anyhow::Result<()> {
     for line in &runtimes.report {
         println!("skiff:   {line}");
     }
+    let registry = runtimes.registry.clone();
     tokio::select! {
         result = skiff_node::run_node(client, runtimes.registry, config) => {
             result.context("node agent stopped")?;
         }
-        () = crate::up::wait_for_shutdown() => println!("skiff: node shutting down"),
+        () = crate::up::wait_for_shutdown() => {
+            println!("skiff: node shutting down: stopping its pods");
+            stop_all_pods(
+                &registry,
+                std::time::Duration::from_secs(args.node.shutdown_grace_period),
+            )
+            .await;
+        }
     }
     Ok(())
 }

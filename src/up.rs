@@ -198,7 +198,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let name = crate::node::node_name(&args.node);
     let node_ip = args.node.node_ip.unwrap_or(args.server.bind_address);
     let serving = crate::node::serving_cert(&running.pki, &name, node_ip)?;
-    let mut config = crate::node::node_config(&args.node, &name, &data_dir, node_ip, Some(serving))?;
+    let mut config =
+        crate::node::node_config(&args.node, &name, &data_dir, node_ip, Some(serving))?;
     config.labels.insert(
         skiff_node::CONTROL_PLANE_ROLE_LABEL.to_owned(),
         String::new(),
@@ -210,8 +211,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     for line in &runtimes.report {
         println!("skiff:   {line}");
     }
+    let registry = runtimes.registry.clone();
+    let grace = std::time::Duration::from_secs(args.node.shutdown_grace_period);
     let node_client = client.clone();
-    components.spawn(async move {
+    let mut node_task = tokio::task::JoinSet::new();
+    node_task.spawn(async move {
         if let Err(err) = skiff_node::run_node(node_client, runtimes.registry, config).await {
             tracing::error!(%err, "node agent stopped");
             eprintln!("skiff: node agent stopped: {err:#}");
@@ -223,9 +227,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             println!("skiff: node {name} Ready in {} ms", started.elapsed().as_millis());
         }
         () = wait_for_shutdown() => {
-            println!("skiff: shutting down");
-            components.abort_all();
-            running.shutdown();
+            shutdown(node_task, &registry, grace, components, running).await;
             return Ok(());
         }
     }
@@ -235,10 +237,25 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             .with_context(|| format!("applying {}", path.display()))?;
     }
     wait_for_shutdown().await;
-    println!("skiff: shutting down");
+    shutdown(node_task, &registry, grace, components, running).await;
+    Ok(())
+}
+
+/// Ctrl-C: the node stops its pods (SIGTERM, then SIGKILL after the grace period), then the
+/// control plane stops.
+async fn shutdown(
+    mut node: tokio::task::JoinSet<()>,
+    runtimes: &skiff_runtimes::RuntimeRegistry,
+    grace: std::time::Duration,
+    mut components: tokio::task::JoinSet<()>,
+    running: RunningApi,
+) {
+    println!("skiff: shutting down: stopping pods");
+    node.abort_all();
+    crate::node::stop_all_pods(runtimes, grace).await;
     components.abort_all();
     running.shutdown();
-    Ok(())
+    println!("skiff: stopped");
 }
 
 /// The RuntimeClasses of the runtimes every Skiff node can offer (`wasmtime`, `docker`),

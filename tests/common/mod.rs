@@ -43,6 +43,63 @@ fn pump(stream: impl std::io::Read + Send + 'static, sink: Arc<Mutex<String>>) {
     });
 }
 
+/// Flags that keep concurrent `skiff up` clusters apart on this host: each gets a slot with
+/// its own node name (and so its own Docker containers), pod bridge, pod range and kubelet
+/// port. A restart on the same data dir keeps its slot.
+fn node_args(dir: &Path) -> Vec<String> {
+    let slot = test_slot(dir);
+    vec![
+        "--node-name".into(),
+        format!("skiff-test-{slot}"),
+        "--pod-bridge".into(),
+        format!("skt{slot}"),
+        "--cluster-cidr".into(),
+        format!("10.{}.0.0/16", 100 + slot),
+        "--kubelet-port".into(),
+        free_port().to_string(),
+        "--shutdown-grace-period".into(),
+        "2".into(),
+    ]
+}
+
+/// A slot number unique among the live test processes: `/tmp/skiff-test-slots/<n>` holds
+/// the owning process id, and a slot whose owner is gone is free again.
+fn test_slot(dir: &Path) -> u32 {
+    let remembered = dir.join("test-slot");
+    if let Some(slot) = std::fs::read_to_string(&remembered)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+    {
+        return slot;
+    }
+    let slots = Path::new("/tmp/skiff-test-slots");
+    std::fs::create_dir_all(slots).expect("slot dir");
+    let me = std::process::id();
+    for slot in 0..150u32 {
+        let file = slots.join(slot.to_string());
+        let owner: Option<u32> = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        let free = match owner {
+            None => !file.exists(),
+            Some(pid) => pid != me && !Path::new(&format!("/proc/{pid}")).exists(),
+        };
+        if free {
+            let _ = std::fs::remove_file(&file);
+        }
+        let claimed = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&file)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, me.to_string().as_bytes()));
+        if claimed.is_ok() {
+            std::fs::write(&remembered, slot.to_string()).expect("remember slot");
+            return slot;
+        }
+    }
+    panic!("no free test slot under {}", slots.display());
+}
+
 impl Cluster {
     /// `skiff <subcommand> --data-dir <tmp> --api-port <free> <extra...>`, waiting until ready.
     pub fn start(subcommand: &str, extra: &[&str]) -> Cluster {
@@ -53,12 +110,18 @@ impl Cluster {
     /// Like `start`, on an existing data dir (restart tests).
     pub fn start_in(dir: tempfile::TempDir, subcommand: &str, extra: &[&str]) -> Cluster {
         let port = free_port();
+        let node_args = if subcommand == "up" {
+            node_args(dir.path())
+        } else {
+            Vec::new()
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
             .arg(subcommand)
             .arg("--data-dir")
             .arg(dir.path())
             .arg("--api-port")
             .arg(port.to_string())
+            .args(&node_args)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1,0 +1,394 @@
+//! End to end with the stock kubectl against `skiff up` (API server, scheduler, controllers
+//! and a node with Wasmtime and Docker in one process): wasm, OCI and mixed pods, logs,
+//! port-forward, crash loops, deployments, and a restart on the same data dir.
+//!
+//! Needs the example guests (`examples/wasm-pods/build.sh`), a running dockerd and
+//! `busybox-static`; `.ci/test-all` provides all three.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Cluster, eventually};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn example(name: &str) -> PathBuf {
+    let target = if name.starts_with("http-") {
+        "wasm32-wasip2"
+    } else {
+        "wasm32-wasip1"
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/wasm-pods/target")
+        .join(target)
+        .join("release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run examples/wasm-pods/build.sh",
+        path.display()
+    );
+    path
+}
+
+fn skiff(args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(args)
+        .output()
+        .expect("run skiff");
+    assert!(
+        out.status.success(),
+        "skiff {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A data dir with the example guests imported as `<name>:latest`.
+fn data_dir_with_examples() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf-8 path");
+    for name in ["hello", "crasher", "http-server", "http-get"] {
+        let file = example(name);
+        let file = file.to_str().expect("utf-8 path");
+        skiff(&[
+            "image",
+            "import",
+            "--data-dir",
+            data,
+            file,
+            &format!("{name}:latest"),
+        ]);
+    }
+    dir
+}
+
+/// `skiff-e2e/busybox:latest` in Docker: the host's static busybox as a root file system,
+/// imported through `skiff image import`.
+fn import_busybox(data: &Path) -> &'static str {
+    const IMAGE: &str = "skiff-e2e/busybox:latest";
+    let root = tempfile::tempdir().expect("tempdir");
+    let bin = root.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    std::fs::copy("/bin/busybox", bin.join("busybox")).expect("busybox-static is installed");
+    // Relative applet links, so they resolve inside the container.
+    let list = Command::new("/bin/busybox")
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
+    }
+    let tar = root
+        .path()
+        .with_file_name(format!("busybox-e2e-{}.tar", std::process::id()));
+    let ok = Command::new("tar")
+        .arg("-C")
+        .arg(root.path())
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .expect("tar");
+    assert!(ok.success());
+    skiff(&[
+        "image",
+        "import",
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+        tar.to_str().expect("utf-8"),
+        IMAGE,
+    ]);
+    let _ = std::fs::remove_file(&tar);
+    IMAGE
+}
+
+fn up(dir: tempfile::TempDir) -> Cluster {
+    let c = Cluster::start_in(dir, "up", &[]);
+    c.wait_for_output("Ready in", WAIT);
+    c
+}
+
+fn jsonpath(c: &Cluster, what: &str, path: &str) -> String {
+    let out = c.kubectl(&["get", what, "-o", &format!("jsonpath={path}")]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn wait_for(c: &Cluster, what: &str, path: &str, want: &str) {
+    let ok = eventually(WAIT, || jsonpath(c, what, path) == want);
+    assert!(
+        ok,
+        "{what} {path} never became {want:?} (now {:?}); describe:\n{}",
+        jsonpath(c, what, path),
+        String::from_utf8_lossy(&c.kubectl(&["describe", what]).stdout)
+    );
+}
+
+#[test]
+fn wasm_pods_run_log_and_crash_loop() {
+    let c = up(data_dir_with_examples());
+    let node = c.ok(&[
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={.items[0].status.conditions[?(@.type==\"Ready\")].status}",
+    ]);
+    assert_eq!(node, "True");
+    let handlers = c.ok(&[
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={.items[0].status.runtimeHandlers[*].name}",
+    ]);
+    assert!(handlers.contains("wasmtime"), "{handlers}");
+
+    // A wasm pod that completes, and its logs through the API server and the kubelet.
+    c.ok(&[
+        "run",
+        "hello",
+        "--image=hello:latest",
+        "--restart=Never",
+        "--env=GREETING=hi there",
+    ]);
+    wait_for(&c, "pod/hello", "{.status.phase}", "Succeeded");
+    let logs = c.ok(&["logs", "hello"]);
+    assert!(logs.contains("Hello from a Skiff wasm pod!"), "{logs}");
+    assert!(logs.contains("GREETING=hi there"), "{logs}");
+    let reason = jsonpath(
+        &c,
+        "pod/hello",
+        "{.status.containerStatuses[0].state.terminated.reason}",
+    );
+    assert_eq!(reason, "Completed");
+    let stamped = c.ok(&["logs", "hello", "--timestamps", "--tail=1"]);
+    assert_eq!(stamped.lines().count(), 1, "{stamped}");
+    assert!(
+        stamped.starts_with("20"),
+        "RFC 3339 timestamp expected: {stamped}"
+    );
+
+    // A failing guest under restartPolicy Always: CrashLoopBackOff with restarts.
+    c.ok(&["run", "crasher", "--image=crasher:latest", "--", "3"]);
+    let looped = eventually(WAIT, || {
+        let out = c.ok(&["get", "pod", "crasher"]);
+        out.contains("CrashLoopBackOff")
+            && jsonpath(
+                &c,
+                "pod/crasher",
+                "{.status.containerStatuses[0].restartCount}",
+            )
+            .parse::<u32>()
+            .unwrap_or(0)
+                >= 1
+    });
+    assert!(looped, "{}", c.ok(&["describe", "pod", "crasher"]));
+    let exit = jsonpath(
+        &c,
+        "pod/crasher",
+        "{.status.containerStatuses[0].lastState.terminated.exitCode}",
+    );
+    assert_eq!(exit, "3");
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=crasher",
+    ]);
+    assert!(events.contains("BackOff"), "{events}");
+
+    // Graceful deletion ends with the pod gone.
+    c.ok(&["delete", "pod", "crasher", "--wait=true", "--timeout=60s"]);
+    let gone = c.kubectl(&["get", "pod", "crasher"]);
+    assert!(!gone.status.success());
+}
+
+#[test]
+fn oci_and_mixed_pods_talk_and_port_forward() {
+    let dir = data_dir_with_examples();
+    let busybox = import_busybox(dir.path());
+    let c = up(dir);
+    let manifest = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: mixed
+spec:
+  containers:
+    - name: web
+      image: http-server:latest
+      env: [{{name: PORT, value: "8080"}}]
+      ports: [{{containerPort: 8080}}]
+    - name: shell
+      image: {busybox}
+      command: ["/bin/sh", "-c", "while true; do wget -qO- http://127.0.0.1:8080/; sleep 1; done"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: bb
+spec:
+  containers:
+    - name: bb
+      image: {busybox}
+      command: ["/bin/sh", "-c", "echo started; sleep 3600"]
+"#
+    );
+    let out = c.kubectl_stdin(&["apply", "-f", "-"], &manifest);
+    common::assert_ok(&out, &["apply"]);
+    wait_for(&c, "pod/bb", "{.status.phase}", "Running");
+    wait_for(&c, "pod/mixed", "{.status.phase}", "Running");
+    wait_for(
+        &c,
+        "pod/mixed",
+        "{.status.conditions[?(@.type==\"Ready\")].status}",
+        "True",
+    );
+
+    // OCI logs.
+    assert!(eventually(WAIT, || c
+        .ok(&["logs", "bb"])
+        .contains("started")));
+
+    // The OCI container reaches the wasm server over the pod's localhost...
+    let local = eventually(WAIT, || {
+        c.ok(&["logs", "mixed", "-c", "shell"])
+            .contains("hello from skiff wasm")
+    });
+    assert!(local, "{}", c.ok(&["logs", "mixed", "-c", "shell"]));
+    // ...and a pod of another runtime reaches it on the pod IP, across the node bridge.
+    let ip = jsonpath(&c, "pod/mixed", "{.status.podIP}");
+    assert!(ip.starts_with("10."), "pod IP {ip:?}");
+    c.ok(&[
+        "run",
+        "fetch",
+        &format!("--image={busybox}"),
+        "--restart=Never",
+        "--",
+        "wget",
+        "-qO-",
+        &format!("http://{ip}:8080/"),
+    ]);
+    wait_for(&c, "pod/fetch", "{.status.phase}", "Succeeded");
+    let remote = c.ok(&["logs", "fetch"]);
+    assert!(remote.contains("hello from skiff wasm"), "{remote}");
+
+    // port-forward to the wasm server, through the API server and the kubelet.
+    let port = common::free_port();
+    let mut pf = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&c.kubeconfig)
+        .args(["port-forward", "pod/mixed", &format!("{port}:8080")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl port-forward");
+    let fetched = eventually(Duration::from_secs(20), || {
+        Command::new("curl")
+            .args(["-sf", "-m", "3", &format!("http://127.0.0.1:{port}/")])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("hello from skiff wasm"))
+            .unwrap_or(false)
+    });
+    let _ = pf.kill();
+    let out = pf.wait_with_output().expect("port-forward output");
+    assert!(
+        fetched,
+        "curl through kubectl port-forward failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn deployment_rollout_scale_and_undo() {
+    let dir = data_dir_with_examples();
+    // A second tag of the server, to roll out.
+    let server = example("http-server");
+    skiff(&[
+        "image",
+        "import",
+        "--data-dir",
+        dir.path().to_str().expect("utf-8"),
+        server.to_str().expect("utf-8"),
+        "http-server:v2",
+    ]);
+    let c = up(dir);
+    c.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=http-server:latest",
+        "--port=8080",
+    ]);
+    c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    c.ok(&["scale", "deployment/web", "--replicas=5"]);
+    c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    wait_for(&c, "deployment/web", "{.status.readyReplicas}", "5");
+    c.ok(&["scale", "deployment/web", "--replicas=2"]);
+    wait_for(&c, "deployment/web", "{.status.replicas}", "2");
+
+    c.ok(&[
+        "set",
+        "image",
+        "deployment/web",
+        "http-server=http-server:v2",
+    ]);
+    c.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+    let images = c.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].spec.containers[0].image}",
+    ]);
+    assert!(images.split(' ').all(|i| i == "http-server:v2"), "{images}");
+    let history = c.ok(&["rollout", "history", "deployment/web"]);
+    assert!(history.contains('2'), "{history}");
+
+    c.ok(&["rollout", "undo", "deployment/web"]);
+    c.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
+    let image = jsonpath(
+        &c,
+        "deployment/web",
+        "{.spec.template.spec.containers[0].image}",
+    );
+    assert_eq!(image, "http-server:latest");
+    wait_for(&c, "deployment/web", "{.status.readyReplicas}", "2");
+}
+
+#[test]
+fn restart_on_the_same_data_dir_brings_the_cluster_back() {
+    let c = up(data_dir_with_examples());
+    c.ok(&["create", "configmap", "keep", "--from-literal=k=v"]);
+    c.ok(&[
+        "run",
+        "web",
+        "--image=http-server:latest",
+        "--env=PORT=8080",
+    ]);
+    wait_for(&c, "pod/web", "{.status.phase}", "Running");
+    let uid = jsonpath(&c, "pod/web", "{.metadata.uid}");
+    let dir = c.stop();
+
+    let c = up(dir);
+    assert_eq!(
+        c.ok(&["get", "configmap", "keep", "-o", "jsonpath={.data.k}"]),
+        "v"
+    );
+    assert_eq!(jsonpath(&c, "pod/web", "{.metadata.uid}"), uid);
+    wait_for(&c, "pod/web", "{.status.phase}", "Running");
+    wait_for(
+        &c,
+        "pod/web",
+        "{.status.conditions[?(@.type==\"Ready\")].status}",
+        "True",
+    );
+    let nodes = c.ok(&["get", "nodes", "--no-headers"]);
+    assert_eq!(nodes.lines().count(), 1, "{nodes}");
+    assert!(nodes.contains(" Ready "), "{nodes}");
+}
