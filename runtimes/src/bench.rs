@@ -23,7 +23,7 @@ use crate::wasmtime::{WasmtimeConfig, WasmtimeRuntime};
 use crate::{Error, Result, Runtime};
 
 /// An idle guest: one 64 KiB page of linear memory, asleep in `poll_oneoff` forever.
-const IDLE_GUEST: &str = r#"
+pub const IDLE_GUEST: &str = r#"
 (module
   (import "wasi_snapshot_preview1" "poll_oneoff"
     (func $poll_oneoff (param i32 i32 i32 i32) (result i32)))

@@ -2,6 +2,7 @@
 //! object with its figures as the last line.
 
 pub mod api;
+pub mod pods;
 pub mod runtime;
 pub mod scheduler;
 pub mod stats;
@@ -15,6 +16,8 @@ pub enum BenchCommand {
     Api(api::ApiBenchArgs),
     /// Wasmtime runtime: create→running latency, start/stop cycles, memory per container, 1,000 concurrent.
     Runtime(runtime::RuntimeBenchArgs),
+    /// Pods: startup latency of wasm and OCI pods side by side, and 1,000 wasm pods on one node.
+    Pods(pods::PodsBenchArgs),
     /// Scheduler: kube-scheduler's scheduler_perf SchedulingBasic (5,000 fake nodes, 10,000 pods) through the API server.
     Scheduler(scheduler::SchedulerBenchArgs),
 }
@@ -25,6 +28,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Api(args) => api::run(args).await?,
         BenchCommand::Runtime(args) => runtime::run(args).await?,
         BenchCommand::Scheduler(args) => scheduler::run(args).await?,
+        BenchCommand::Pods(args) => pods::run(args).await?,
     };
     println!("{}", serde_json::to_string(&figures)?);
     Ok(())

@@ -1,0 +1,330 @@
+//! `skiff bench pods`: pod startup latency as Kubernetes defines it (pod creation → all its
+//! containers running, observed through a watch) for wasm and OCI pods side by side, and
+//! the throughput of creating many wasm pods on one node.
+//!
+//! Everything runs in this process, as in `skiff up`: the API server on a redb store in a
+//! temporary directory, the scheduler, the controller manager and one node with Wasmtime and
+//! (when dockerd answers) Docker. The wasm pods run an idle guest; the OCI pods run
+//! `sleep` in a busybox image built from the host's `busybox-static`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
+use parking_lot::Mutex;
+use serde_json::json;
+use skiff_control_plane::apiserver::{ApiConfig, ApiServer};
+use skiff_control_plane::serve::in_process_client;
+use skiff_control_plane::store::redb_store::{RedbConfig, RedbStore};
+use skiff_node::{NetworkConfig, NodeConfig, PodCidrSource};
+
+use super::stats::{Samples, round2, rss_mib};
+
+const WASM_IMAGE: &str = "skiff-bench/idle:v1";
+const OCI_IMAGE: &str = "skiff-bench/busybox:v1";
+
+/// Options of `skiff bench pods`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PodsBenchArgs {
+    /// Wasm pods created one after another for the latency figures.
+    #[arg(long, default_value_t = 100)]
+    pub wasm_samples: usize,
+    /// OCI pods created one after another for the latency figures (0 skips Docker).
+    #[arg(long, default_value_t = 30)]
+    pub oci_samples: usize,
+    /// Wasm pods created at once for the throughput figure.
+    #[arg(long, default_value_t = 1000)]
+    pub burst: usize,
+    /// Create requests in flight during the burst.
+    #[arg(long, default_value_t = 32)]
+    pub parallelism: usize,
+}
+
+/// Pod name → when its create request was sent, and the latencies seen by the watch.
+#[derive(Default)]
+struct Tracker {
+    sent: HashMap<String, Instant>,
+    done: HashMap<String, Duration>,
+}
+
+fn all_running(pod: &Pod) -> bool {
+    let want = pod.spec.as_ref().map_or(0, |s| s.containers.len());
+    let statuses = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref());
+    statuses.is_some_and(|cs| {
+        cs.len() == want
+            && cs
+                .iter()
+                .all(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+    })
+}
+
+fn pod(name: &str, image: &str, command: Option<&[&str]>) -> anyhow::Result<Pod> {
+    let mut container = json!({"name": "main", "image": image, "imagePullPolicy": "IfNotPresent"});
+    if let Some(command) = command {
+        container["command"] = json!(command);
+    }
+    Ok(serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"containers": [container], "terminationGracePeriodSeconds": 0},
+    }))?)
+}
+
+/// Runs the benchmark and returns its figures.
+pub async fn run(args: PodsBenchArgs) -> anyhow::Result<serde_json::Value> {
+    let dir = tempfile::tempdir()?;
+    let store = Arc::new(RedbStore::open(
+        &dir.path().join("store.redb"),
+        RedbConfig::default(),
+    )?);
+    let api = ApiServer::new(store, ApiConfig::default());
+    api.bootstrap().await?;
+    let _background = api.spawn_background();
+    let client = in_process_client(api.router(), "default");
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut scheduler = skiff_control_plane::scheduler::SchedulerConfig::default();
+    scheduler.leader_election.enabled = false;
+    tasks.spawn(crate::components::run_scheduler(client.clone(), scheduler));
+    tasks.spawn(crate::components::run_controller_manager(
+        client.clone(),
+        skiff_control_plane::controllers::ControllerManagerConfig {
+            leader_elect: false,
+            ..Default::default()
+        },
+    ));
+
+    // Images: the idle wasm guest, and busybox in Docker when it answers.
+    let wasm = wat::parse_str(skiff_runtimes::bench::IDLE_GUEST)?;
+    skiff_runtimes::images::ImageStore::open(dir.path())?.import_bytes(&wasm, WASM_IMAGE)?;
+    let node_name = "bench-node";
+    let runtimes = crate::node::build_runtimes(
+        dir.path(),
+        node_name,
+        std::path::Path::new("/var/run/docker.sock"),
+    )
+    .await?;
+    let docker = runtimes.registry.get("docker").ok();
+    let mut oci = false;
+    if args.oci_samples > 0
+        && let Some(docker) = &docker
+    {
+        let tar = dir.path().join("busybox.tar");
+        match skiff_runtimes::docker::testing::busybox_rootfs_tar() {
+            Ok(bytes) => {
+                std::fs::write(&tar, bytes)?;
+                oci = docker.import_image(&tar, OCI_IMAGE).await.is_ok();
+            }
+            Err(err) => eprintln!("skiff bench pods: no OCI image ({err}); OCI skipped"),
+        }
+    }
+    let registry = runtimes.registry.clone();
+    let (ready_tx, mut ready_rx) = tokio::sync::watch::channel(false);
+    let config = NodeConfig {
+        node_name: node_name.to_owned(),
+        data_dir: dir.path().join("node"),
+        max_pods: u32::try_from(args.burst + args.wasm_samples + args.oci_samples + 10)?,
+        node_ip: Some(std::net::IpAddr::from([127, 0, 0, 1])),
+        network: NetworkConfig {
+            bridge: "skfbench0".to_owned(),
+            pod_cidr: PodCidrSource::Static("10.250.0.0/20".parse()?),
+            cluster_cidr: "10.250.0.0/16".parse()?,
+            ..NetworkConfig::default()
+        },
+        ready: Some(ready_tx),
+        ..NodeConfig::default()
+    };
+    let node_client = client.clone();
+    tasks.spawn(async move {
+        if let Err(err) = skiff_node::run_node(node_client, runtimes.registry, config).await {
+            tracing::error!(%err, "node agent stopped");
+        }
+    });
+    ready_rx
+        .wait_for(|r| *r)
+        .await
+        .context("the node never became Ready")?;
+
+    let ns_api: Api<Namespace> = Api::all(client.clone());
+    let result = measure(&client, &ns_api, &args, oci).await;
+    crate::node::stop_all_pods(&registry, Duration::from_secs(1)).await;
+    tasks.abort_all();
+    result
+}
+
+/// Creates pods and waits until the watch saw each with all containers running.
+async fn create_and_wait(
+    pods: &Api<Pod>,
+    names: Vec<(String, Pod)>,
+    parallelism: usize,
+) -> anyhow::Result<(Vec<Duration>, Duration)> {
+    let tracker = Arc::new(Mutex::new(Tracker::default()));
+    let want = names.len();
+    let rv = pods
+        .list_metadata(&ListParams::default().limit(1))
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    let mut stream = pods
+        .watch(&WatchParams::default().timeout(290), &rv)
+        .await?
+        .boxed();
+    let watcher_tracker = tracker.clone();
+    let watch = tokio::spawn(async move {
+        while let Some(event) = stream.next().await {
+            let (WatchEvent::Added(pod) | WatchEvent::Modified(pod)) = event? else {
+                continue;
+            };
+            if !all_running(&pod) {
+                continue;
+            }
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let mut t = watcher_tracker.lock();
+            if let Some(sent) = t.sent.get(&name).copied()
+                && !t.done.contains_key(&name)
+            {
+                t.done.insert(name, sent.elapsed());
+                if t.done.len() == want {
+                    return Ok::<(), kube::Error>(());
+                }
+            }
+        }
+        Ok(())
+    });
+    let started = Instant::now();
+    futures::stream::iter(names)
+        .map(|(name, pod)| {
+            let tracker = tracker.clone();
+            async move {
+                tracker.lock().sent.insert(name, Instant::now());
+                pods.create(&PostParams::default(), &pod).await
+            }
+        })
+        .buffer_unordered(parallelism.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    tokio::time::timeout(Duration::from_secs(300), watch)
+        .await
+        .context("pods did not all run within 300 s")???;
+    let elapsed = started.elapsed();
+    let done = tracker.lock().done.values().copied().collect();
+    Ok((done, elapsed))
+}
+
+async fn delete_all(pods: &Api<Pod>) -> anyhow::Result<()> {
+    pods.delete_collection(
+        &DeleteParams::default().grace_period(0),
+        &ListParams::default(),
+    )
+    .await?;
+    Ok(())
+}
+
+fn latency_figures(name: &str, samples: &[Duration]) -> (serde_json::Value, String) {
+    let mut s = Samples::default();
+    for d in samples {
+        s.push(*d);
+    }
+    let (p50, p99) = (s.percentile_ms(50.0), s.percentile_ms(99.0));
+    (
+        json!({"samples": samples.len(), "p50_ms": round2(p50), "p99_ms": round2(p99)}),
+        format!(
+            "{name:<12} {:>8} {:>10.1} {:>10.1}",
+            samples.len(),
+            p50,
+            p99
+        ),
+    )
+}
+
+async fn measure(
+    client: &kube::Client,
+    namespaces: &Api<Namespace>,
+    args: &PodsBenchArgs,
+    oci: bool,
+) -> anyhow::Result<serde_json::Value> {
+    for ns in ["bench-wasm", "bench-oci", "bench-burst"] {
+        let obj: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}}))?;
+        namespaces.create(&PostParams::default(), &obj).await?;
+    }
+    // Latency: one pod at a time, so queueing does not count.
+    let wasm_api: Api<Pod> = Api::namespaced(client.clone(), "bench-wasm");
+    let wasm_pods = (0..args.wasm_samples)
+        .map(|i| {
+            let name = format!("wasm-{i}");
+            pod(&name, WASM_IMAGE, None).map(|p| (name, p))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (wasm, _) = create_and_wait(&wasm_api, wasm_pods, 1).await?;
+    delete_all(&wasm_api).await?;
+    let (wasm_json, wasm_row) = latency_figures("wasm", &wasm);
+
+    let mut oci_json = serde_json::Value::Null;
+    let mut oci_row = format!("{:<12} skipped (no Docker)", "oci");
+    if oci {
+        let oci_api: Api<Pod> = Api::namespaced(client.clone(), "bench-oci");
+        let oci_pods = (0..args.oci_samples)
+            .map(|i| {
+                let name = format!("oci-{i}");
+                pod(&name, OCI_IMAGE, Some(&["/bin/sleep", "3600"])).map(|p| (name, p))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let (samples, _) = create_and_wait(&oci_api, oci_pods, 1).await?;
+        delete_all(&oci_api).await?;
+        (oci_json, oci_row) = latency_figures("oci", &samples);
+    }
+
+    // Throughput: many wasm pods at once on the one node.
+    let burst_api: Api<Pod> = Api::namespaced(client.clone(), "bench-burst");
+    let burst_pods = (0..args.burst)
+        .map(|i| {
+            let name = format!("burst-{i}");
+            pod(&name, WASM_IMAGE, None).map(|p| (name, p))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (burst, elapsed) = create_and_wait(&burst_api, burst_pods, args.parallelism).await?;
+    let rate = burst.len() as f64 / elapsed.as_secs_f64();
+    let rss = rss_mib(std::process::id());
+    let (burst_json, burst_row) = latency_figures("burst", &burst);
+
+    println!("pod startup latency (create -> all containers running, seen by a watch)");
+    println!(
+        "{:<12} {:>8} {:>10} {:>10}",
+        "pods", "samples", "p50 ms", "p99 ms"
+    );
+    println!("{wasm_row}\n{oci_row}\n{burst_row}");
+    println!(
+        "burst: {} wasm pods running in {:.2} s = {:.0} pods/s; process RSS {:.0} MiB",
+        burst.len(),
+        elapsed.as_secs_f64(),
+        rate,
+        rss.unwrap_or(0.0)
+    );
+    let p99 = |v: &serde_json::Value| v["p99_ms"].as_f64();
+    let ratio = match (p99(&oci_json), p99(&wasm_json)) {
+        (Some(o), Some(w)) if w > 0.0 => Some(round2(o / w)),
+        _ => None,
+    };
+    Ok(json!({
+        "bench": "pods",
+        "wasm": wasm_json,
+        "oci": oci_json,
+        "oci_to_wasm_p99_ratio": ratio,
+        "burst": {
+            "pods": burst.len(),
+            "seconds": round2(elapsed.as_secs_f64()),
+            "pods_per_second": round2(rate),
+            "latency": burst_json,
+        },
+        "rss_mib_with_burst_running": rss.map(round2),
+    }))
+}
