@@ -66,3 +66,37 @@ fn bench_runtime_small_runs_every_container() {
             >= 0.0
     );
 }
+
+#[test]
+fn bench_pods_small_times_wasm_and_oci_pods() {
+    let v = bench(&[
+        "pods",
+        "--wasm-samples",
+        "3",
+        "--oci-samples",
+        "2",
+        "--burst",
+        "10",
+    ]);
+    assert_eq!(v["bench"], "pods");
+    assert_eq!(v["wasm"]["samples"], 3);
+    assert_eq!(v["oci"]["samples"], 2, "dockerd must answer: {v}");
+    assert_eq!(v["burst"]["pods"], 10);
+    let p50 = v["wasm"]["p50_ms"].as_f64().unwrap_or(-1.0);
+    let p99 = v["wasm"]["p99_ms"].as_f64().unwrap_or(-1.0);
+    assert!(0.0 < p50 && p50 <= p99, "{v}");
+    assert!(v["burst"]["pods_per_second"].as_f64().unwrap_or(0.0) > 0.0);
+}
+
+#[test]
+fn bench_up_reports_start_times_rss_and_size() {
+    let v = bench(&["up", "--settle", "1"]);
+    assert_eq!(v["bench"], "up");
+    let ready = v["start_to_node_ready_ms"].as_f64().unwrap_or(-1.0);
+    let first = v["start_to_first_wasm_pod_running_ms"]
+        .as_f64()
+        .unwrap_or(-1.0);
+    assert!(0.0 < ready && ready < first, "{v}");
+    assert!(v["idle_rss_up_mib"].as_f64().unwrap_or(0.0) > 1.0, "{v}");
+    assert!(v["binary_mib"].as_f64().unwrap_or(0.0) > 1.0, "{v}");
+}

@@ -6,6 +6,7 @@ pub mod pods;
 pub mod runtime;
 pub mod scheduler;
 pub mod stats;
+pub mod up;
 
 use clap::Subcommand;
 
@@ -18,6 +19,8 @@ pub enum BenchCommand {
     Runtime(runtime::RuntimeBenchArgs),
     /// Pods: startup latency of wasm and OCI pods side by side, and 1,000 wasm pods on one node.
     Pods(pods::PodsBenchArgs),
+    /// `skiff up`: time to a Ready node and to the first wasm pod Running, idle RSS, binary size.
+    Up(up::UpBenchArgs),
     /// Scheduler: kube-scheduler's scheduler_perf SchedulingBasic (5,000 fake nodes, 10,000 pods) through the API server.
     Scheduler(scheduler::SchedulerBenchArgs),
 }
@@ -29,6 +32,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Runtime(args) => runtime::run(args).await?,
         BenchCommand::Scheduler(args) => scheduler::run(args).await?,
         BenchCommand::Pods(args) => pods::run(args).await?,
+        BenchCommand::Up(args) => up::run(args).await?,
     };
     println!("{}", serde_json::to_string(&figures)?);
     Ok(())
