@@ -13,6 +13,7 @@ use async_trait::async_trait;
 
 use crate::spec::{ContainerSpec, SandboxSpec};
 use crate::status::{ContainerStats, ContainerStatus, ImageInfo, SandboxStatus};
+use crate::streaming::{AttachSpec, ExecSession, ExecSpec};
 use crate::{Error, Result};
 
 /// Credentials for a registry pull.
@@ -48,6 +49,11 @@ pub enum RegistryAuth {
 ///   log format ([`crate::logs`]), line order within a stream preserved.
 /// - **Images**: `pull_image` fetches into the local store, `image_status` says whether an
 ///   image is present, `import_image` adds a local file under a name.
+/// - **Exec and attach** (optional, [`crate::streaming`]): `exec` runs a command in a running
+///   container and `attach` connects to its main process; both return an
+///   [`ExecSession`] of byte streams and an exit code. Backends that cannot (wasm guests have
+///   no processes to start) keep the defaults, which fail with
+///   [`Error::OperationNotSupported`].
 #[async_trait]
 pub trait Runtime: Send + Sync + 'static {
     /// The handler name this backend registers under (`wasmtime`, `docker`, `fake`).
@@ -92,6 +98,36 @@ pub trait Runtime: Send + Sync + 'static {
     async fn remove_image(&self, image: &str) -> Result<()>;
     /// Add a local file to the store under `name` (`skiff image import app.wasm app:v1`).
     async fn import_image(&self, file: &Path, name: &str) -> Result<ImageInfo>;
+
+    /// Run a command in a running container (CRI `Exec`, `kubectl exec`), with the
+    /// container's environment, working directory and namespaces.
+    ///
+    /// Fails with [`Error::ContainerNotFound`] for an unknown id and
+    /// [`Error::ContainerNotRunning`] unless the container runs. A command that cannot be
+    /// started is reported like a shell would: non-zero exit code (126/127) and a message on
+    /// stderr, or an error. Optional: the default returns [`Error::OperationNotSupported`].
+    async fn exec(&self, container_id: &str, spec: &ExecSpec) -> Result<ExecSession> {
+        let _ = (container_id, spec);
+        Err(not_supported(self.handler(), "exec"))
+    }
+
+    /// Connect to the streams of a running container's main process (CRI `Attach`,
+    /// `kubectl attach`, `kubectl run -i`); `exit` resolves when the container exits.
+    ///
+    /// Errors as for [`exec`](Runtime::exec). Optional: the default returns
+    /// [`Error::OperationNotSupported`].
+    async fn attach(&self, container_id: &str, spec: &AttachSpec) -> Result<ExecSession> {
+        let _ = (container_id, spec);
+        Err(not_supported(self.handler(), "attach"))
+    }
+}
+
+fn not_supported(handler: &str, operation: &'static str) -> Error {
+    Error::OperationNotSupported {
+        runtime: handler.to_owned(),
+        operation,
+        reason: format!("the {handler} backend does not implement {operation}"),
+    }
 }
 
 /// Backends by handler name (`wasmtime`, `docker`, ...), as RuntimeClass handlers name them.
