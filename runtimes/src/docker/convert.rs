@@ -158,6 +158,11 @@ pub fn container_body(
         env: Some(env),
         working_dir: spec.working_dir.clone(),
         labels: Some(labels),
+        // What `kubectl run -i[t]` sets; attach needs stdin open from the start.
+        open_stdin: Some(spec.stdin),
+        stdin_once: Some(spec.stdin && spec.stdin_once),
+        attach_stdin: Some(spec.stdin),
+        tty: Some(spec.tty),
         host_config: Some(HostConfig {
             network_mode: Some(joined.clone()),
             ipc_mode: Some(joined),
@@ -519,6 +524,20 @@ mod tests {
         assert_eq!(labels[labels::POD_UID], "uid-1");
         assert_eq!(labels[labels::LOG_PATH], "/logs/app.log");
         assert_eq!(labels[labels::CONTAINER_NAME], "app");
+        assert_eq!(body.open_stdin, Some(false), "stdin closed unless asked");
+        assert_eq!(body.tty, Some(false));
+    }
+
+    #[test]
+    fn container_body_opens_stdin_and_a_terminal_when_asked() {
+        let mut spec = ContainerSpec::new("app", "busybox:v1");
+        spec.stdin = true;
+        spec.stdin_once = true;
+        spec.tty = true;
+        let body = container_body(&spec, "sb1", &HashMap::new(), "n");
+        assert_eq!(body.open_stdin, Some(true));
+        assert_eq!(body.stdin_once, Some(true));
+        assert_eq!(body.tty, Some(true));
     }
 
     #[test]
