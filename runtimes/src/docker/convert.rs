@@ -330,7 +330,10 @@ pub fn container_state(
                     exit_code: code,
                     reason,
                     message: state.error.clone().filter(|e| !e.is_empty()),
+                    // Docker stamps StartedAt after runc has started the process, so a
+                    // process that exits at once can have finished "before" it started.
                     finished_at: parse_time(state.finished_at.as_deref())
+                        .map(|finished| started_at.map_or(finished, |s| finished.max(s)))
                         .or(started_at)
                         .unwrap_or_else(Timestamp::now),
                 },
@@ -626,6 +629,19 @@ mod tests {
         assert_eq!((exit.exit_code, exit.reason), (3, ExitReason::Error));
         assert_eq!(exit.message, None);
         assert!(state.started_at().is_some());
+
+        // Observed with dockerd 20.10 for a container exiting at once.
+        let instant = inspect(&labels, ContainerStateStatusEnum::EXITED, |s| {
+            s.started_at = Some("2026-11-22T03:11:59.070272124Z".into());
+            s.finished_at = Some("2026-11-22T03:11:59.06954202Z".into());
+        });
+        let state = container_state(&instant, None);
+        let finished = state.exit_info().expect("exited").finished_at;
+        assert_eq!(
+            Some(finished),
+            state.started_at(),
+            "never finished before started"
+        );
 
         let oom = inspect(&labels, ContainerStateStatusEnum::EXITED, |s| {
             s.exit_code = Some(137);
