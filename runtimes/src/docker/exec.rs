@@ -278,10 +278,11 @@ where
 fn refused(rt: &DockerRuntime, id: &str, operation: &'static str, error: BollardError) -> Error {
     match status_of(&error) {
         _ if is_not_found(&error) => container_not_found(id),
-        // "Container <id> is not running" (or paused, or restarting).
+        // "Container <id> is not running" / "is paused" / "is restarting": it changed
+        // since the inspect.
         Some(409) => Error::ContainerNotRunning {
             id: id.to_owned(),
-            state: "not running",
+            state: "paused, restarting or stopped",
             operation,
         },
         Some(_) => Error::Container {

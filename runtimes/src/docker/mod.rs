@@ -12,7 +12,7 @@
 //!   instance, sandbox id, pod name/namespace/UID, container name, log path. Docker is the
 //!   source of truth; a restarted node finds its sandboxes and containers with
 //!   `list_sandboxes` / `list_containers` and resumes their logs ([`DockerRuntime::recover`]).
-//! - **Logs** are copied from Docker into the CRI log file by a [`logs`] pump per container.
+//! - **Logs** are copied from Docker into the CRI log file by a `logs` pump per container.
 //! - **Exec and attach** are Docker's exec instances and attach endpoint (`exec`), with the
 //!   container's `stdin`/`stdinOnce`/`tty` from its spec.
 //! - **Stop** is Docker's stop: SIGTERM, SIGKILL when the grace period (rounded up to whole
