@@ -203,3 +203,93 @@ impl RuntimeRegistry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A third-party backend that implements only the required methods.
+    struct Minimal;
+
+    #[async_trait]
+    impl Runtime for Minimal {
+        fn handler(&self) -> &str {
+            "minimal"
+        }
+        async fn create_sandbox(&self, _: &SandboxSpec) -> Result<String> {
+            unimplemented!()
+        }
+        async fn stop_sandbox(&self, _: &str) -> Result<()> {
+            unimplemented!()
+        }
+        async fn remove_sandbox(&self, _: &str) -> Result<()> {
+            unimplemented!()
+        }
+        async fn sandbox_status(&self, _: &str) -> Result<SandboxStatus> {
+            unimplemented!()
+        }
+        async fn list_sandboxes(&self) -> Result<Vec<SandboxStatus>> {
+            unimplemented!()
+        }
+        async fn create_container(&self, _: &str, _: &ContainerSpec) -> Result<String> {
+            unimplemented!()
+        }
+        async fn start_container(&self, _: &str) -> Result<()> {
+            unimplemented!()
+        }
+        async fn stop_container(&self, _: &str, _: Duration) -> Result<()> {
+            unimplemented!()
+        }
+        async fn remove_container(&self, _: &str) -> Result<()> {
+            unimplemented!()
+        }
+        async fn container_status(&self, _: &str) -> Result<ContainerStatus> {
+            unimplemented!()
+        }
+        async fn list_containers(&self, _: Option<&str>) -> Result<Vec<ContainerStatus>> {
+            unimplemented!()
+        }
+        async fn wait_container(&self, _: &str) -> Result<ContainerStatus> {
+            unimplemented!()
+        }
+        async fn container_stats(&self, _: &str) -> Result<ContainerStats> {
+            unimplemented!()
+        }
+        async fn pull_image(&self, _: &str, _: &RegistryAuth) -> Result<ImageInfo> {
+            unimplemented!()
+        }
+        async fn image_status(&self, _: &str) -> Result<Option<ImageInfo>> {
+            unimplemented!()
+        }
+        async fn list_images(&self) -> Result<Vec<ImageInfo>> {
+            unimplemented!()
+        }
+        async fn remove_image(&self, _: &str) -> Result<()> {
+            unimplemented!()
+        }
+        async fn import_image(&self, _: &Path, _: &str) -> Result<ImageInfo> {
+            unimplemented!()
+        }
+    }
+
+    #[tokio::test]
+    async fn exec_and_attach_default_to_a_clear_not_supported_error() {
+        let runtime: Arc<dyn Runtime> = Arc::new(Minimal);
+        let exec = runtime.exec("c1", &ExecSpec::new(["sh"])).await;
+        let attach = runtime.attach("c1", &AttachSpec::default()).await;
+        for (result, operation) in [(exec, "exec"), (attach, "attach")] {
+            let error = result.expect_err(operation);
+            assert!(
+                matches!(error, Error::OperationNotSupported { operation: op, .. } if op == operation),
+                "{error:?}"
+            );
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "runtime minimal does not support {operation}: the minimal backend does \
+                     not implement {operation}"
+                )
+            );
+        }
+    }
+}
