@@ -85,6 +85,29 @@ pub enum Error {
         /// What is unsupported.
         what: String,
     },
+    /// The backend does not implement an optional operation of the trait (`exec`, `attach`):
+    /// what [`Runtime::exec`](crate::Runtime::exec) and
+    /// [`Runtime::attach`](crate::Runtime::attach) return unless a backend overrides them.
+    #[error("runtime {runtime} does not support {operation}: {reason}")]
+    OperationNotSupported {
+        /// The backend's handler name.
+        runtime: String,
+        /// The operation asked for (`exec`, `attach`, `exec with a terminal`, ...).
+        operation: &'static str,
+        /// Why, for humans.
+        reason: String,
+    },
+    /// The container exists but is not running, so nothing can be executed in or attached
+    /// to it (Kubernetes: `container not found ("name")`).
+    #[error("cannot {operation} in container {id}: it is not running (state {state})")]
+    ContainerNotRunning {
+        /// The container id.
+        id: String,
+        /// Its current state name (`created`, `exited`).
+        state: &'static str,
+        /// The refused operation (`exec`, `attach`).
+        operation: &'static str,
+    },
     /// The operation is not legal in the container's current state.
     #[error("cannot {operation} container {id}: it is {state}")]
     InvalidState {
@@ -160,6 +183,8 @@ impl Error {
             Error::SandboxNotReady { .. } => "CreateContainerError",
             Error::InvalidSpec { .. } => "CreateContainerConfigError",
             Error::InvalidState { .. } => "RunContainerError",
+            Error::OperationNotSupported { .. } => "NotSupported",
+            Error::ContainerNotRunning { .. } => "ContainerNotRunning",
             Error::Sandbox { .. } => "FailedCreatePodSandBox",
             Error::Io { .. } | Error::Internal { .. } => "RuntimeError",
         }
@@ -228,6 +253,22 @@ mod tests {
                 "ErrImagePull",
             ),
             (Error::ContainerNotFound { id: "x".into() }, "NotFound"),
+            (
+                Error::OperationNotSupported {
+                    runtime: "wasmtime".into(),
+                    operation: "exec",
+                    reason: "no processes".into(),
+                },
+                "NotSupported",
+            ),
+            (
+                Error::ContainerNotRunning {
+                    id: "c".into(),
+                    state: "exited",
+                    operation: "exec",
+                },
+                "ContainerNotRunning",
+            ),
         ];
         for (err, reason) in cases {
             assert_eq!(err.reason(), reason, "{err}");

@@ -28,7 +28,17 @@
 //!    line order handled.
 //! 5. **Errors.** Map failures to [`Error`] variants; the kubelet shows [`Error::reason`]
 //!    (`ErrImagePull`, `CreateContainerError`, ...) to users.
-//! 6. **Prove it.** Run the conformance suite against your backend (below).
+//! 6. **Exec and attach (optional).** Override [`Runtime::exec`] and [`Runtime::attach`] if
+//!    your guests are processes you can start commands beside or talk to; otherwise the
+//!    defaults fail with [`Error::OperationNotSupported`] naming your handler, and
+//!    `kubectl exec` shows that. A session ([`ExecSession`], in [`streaming`]) is plain tokio
+//!    `AsyncRead`/`AsyncWrite` boxes plus an exit-code future: hand out your process's pipes
+//!    through [`streaming::stdin_pipe`] (so dropping stdin means end-of-file) and
+//!    [`streaming::output_pipe`], check the container is running first
+//!    ([`Error::ContainerNotRunning`]), run the command with the container's environment and
+//!    working directory, and merge stderr into stdout when there is a terminal. The `fake`
+//!    backend's `exec.rs` is a complete example in a hundred lines.
+//! 7. **Prove it.** Run the conformance suite against your backend (below).
 //!
 //! # The conformance suite
 //!
@@ -46,8 +56,10 @@
 //!
 //! Cases: sandbox lifecycle, create/start/wait, exit codes, log content and order, stop with
 //! grace then kill, memory and CPU limits, namespace sharing within a pod and isolation
-//! between pods and from the host, idempotent removal, and errors for unknown ids and
-//! unsupported specs.
+//! between pods and from the host, idempotent removal, errors for unknown ids and
+//! unsupported specs, and exec/attach (stdout and stderr kept apart, stdin round trip, exit
+//! codes, refusal for stopped containers) — or, for a backend without them, a clear
+//! not-supported error.
 //!
 //! # How wasm guests end up in the pod's network namespace
 //!
@@ -72,6 +84,7 @@ pub mod netns;
 mod runtime;
 pub mod spec;
 pub mod status;
+pub mod streaming;
 pub mod throttle;
 pub mod wasmtime;
 
@@ -82,3 +95,4 @@ pub use status::{
     ContainerState, ContainerStats, ContainerStatus, ExitInfo, ExitReason, ImageInfo, SandboxState,
     SandboxStatus,
 };
+pub use streaming::{AttachSpec, ExecSession, ExecSpec, TerminalSize};

@@ -91,6 +91,20 @@ pub fn container_not_found(id: &str) -> Error {
     Error::ContainerNotFound { id: id.to_owned() }
 }
 
+/// `Ok` if the container is running, else the [`Error::ContainerNotRunning`] refusing
+/// `operation` (`exec`, `attach`).
+pub fn require_running(id: &str, state: &ContainerState, operation: &'static str) -> Result<()> {
+    if state.is_running() {
+        Ok(())
+    } else {
+        Err(Error::ContainerNotRunning {
+            id: id.to_owned(),
+            state: state.name(),
+            operation,
+        })
+    }
+}
+
 /// Shorthand: the error for an unknown sandbox id.
 pub fn sandbox_not_found(id: &str) -> Error {
     Error::SandboxNotFound { id: id.to_owned() }

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 
 use crate::spec::{ContainerSpec, SandboxSpec};
 use crate::status::{ContainerStats, ContainerStatus, ImageInfo, SandboxStatus};
+use crate::streaming::{AttachSpec, ExecSession, ExecSpec};
 use crate::{Error, Result};
 
 /// Credentials for a registry pull.
@@ -48,6 +49,11 @@ pub enum RegistryAuth {
 ///   log format ([`crate::logs`]), line order within a stream preserved.
 /// - **Images**: `pull_image` fetches into the local store, `image_status` says whether an
 ///   image is present, `import_image` adds a local file under a name.
+/// - **Exec and attach** (optional, [`crate::streaming`]): `exec` runs a command in a running
+///   container and `attach` connects to its main process; both return an
+///   [`ExecSession`] of byte streams and an exit code. Backends that cannot (wasm guests have
+///   no processes to start) keep the defaults, which fail with
+///   [`Error::OperationNotSupported`].
 #[async_trait]
 pub trait Runtime: Send + Sync + 'static {
     /// The handler name this backend registers under (`wasmtime`, `docker`, `fake`).
@@ -92,6 +98,36 @@ pub trait Runtime: Send + Sync + 'static {
     async fn remove_image(&self, image: &str) -> Result<()>;
     /// Add a local file to the store under `name` (`skiff image import app.wasm app:v1`).
     async fn import_image(&self, file: &Path, name: &str) -> Result<ImageInfo>;
+
+    /// Run a command in a running container (CRI `Exec`, `kubectl exec`), with the
+    /// container's environment, working directory and namespaces.
+    ///
+    /// Fails with [`Error::ContainerNotFound`] for an unknown id and
+    /// [`Error::ContainerNotRunning`] unless the container runs. A command that cannot be
+    /// started is reported like a shell would: non-zero exit code (126/127) and a message on
+    /// stderr, or an error. Optional: the default returns [`Error::OperationNotSupported`].
+    async fn exec(&self, container_id: &str, spec: &ExecSpec) -> Result<ExecSession> {
+        let _ = (container_id, spec);
+        Err(not_supported(self.handler(), "exec"))
+    }
+
+    /// Connect to the streams of a running container's main process (CRI `Attach`,
+    /// `kubectl attach`, `kubectl run -i`); `exit` resolves when the container exits.
+    ///
+    /// Errors as for [`exec`](Runtime::exec). Optional: the default returns
+    /// [`Error::OperationNotSupported`].
+    async fn attach(&self, container_id: &str, spec: &AttachSpec) -> Result<ExecSession> {
+        let _ = (container_id, spec);
+        Err(not_supported(self.handler(), "attach"))
+    }
+}
+
+fn not_supported(handler: &str, operation: &'static str) -> Error {
+    Error::OperationNotSupported {
+        runtime: handler.to_owned(),
+        operation,
+        reason: format!("the {handler} backend does not implement {operation}"),
+    }
 }
 
 /// Backends by handler name (`wasmtime`, `docker`, ...), as RuntimeClass handlers name them.
@@ -164,6 +200,96 @@ impl RuntimeRegistry {
                 "no runtime handler {handler:?} (registered: {})",
                 self.runtimes.keys().cloned().collect::<Vec<_>>().join(", ")
             ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A third-party backend that implements only the required methods.
+    struct Minimal;
+
+    #[async_trait]
+    impl Runtime for Minimal {
+        fn handler(&self) -> &str {
+            "minimal"
+        }
+        async fn create_sandbox(&self, _: &SandboxSpec) -> Result<String> {
+            unimplemented!()
+        }
+        async fn stop_sandbox(&self, _: &str) -> Result<()> {
+            unimplemented!()
+        }
+        async fn remove_sandbox(&self, _: &str) -> Result<()> {
+            unimplemented!()
+        }
+        async fn sandbox_status(&self, _: &str) -> Result<SandboxStatus> {
+            unimplemented!()
+        }
+        async fn list_sandboxes(&self) -> Result<Vec<SandboxStatus>> {
+            unimplemented!()
+        }
+        async fn create_container(&self, _: &str, _: &ContainerSpec) -> Result<String> {
+            unimplemented!()
+        }
+        async fn start_container(&self, _: &str) -> Result<()> {
+            unimplemented!()
+        }
+        async fn stop_container(&self, _: &str, _: Duration) -> Result<()> {
+            unimplemented!()
+        }
+        async fn remove_container(&self, _: &str) -> Result<()> {
+            unimplemented!()
+        }
+        async fn container_status(&self, _: &str) -> Result<ContainerStatus> {
+            unimplemented!()
+        }
+        async fn list_containers(&self, _: Option<&str>) -> Result<Vec<ContainerStatus>> {
+            unimplemented!()
+        }
+        async fn wait_container(&self, _: &str) -> Result<ContainerStatus> {
+            unimplemented!()
+        }
+        async fn container_stats(&self, _: &str) -> Result<ContainerStats> {
+            unimplemented!()
+        }
+        async fn pull_image(&self, _: &str, _: &RegistryAuth) -> Result<ImageInfo> {
+            unimplemented!()
+        }
+        async fn image_status(&self, _: &str) -> Result<Option<ImageInfo>> {
+            unimplemented!()
+        }
+        async fn list_images(&self) -> Result<Vec<ImageInfo>> {
+            unimplemented!()
+        }
+        async fn remove_image(&self, _: &str) -> Result<()> {
+            unimplemented!()
+        }
+        async fn import_image(&self, _: &Path, _: &str) -> Result<ImageInfo> {
+            unimplemented!()
+        }
+    }
+
+    #[tokio::test]
+    async fn exec_and_attach_default_to_a_clear_not_supported_error() {
+        let runtime: Arc<dyn Runtime> = Arc::new(Minimal);
+        let exec = runtime.exec("c1", &ExecSpec::new(["sh"])).await;
+        let attach = runtime.attach("c1", &AttachSpec::default()).await;
+        for (result, operation) in [(exec, "exec"), (attach, "attach")] {
+            let error = result.expect_err(operation);
+            assert!(
+                matches!(error, Error::OperationNotSupported { operation: op, .. } if op == operation),
+                "{error:?}"
+            );
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "runtime minimal does not support {operation}: the minimal backend does \
+                     not implement {operation}"
+                )
+            );
         }
     }
 }

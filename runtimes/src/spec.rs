@@ -109,6 +109,17 @@ pub struct ContainerSpec {
     pub log_path: Option<PathBuf>,
     /// Free-form labels a caller can filter containers by.
     pub labels: BTreeMap<String, String>,
+    /// Keep the container's standard input open for [`Runtime::attach`](crate::Runtime::attach)
+    /// (`stdin: true` in a pod, as `kubectl run -i` sets). Otherwise it reads end-of-file.
+    #[serde(default)]
+    pub stdin: bool,
+    /// Close standard input after the first attached client detaches (`stdinOnce`).
+    #[serde(default)]
+    pub stdin_once: bool,
+    /// Give the container a pseudo-terminal (`tty: true`, `kubectl run -t`); its stderr is
+    /// merged into stdout.
+    #[serde(default)]
+    pub tty: bool,
 }
 
 impl ContainerSpec {

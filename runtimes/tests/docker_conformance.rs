@@ -36,6 +36,9 @@ macro_rules! docker_cases {
                     mounts: true,
                     memory_limit: true,
                     cpu_limit: true,
+                    exec: true,
+                    exec_tty: true,
+                    attach: true,
                 };
                 let mut harness =
                     Harness::new(Arc::new(runtime.clone()), images.conformance(), features);
@@ -67,4 +70,10 @@ docker_cases!(
     unknown_ids_are_not_found,
     invalid_and_unsupported_specs,
     images,
+    exec_runs_in_the_container,
+    exec_stdin_round_trip,
+    exec_exit_codes,
+    exec_refused_unless_running,
+    exec_with_a_terminal,
+    attach_round_trip,
 );

@@ -28,6 +28,9 @@ async fn harness() -> Harness {
         mounts: false,
         memory_limit: true,
         cpu_limit: true,
+        exec: true,
+        exec_tty: false,
+        attach: true,
     };
     Harness::new(Arc::new(runtime), images, features)
 }

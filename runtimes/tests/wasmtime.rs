@@ -90,6 +90,9 @@ async fn harness() -> Harness {
         mounts: true,
         memory_limit: true,
         cpu_limit: true,
+        exec: false,
+        exec_tty: false,
+        attach: false,
     };
     let mut harness = Harness::new(Arc::new(runtime), images, features);
     harness.invalid_image = Some("wasm-test/truncated:v1".into());

@@ -7,6 +7,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+pub use super::exec::{
+    attach_round_trip, exec_exit_codes, exec_refused_unless_running, exec_runs_in_the_container,
+    exec_stdin_round_trip, exec_with_a_terminal,
+};
 use super::{Harness, assert_reason, free_port, within};
 use crate::spec::{ContainerSpec, Mount};
 use crate::status::{ContainerState, ExitReason, SandboxState};

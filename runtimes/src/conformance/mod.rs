@@ -14,6 +14,7 @@
 //! back to host networking — except under `CI=true`, where that is a failure.
 
 pub mod cases;
+pub mod exec;
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -64,6 +65,13 @@ pub struct Features {
     pub memory_limit: bool,
     /// CPU limits that throttle.
     pub cpu_limit: bool,
+    /// [`Runtime::exec`] without a terminal; the commands `sh`, `cat` and `pwd` exist in the
+    /// containers.
+    pub exec: bool,
+    /// [`Runtime::exec`] with a terminal (and `stty` in the containers).
+    pub exec_tty: bool,
+    /// [`Runtime::attach`] and [`ContainerSpec::stdin`].
+    pub attach: bool,
 }
 
 /// Everything the suite needs from a backend.
@@ -223,6 +231,12 @@ macro_rules! conformance_suite {
             unknown_ids_are_not_found,
             invalid_and_unsupported_specs,
             images,
+            exec_runs_in_the_container,
+            exec_stdin_round_trip,
+            exec_exit_codes,
+            exec_refused_unless_running,
+            exec_with_a_terminal,
+            attach_round_trip,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {

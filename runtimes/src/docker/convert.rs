@@ -158,6 +158,11 @@ pub fn container_body(
         env: Some(env),
         working_dir: spec.working_dir.clone(),
         labels: Some(labels),
+        // What `kubectl run -i[t]` sets; attach needs stdin open from the start.
+        open_stdin: Some(spec.stdin),
+        stdin_once: Some(spec.stdin && spec.stdin_once),
+        attach_stdin: Some(spec.stdin),
+        tty: Some(spec.tty),
         host_config: Some(HostConfig {
             network_mode: Some(joined.clone()),
             ipc_mode: Some(joined),
@@ -325,7 +330,10 @@ pub fn container_state(
                     exit_code: code,
                     reason,
                     message: state.error.clone().filter(|e| !e.is_empty()),
+                    // Docker stamps StartedAt after runc has started the process, so a
+                    // process that exits at once can have finished "before" it started.
                     finished_at: parse_time(state.finished_at.as_deref())
+                        .map(|finished| started_at.map_or(finished, |s| finished.max(s)))
                         .or(started_at)
                         .unwrap_or_else(Timestamp::now),
                 },
@@ -519,6 +527,20 @@ mod tests {
         assert_eq!(labels[labels::POD_UID], "uid-1");
         assert_eq!(labels[labels::LOG_PATH], "/logs/app.log");
         assert_eq!(labels[labels::CONTAINER_NAME], "app");
+        assert_eq!(body.open_stdin, Some(false), "stdin closed unless asked");
+        assert_eq!(body.tty, Some(false));
+    }
+
+    #[test]
+    fn container_body_opens_stdin_and_a_terminal_when_asked() {
+        let mut spec = ContainerSpec::new("app", "busybox:v1");
+        spec.stdin = true;
+        spec.stdin_once = true;
+        spec.tty = true;
+        let body = container_body(&spec, "sb1", &HashMap::new(), "n");
+        assert_eq!(body.open_stdin, Some(true));
+        assert_eq!(body.stdin_once, Some(true));
+        assert_eq!(body.tty, Some(true));
     }
 
     #[test]
@@ -607,6 +629,19 @@ mod tests {
         assert_eq!((exit.exit_code, exit.reason), (3, ExitReason::Error));
         assert_eq!(exit.message, None);
         assert!(state.started_at().is_some());
+
+        // Observed with dockerd 20.10 for a container exiting at once.
+        let instant = inspect(&labels, ContainerStateStatusEnum::EXITED, |s| {
+            s.started_at = Some("2026-11-22T03:11:59.070272124Z".into());
+            s.finished_at = Some("2026-11-22T03:11:59.06954202Z".into());
+        });
+        let state = container_state(&instant, None);
+        let finished = state.exit_info().expect("exited").finished_at;
+        assert_eq!(
+            Some(finished),
+            state.started_at(),
+            "never finished before started"
+        );
 
         let oom = inspect(&labels, ContainerStateStatusEnum::EXITED, |s| {
             s.exit_code = Some(137);

@@ -2,7 +2,7 @@
 //!
 //! Pulls and pushes report Docker's per-layer progress messages as [`ProgressEvent`]s;
 //! [`TransferProgress`] folds them into one "bytes done / bytes known" figure a CLI can draw
-//! as a single bar. [`import`] takes either a root file system tarball (`docker import`) or an
+//! as a single bar. `import` takes either a root file system tarball (`docker import`) or an
 //! image archive written by `docker save` (`docker load`), told apart by the archive's
 //! `manifest.json`.
 

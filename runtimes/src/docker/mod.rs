@@ -12,7 +12,9 @@
 //!   instance, sandbox id, pod name/namespace/UID, container name, log path. Docker is the
 //!   source of truth; a restarted node finds its sandboxes and containers with
 //!   `list_sandboxes` / `list_containers` and resumes their logs ([`DockerRuntime::recover`]).
-//! - **Logs** are copied from Docker into the CRI log file by a [`logs`] pump per container.
+//! - **Logs** are copied from Docker into the CRI log file by a `logs` pump per container.
+//! - **Exec and attach** are Docker's exec instances and attach endpoint (`exec`), with the
+//!   container's `stdin`/`stdinOnce`/`tty` from its spec.
 //! - **Stop** is Docker's stop: SIGTERM, SIGKILL when the grace period (rounded up to whole
 //!   seconds) ends. An OOM kill is read from inspect (`State.OOMKilled`) → `OOMKilled`.
 //! - **Images** live in Docker's store: pull/push with per-layer progress ([`images`]),
@@ -27,6 +29,7 @@
 pub mod bench;
 mod client;
 mod convert;
+mod exec;
 pub mod images;
 mod logs;
 pub mod pause;
@@ -63,6 +66,7 @@ use crate::status::{
     ContainerState, ContainerStats, ContainerStatus, ExitInfo, ImageInfo, SandboxState,
     SandboxStatus,
 };
+use crate::streaming::{AttachSpec, ExecSession, ExecSpec};
 use crate::{Error, RegistryAuth, Result, Runtime};
 
 /// The handler name of this backend.
@@ -752,5 +756,13 @@ impl Runtime for DockerRuntime {
     async fn import_image(&self, file: &Path, name: &str) -> Result<ImageInfo> {
         let docker = self.client().await?;
         images::import(&self.inner.connection, &docker, file, name).await
+    }
+
+    async fn exec(&self, container_id: &str, spec: &ExecSpec) -> Result<ExecSession> {
+        exec::exec(self, container_id, spec).await
+    }
+
+    async fn attach(&self, container_id: &str, spec: &AttachSpec) -> Result<ExecSession> {
+        exec::attach(self, container_id, spec).await
     }
 }

@@ -22,7 +22,8 @@ pub const BUSYBOX_PATH: &str = "/bin/busybox";
 /// Busybox applets linked into `/bin` of the test images.
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "env", "sleep", "wget", "httpd", "tail", "seq", "grep", "sed", "head",
-    "true", "false", "ls", "mkdir", "printf", "id", "hostname", "ip", "nc", "dd", "yes",
+    "true", "false", "ls", "mkdir", "printf", "id", "hostname", "ip", "nc", "dd", "yes", "pwd",
+    "stty", "test",
 ];
 
 /// Environment variable recording which build of a test image Docker holds.

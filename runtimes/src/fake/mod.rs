@@ -14,9 +14,13 @@
 //! - limits are enforced from user space ([`procfs`]): a group over its memory limit is
 //!   killed with reason `OOMKilled`, one over its CPU share is paused with `SIGSTOP`.
 //!
-//! Mounts are not supported (a host process sees the host file system): a spec with mounts
-//! fails with [`Error::Unsupported`].
+//! - `exec` forks the command beside the container, `attach` taps its output and stdin
+//!   (`exec.rs`).
+//!
+//! Mounts and terminals are not supported (a host process sees the host file system and runs
+//! on pipes): a spec with mounts or `tty` fails with [`Error::Unsupported`].
 
+mod exec;
 pub mod procfs;
 mod supervise;
 pub mod test_images;
@@ -42,10 +46,17 @@ use crate::spec::{ContainerSpec, NetworkMode, SandboxSpec};
 use crate::status::{
     ContainerStats, ContainerStatus, ExitInfo, ExitReason, ImageInfo, SandboxState, SandboxStatus,
 };
+use crate::streaming::{AttachSpec, ExecSession, ExecSpec};
 use crate::{Error, RegistryAuth, Result, Runtime};
 
 /// The handler name of the fake backend.
 pub const HANDLER: &str = "fake";
+
+/// `PATH` of containers and exec'd commands.
+const HOST_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Output chunks kept for attached clients that fall behind.
+const ATTACH_BACKLOG: usize = 1024;
 
 /// How the fake backend runs.
 #[derive(Debug, Clone)]
@@ -148,6 +159,10 @@ struct Container {
     stop_requested: AtomicBool,
     oom_killed: AtomicBool,
     usage: Mutex<procfs::GroupUsage>,
+    /// The main process's stdin, kept when the spec has `stdin` (for attach).
+    stdin: tokio::sync::Mutex<Option<tokio::process::ChildStdin>>,
+    /// Output as the supervisor pumps it, for attached clients.
+    output: tokio::sync::broadcast::Sender<(crate::logs::Stream, bytes::Bytes)>,
 }
 
 impl FakeRuntime {
@@ -331,6 +346,9 @@ impl Runtime for FakeRuntime {
                 what: "volume mounts (host processes see the host file system)".to_owned(),
             });
         }
+        if spec.tty {
+            return Err(exec::tty_unsupported());
+        }
         let image = self
             .inner
             .images
@@ -374,6 +392,8 @@ impl Runtime for FakeRuntime {
             stop_requested: AtomicBool::new(false),
             oom_killed: AtomicBool::new(false),
             usage: Mutex::new(procfs::GroupUsage::default()),
+            stdin: tokio::sync::Mutex::new(None),
+            output: tokio::sync::broadcast::channel(ATTACH_BACKLOG).0,
         };
         self.inner
             .containers
@@ -395,12 +415,13 @@ impl Runtime for FakeRuntime {
         command
             .args(&container.argv[1..])
             .env_clear()
-            .env(
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
+            .env("PATH", HOST_PATH)
             .envs(container.spec.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
+            .stdin(if container.spec.stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
@@ -413,7 +434,7 @@ impl Runtime for FakeRuntime {
             .spawn(async move { command.spawn() })
             .await
             .map_err(|e| Error::internal("spawn task", e))?;
-        let child = match spawned {
+        let mut child = match spawned {
             Ok(child) => child,
             Err(error) => {
                 let message = format!("exec {:?}: {error}", container.argv[0]);
@@ -430,6 +451,7 @@ impl Runtime for FakeRuntime {
                 });
             }
         };
+        *container.stdin.lock().await = child.stdin.take();
         let pgid = child.id().map(|pid| Pid::from_raw(pid as i32));
         *container.pgid.lock() = pgid;
         // A stop that arrived while we were forking found no process group to signal.
@@ -530,6 +552,14 @@ impl Runtime for FakeRuntime {
         };
         self.add_image(name, image.clone());
         Ok(Self::image_info(name, &image))
+    }
+
+    async fn exec(&self, container_id: &str, spec: &ExecSpec) -> Result<ExecSession> {
+        exec::exec(self, container_id, spec).await
+    }
+
+    async fn attach(&self, container_id: &str, spec: &AttachSpec) -> Result<ExecSession> {
+        exec::attach(self, container_id, spec).await
     }
 }
 

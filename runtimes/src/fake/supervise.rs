@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
+use tokio::sync::broadcast;
 
 use super::{Container, procfs};
 use crate::logs::{LogWriter, Stream};
@@ -61,6 +63,7 @@ pub(super) async fn supervise(
         pumps.push(tokio::spawn(pump(
             out,
             container.log.clone(),
+            container.output.clone(),
             Stream::Stdout,
         )));
     }
@@ -68,6 +71,7 @@ pub(super) async fn supervise(
         pumps.push(tokio::spawn(pump(
             err,
             container.log.clone(),
+            container.output.clone(),
             Stream::Stderr,
         )));
     }
@@ -90,6 +94,8 @@ pub(super) async fn supervise(
         let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
     }
     container.log.finish();
+    // Nobody can write to a process that is gone; close the pipe now rather than at removal.
+    container.stdin.lock().await.take();
     let mut exit = match status {
         Ok(status) => match (status.code(), status.signal()) {
             (Some(code), _) => ExitInfo::from_code(code),
@@ -108,12 +114,23 @@ pub(super) async fn supervise(
     container.state.exit(exit);
 }
 
-async fn pump(mut from: impl tokio::io::AsyncRead + Unpin, log: LogWriter, stream: Stream) {
+/// Copy one output stream into the log and to attached clients (if any).
+async fn pump(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    log: LogWriter,
+    attached: broadcast::Sender<(Stream, Bytes)>,
+    stream: Stream,
+) {
     let mut buffer = vec![0u8; 8192];
     loop {
         match from.read(&mut buffer).await {
             Ok(0) | Err(_) => return,
-            Ok(n) => log.write(stream, &buffer[..n]),
+            Ok(n) => {
+                log.write(stream, &buffer[..n]);
+                if attached.receiver_count() > 0 {
+                    let _ = attached.send((stream, Bytes::copy_from_slice(&buffer[..n])));
+                }
+            }
         }
     }
 }

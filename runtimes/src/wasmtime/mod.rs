@@ -21,6 +21,9 @@
 //!   guests run only on those threads, so every socket they open (wasi:sockets, with TCP and
 //!   UDP allowed) lives in the pod's namespace: siblings reach each other on `127.0.0.1`,
 //!   nothing outside the pod can. A host-network sandbox runs guests on the caller's runtime.
+//! - **No exec or attach**: a guest is one instance with no processes to start beside it;
+//!   `exec`/`attach` fail with [`Error::OperationNotSupported`] and specs asking for `stdin`
+//!   or `tty` are refused at create.
 
 mod engine;
 mod guest;
@@ -48,6 +51,7 @@ use crate::spec::{ContainerSpec, NetworkMode, SandboxSpec};
 use crate::status::{
     ContainerStats, ContainerStatus, ExitInfo, ExitReason, ImageInfo, SandboxState, SandboxStatus,
 };
+use crate::streaming::{AttachSpec, ExecSession, ExecSpec};
 use crate::{Error, RegistryAuth, Result, Runtime};
 
 /// The handler name of this backend.
@@ -360,6 +364,12 @@ impl Runtime for WasmtimeRuntime {
             });
         }
         spec.validate()?;
+        if spec.stdin || spec.tty {
+            return Err(Error::Unsupported {
+                runtime: HANDLER.to_owned(),
+                what: "stdin and tty (wasm containers cannot be attached to)".to_owned(),
+            });
+        }
         if let Some(limit) = spec.resources.memory_limit_bytes
             && limit > self.inner.config.max_memory_bytes
         {
@@ -503,6 +513,28 @@ impl Runtime for WasmtimeRuntime {
 
     async fn import_image(&self, file: &Path, name: &str) -> Result<ImageInfo> {
         import_wasm_file(&self.inner.images, file, name)
+    }
+
+    async fn exec(&self, container_id: &str, _spec: &ExecSpec) -> Result<ExecSession> {
+        self.container(container_id)?;
+        Err(Error::OperationNotSupported {
+            runtime: HANDLER.to_owned(),
+            operation: "exec",
+            reason: "exec is not supported for wasm containers (a WebAssembly guest has no \
+                     processes or shell to run a command in)"
+                .to_owned(),
+        })
+    }
+
+    async fn attach(&self, container_id: &str, _spec: &AttachSpec) -> Result<ExecSession> {
+        self.container(container_id)?;
+        Err(Error::OperationNotSupported {
+            runtime: HANDLER.to_owned(),
+            operation: "attach",
+            reason: "attach is not supported for wasm containers (their output is in the \
+                     container log: use kubectl logs)"
+                .to_owned(),
+        })
     }
 }
 
