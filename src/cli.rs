@@ -25,7 +25,7 @@ pub enum Command {
     /// Run the scheduler against an API server.
     Scheduler(ComponentArgs),
     /// Run the controller manager against an API server.
-    ControllerManager(ComponentArgs),
+    ControllerManager(ControllerManagerArgs),
     /// Run a node agent (kubelet and pod network) against an API server.
     Node(NodeArgs),
     /// Manage the node's local images.
@@ -84,6 +84,56 @@ pub struct ComponentArgs {
     pub leader_elect: bool,
 }
 
+/// Flags of the controller manager, in `skiff up` and `skiff controller-manager`.
+#[derive(Debug, Clone, Args)]
+pub struct ControllerFlags {
+    /// How long a node may go without a heartbeat before it is marked NotReady/Unknown
+    /// (Kubernetes' `--node-monitor-grace-period`), e.g. `50s`.
+    #[arg(long, default_value = "50s", value_parser = parse_seconds)]
+    pub node_monitor_grace_period: std::time::Duration,
+    /// Pods evicted per second from unreachable nodes (`--node-eviction-rate`).
+    #[arg(long, default_value_t = 0.1)]
+    pub node_eviction_rate: f64,
+}
+
+impl ControllerFlags {
+    /// The controller manager's config with these flags applied.
+    pub fn apply(
+        &self,
+        config: skiff_control_plane::controllers::ControllerManagerConfig,
+    ) -> skiff_control_plane::controllers::ControllerManagerConfig {
+        skiff_control_plane::controllers::ControllerManagerConfig {
+            node_monitor_grace_period: self.node_monitor_grace_period,
+            node_eviction_rate: self.node_eviction_rate,
+            ..config
+        }
+    }
+}
+
+/// `50s`, `2m` or a plain number of seconds.
+fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = match s.strip_suffix('m') {
+        Some(n) => (n, 60),
+        None => (s.strip_suffix('s').unwrap_or(s), 1),
+    };
+    number
+        .parse::<u64>()
+        .map(|n| std::time::Duration::from_secs(n * unit))
+        .map_err(|_| format!("{s:?} is not a duration like 50s or 2m"))
+}
+
+/// Flags of `skiff controller-manager`.
+#[derive(Debug, Clone, Args)]
+pub struct ControllerManagerArgs {
+    #[command(flatten)]
+    pub component: ComponentArgs,
+    #[command(flatten)]
+    pub controllers: ControllerFlags,
+    /// The cluster's pod range; each node gets a /24 of it.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub cluster_cidr: String,
+}
+
 /// Flags of `skiff up`.
 #[derive(Debug, Clone, Args)]
 pub struct UpArgs {
@@ -94,6 +144,8 @@ pub struct UpArgs {
     pub apply: Vec<PathBuf>,
     #[command(flatten)]
     pub node: NodeFlags,
+    #[command(flatten)]
+    pub controllers: ControllerFlags,
 }
 
 /// Flags of the node agent, in `skiff up` and `skiff node`.
@@ -155,9 +207,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Scheduler(a) => {
             crate::components::scheduler_main(&a.kubeconfig, a.leader_elect).await
         }
-        Command::ControllerManager(a) => {
-            crate::components::controller_manager_main(&a.kubeconfig, a.leader_elect).await
-        }
+        Command::ControllerManager(a) => crate::components::controller_manager_main(a).await,
         Command::Node(args) => crate::node::node_main(args).await,
         Command::Image(cmd) => crate::image::run(cmd).await,
         Command::Bench(cmd) => crate::bench::run(cmd).await,

@@ -46,12 +46,17 @@ pub async fn scheduler_main(kubeconfig: &Path, leader_elect: bool) -> anyhow::Re
 }
 
 /// `skiff controller-manager --kubeconfig PATH`.
-pub async fn controller_manager_main(kubeconfig: &Path, leader_elect: bool) -> anyhow::Result<()> {
-    let client = client_from_kubeconfig(kubeconfig).await?;
-    let config = controllers::ControllerManagerConfig {
-        leader_elect,
-        ..Default::default()
-    };
+pub async fn controller_manager_main(
+    args: crate::cli::ControllerManagerArgs,
+) -> anyhow::Result<()> {
+    let leader_elect = args.component.leader_elect;
+    let client = client_from_kubeconfig(&args.component.kubeconfig).await?;
+    let config = args
+        .controllers
+        .apply(controllers::ControllerManagerConfig {
+            leader_elect,
+            ..Default::default()
+        });
     println!("skiff: controller manager started (leader election: {leader_elect})");
     controllers::run(client, config).await?;
     Ok(())

@@ -127,7 +127,8 @@ pub fn node_config(
     };
     Ok(NodeConfig {
         node_name: name.to_owned(),
-        data_dir: data_dir.join("node"),
+        // Per node: several `skiff node` processes may share one data dir (and its CA).
+        data_dir: data_dir.join("nodes").join(name),
         max_pods: flags.max_pods,
         node_ip: Some(node_ip),
         network: NetworkConfig {

@@ -174,10 +174,12 @@ pub async fn apiserver(args: ServerArgs) -> anyhow::Result<()> {
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let scheduler = skiff_control_plane::scheduler::SchedulerConfig::default();
-    let controllers = skiff_control_plane::controllers::ControllerManagerConfig {
-        cluster_cidr: args.node.cluster_cidr.clone(),
-        ..Default::default()
-    };
+    let controllers =
+        args.controllers
+            .apply(skiff_control_plane::controllers::ControllerManagerConfig {
+                cluster_cidr: args.node.cluster_cidr.clone(),
+                ..Default::default()
+            });
     let health = ComponentHealth {
         scheduler: Some(scheduler.health.clone()),
         controller_manager: Some(controllers.health.clone()),

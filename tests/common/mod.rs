@@ -64,7 +64,7 @@ fn node_args(dir: &Path) -> Vec<String> {
 
 /// A slot number unique among the live test processes: `/tmp/skiff-test-slots/<n>` holds
 /// the owning process id, and a slot whose owner is gone is free again.
-fn test_slot(dir: &Path) -> u32 {
+pub fn test_slot(dir: &Path) -> u32 {
     let remembered = dir.join("test-slot");
     if let Some(slot) = std::fs::read_to_string(&remembered)
         .ok()

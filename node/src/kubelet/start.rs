@@ -282,6 +282,9 @@ pub async fn start(kubelet: &Kubelet, req: StartRequest<'_>) -> Result<Started, 
             ),
             ("io.kubernetes.container.name".to_owned(), name.to_owned()),
         ]),
+        stdin: c.stdin.unwrap_or(false),
+        stdin_once: c.stdin_once.unwrap_or(false),
+        tty: c.tty.unwrap_or(false),
     };
 
     // Create and start.
