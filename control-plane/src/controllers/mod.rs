@@ -29,6 +29,7 @@ pub mod pods;
 pub mod replicaset;
 pub mod resourcequota;
 pub mod serviceaccount;
+pub mod statefulset;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,6 +60,7 @@ pub const ALL_CONTROLLERS: &[&str] = &[
     "nodeipam",
     "daemonset",
     "resourcequota",
+    "statefulset",
 ];
 
 /// Whether the controller manager is healthy, for `componentstatuses` and
@@ -179,6 +181,7 @@ fn start(name: &str, shared: &Arc<Shared>) -> Option<ControllerFuture> {
         "nodeipam" => nodeipam::run(s).boxed(),
         "daemonset" => daemonset::run(s).boxed(),
         "resourcequota" => resourcequota::run(s).boxed(),
+        "statefulset" => statefulset::run(s).boxed(),
         _ => return None,
     })
 }
