@@ -282,17 +282,38 @@ async fn rolling_update_goes_highest_first_and_kubectl_rollout_status_finishes()
     numbers.sort_by_key(|(_, n)| *n);
     assert_eq!(numbers, [(first.clone(), 1), (second.clone(), 2)]);
 
-    // Rolling back to the first template reuses (and renumbers) revision 1.
-    sets.patch(
-        "db",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "hello.wasm:1"}]}}}})),
-    )
+    // kubectl reads the history from the ControllerRevisions and rolls back
+    // by patching the set with revision 1's data, which is then reused (and
+    // renumbered) rather than stored again.
+    let k4 = k.clone();
+    let (history, undo) = tokio::task::spawn_blocking(move || {
+        (
+            k4.ok(&["rollout", "history", "statefulset/db"]),
+            k4.ok(&["rollout", "undo", "statefulset/db"]),
+        )
+    })
     .await?;
+    let history = history?;
+    let rows: Vec<Vec<&str>> = history
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .filter(|r: &Vec<&str>| !r.is_empty())
+        .collect();
+    assert!(
+        rows.contains(&vec!["1", "<none>"]) && rows.contains(&vec!["2", "<none>"]),
+        "{history}"
+    );
+    assert!(undo?.contains("statefulset.apps/db rolled back"));
     let back = update_revision_after(&sets, "db", &second).await?;
     assert_eq!(back, first);
     assert_eq!(revs.get(&first).await?.revision, 3);
     roll(&client, "db", &first, 3).await?;
+
+    // The scale subresource drives the same controller.
+    let k5 = k.clone();
+    tokio::task::spawn_blocking(move || k5.ok(&["scale", "statefulset/db", "--replicas=2"]))
+        .await??;
+    wait_names(&client, "db", &["db-0", "db-1"]).await?;
     Ok(())
 }
 
