@@ -301,33 +301,25 @@ async fn endpoints_and_slices_follow_ready_pods() -> Result<()> {
     })
     .await?;
     let slices: Api<EndpointSlice> = Api::default_namespaced(client.clone());
-    // EndpointSlices need the API server to serve discovery.k8s.io/v1.
-    let slices_served = slices.list(&ListParams::default()).await.is_ok();
-    if slices_served {
-        let slice = eventually("slice", T, || async {
-            let list = slices
-                .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
-                .await?
-                .items;
-            Ok((list.len() == 1 && list[0].endpoints.len() == 2).then(|| list[0].clone()))
-        })
-        .await?;
-        assert_eq!(
-            slice.owner_references().first().map(|o| o.kind.as_str()),
-            Some("Service")
-        );
-        assert_eq!(slice.address_type, "IPv4");
-        let ready: Vec<Option<bool>> = slice
-            .endpoints
-            .iter()
-            .map(|e| e.conditions.as_ref().and_then(|c| c.ready))
-            .collect();
-        assert!(ready.contains(&Some(true)) && ready.contains(&Some(false)));
-    } else {
-        eprintln!(
-            "NOTE: the API server does not serve discovery.k8s.io/v1 EndpointSlices; slice checks skipped"
-        );
-    }
+    let slice = eventually("slice", T, || async {
+        let list = slices
+            .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
+            .await?
+            .items;
+        Ok((list.len() == 1 && list[0].endpoints.len() == 2).then(|| list[0].clone()))
+    })
+    .await?;
+    assert_eq!(
+        slice.owner_references().first().map(|o| o.kind.as_str()),
+        Some("Service")
+    );
+    assert_eq!(slice.address_type, "IPv4");
+    let ready: Vec<Option<bool>> = slice
+        .endpoints
+        .iter()
+        .map(|e| e.conditions.as_ref().and_then(|c| c.ready))
+        .collect();
+    assert!(ready.contains(&Some(true)) && ready.contains(&Some(false)));
 
     // Relabeling a pod away removes it.
     pods.patch(
@@ -349,14 +341,81 @@ async fn endpoints_and_slices_follow_ready_pods() -> Result<()> {
     // Deleting the service removes its endpoints and slices.
     svcs.delete("web", &DeleteParams::default()).await?;
     eventually("cleanup", T, || async {
-        let no_slices = !slices_served
-            || slices
-                .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
-                .await?
-                .items
-                .is_empty();
+        let no_slices = slices
+            .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
+            .await?
+            .items
+            .is_empty();
         Ok((eps.get_opt("web").await?.is_none() && no_slices).then_some(()))
     })
     .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_lists_endpoint_slices() -> Result<()> {
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    if !controllers_common::kubectl_available() {
+        eprintln!("kubectl not found; skipping");
+        return Ok(());
+    }
+    let cluster = start(&["endpointslice"]).await?;
+    let client = cluster.client.clone();
+    let svcs: Api<Service> = Api::default_namespaced(client.clone());
+    svcs.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "metadata": {"name": "shop"},
+            "spec": {"selector": {"app": "shop"}, "ports": [{"port": 80, "targetPort": 8080}]}
+        }))?,
+    )
+    .await?;
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    pods.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "metadata": {"name": "shop-1", "labels": {"app": "shop"}},
+            "spec": {"containers": [{"name": "c", "image": "x.wasm"}]}
+        }))?,
+    )
+    .await?;
+    let p = pods.get("shop-1").await?;
+    controllers_common::make_ready(&client, &p, "node-1").await?;
+    let ip = pods
+        .get("shop-1")
+        .await?
+        .status
+        .and_then(|s| s.pod_ip)
+        .unwrap_or_default();
+    let slices: Api<EndpointSlice> = Api::default_namespaced(client.clone());
+    eventually("slice with the pod", T, || async {
+        let list = slices
+            .list(&ListParams::default().labels("kubernetes.io/service-name=shop"))
+            .await?
+            .items;
+        Ok((list.len() == 1 && list[0].endpoints.len() == 1).then_some(()))
+    })
+    .await?;
+    let k = cluster.kubectl().await?;
+    let out = tokio::task::spawn_blocking(move || {
+        k.ok(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=shop",
+        ])
+    })
+    .await??;
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"],
+        "{out}"
+    );
+    let row: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    assert!(row[0].starts_with("shop-"), "{out}");
+    assert_eq!(row[1..4], ["IPv4", "8080", ip.as_str()], "{out}");
     Ok(())
 }

@@ -38,6 +38,8 @@ pub enum KindId {
     ServiceAccount,
     /// core/v1 Service.
     Service,
+    /// apps/v1 ControllerRevision (StatefulSet and DaemonSet history).
+    ControllerRevision,
     /// apps/v1 DaemonSet.
     DaemonSet,
     /// apps/v1 Deployment.
@@ -54,6 +56,8 @@ pub enum KindId {
     Lease,
     /// node.k8s.io/v1 RuntimeClass.
     RuntimeClass,
+    /// discovery.k8s.io/v1 EndpointSlice.
+    EndpointSlice,
     /// apiextensions.k8s.io/v1 CustomResourceDefinition.
     CustomResourceDefinition,
     /// A custom resource served from a CRD.
@@ -340,6 +344,17 @@ pub fn builtin_resources() -> Vec<Resource> {
         },
         // apps/v1
         Spec {
+            id: K::ControllerRevision,
+            group: "apps",
+            kind: "ControllerRevision",
+            plural: "controllerrevisions",
+            scope: Namespaced,
+            short: &[],
+            all: false,
+            verbs: ALL_VERBS,
+            subs: vec![],
+        },
+        Spec {
             id: K::DaemonSet,
             group: "apps",
             kind: "DaemonSet",
@@ -437,6 +452,18 @@ pub fn builtin_resources() -> Vec<Resource> {
             kind: "RuntimeClass",
             plural: "runtimeclasses",
             scope: Cluster,
+            short: &[],
+            all: false,
+            verbs: ALL_VERBS,
+            subs: vec![],
+        },
+        // discovery.k8s.io/v1
+        Spec {
+            id: K::EndpointSlice,
+            group: "discovery.k8s.io",
+            kind: "EndpointSlice",
+            plural: "endpointslices",
+            scope: Namespaced,
             short: &[],
             all: false,
             verbs: ALL_VERBS,

@@ -9,6 +9,7 @@
 //! defaulting ([`defaults`]), validation ([`validation`]) and printing
 //! ([`table`]). Custom resources come from CRDs ([`crd`]).
 
+pub mod admission;
 pub mod body;
 pub mod bootstrap;
 pub mod componentstatus;

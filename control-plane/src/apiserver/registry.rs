@@ -238,6 +238,7 @@ mod tests {
                 "coordination.k8s.io",
                 "events.k8s.io",
                 "node.k8s.io",
+                "discovery.k8s.io",
                 "apiextensions.k8s.io"
             ]
         );

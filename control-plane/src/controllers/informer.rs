@@ -75,14 +75,20 @@ where
         let _ = self.reader.wait_until_ready().await;
     }
 
-    /// A stream of every object that changed (its new state, or its last
-    /// state if it was deleted), from now on. A subscriber that falls too far
-    /// behind receives the whole cache instead of the missed changes.
+    /// A stream of every object already in the cache, then of every object
+    /// that changes (its new state, or its last state if it was deleted). A
+    /// subscriber that falls too far behind receives the whole cache instead
+    /// of the missed changes.
+    ///
+    /// Replaying the cache matters when the first list completed before the
+    /// subscription (a busy machine can run the informer's task first): the
+    /// listed objects were broadcast to nobody.
     pub fn stream(&self) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
         let rx = self.tx.subscribe();
         let reader = self.reader.clone();
+        let cached: VecDeque<Arc<K>> = reader.state().into();
         futures::stream::unfold(
-            (rx, reader, VecDeque::<Arc<K>>::new()),
+            (rx, reader, cached),
             |(mut rx, reader, mut pending)| async move {
                 loop {
                     if let Some(obj) = pending.pop_front() {

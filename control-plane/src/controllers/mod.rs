@@ -27,7 +27,9 @@ pub mod nodelifecycle;
 pub mod owners;
 pub mod pods;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod serviceaccount;
+pub mod statefulset;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,6 +59,8 @@ pub const ALL_CONTROLLERS: &[&str] = &[
     "nodelifecycle",
     "nodeipam",
     "daemonset",
+    "resourcequota",
+    "statefulset",
 ];
 
 /// Whether the controller manager is healthy, for `componentstatuses` and
@@ -101,6 +105,10 @@ pub struct ControllerManagerConfig {
     pub job_backoff_base: Duration,
     /// Longest delay before a failed Job pod is replaced (6 min).
     pub job_backoff_max: Duration,
+    /// How often every ResourceQuota's usage is recounted from scratch
+    /// (`--resource-quota-sync-period`, 5 min); deletions and spec changes
+    /// trigger a recount at once.
+    pub resource_quota_sync_period: Duration,
     /// Run leader election on a Lease before starting controllers.
     pub leader_elect: bool,
     /// Lease settings when `leader_elect` is on.
@@ -122,6 +130,7 @@ impl Default for ControllerManagerConfig {
             node_cidr_mask_size: 24,
             job_backoff_base: Duration::from_secs(10),
             job_backoff_max: Duration::from_secs(360),
+            resource_quota_sync_period: Duration::from_secs(300),
             leader_elect: false,
             leader_election: LeaderElectionConfig::default(),
             health: Health::default(),
@@ -171,6 +180,8 @@ fn start(name: &str, shared: &Arc<Shared>) -> Option<ControllerFuture> {
         "nodelifecycle" => nodelifecycle::run(s).boxed(),
         "nodeipam" => nodeipam::run(s).boxed(),
         "daemonset" => daemonset::run(s).boxed(),
+        "resourcequota" => resourcequota::run(s).boxed(),
+        "statefulset" => statefulset::run(s).boxed(),
         _ => return None,
     })
 }

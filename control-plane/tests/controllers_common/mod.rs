@@ -1,6 +1,8 @@
 //! Shared harness for the controller integration tests: an in-process API
-//! server over the memory store, a `kube::Client` wired to its router, the
-//! controller manager, and a fake kubelet that marks pods Running/Ready.
+//! server over the memory store (or a real redb file in a tempdir), a
+//! `kube::Client` wired to its router, the controller manager, a fake
+//! kubelet that marks pods Running/Ready, and the stock kubectl served the
+//! same router over loopback HTTP.
 #![allow(dead_code)]
 
 use std::future::Future;
@@ -14,14 +16,19 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use skiff_control_plane::apiserver::{ApiConfig, ApiServer, BackgroundTasks};
 use skiff_control_plane::controllers::{self, ControllerManagerConfig};
+use skiff_control_plane::store::Store;
 use skiff_control_plane::store::memory::MemoryStore;
+use skiff_control_plane::store::redb_store::{RedbConfig, RedbStore};
 
 /// A running API server plus controller manager.
 pub struct Cluster {
     /// Client as the loopback admin.
     pub client: Client,
+    /// The API server's router (for serving kubectl).
+    pub router: axum::Router,
     _background: Option<BackgroundTasks>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Cluster {
@@ -53,8 +60,36 @@ pub async fn start_full(
     builtin_namespace_finalizer: bool,
     tweak: impl FnOnce(&mut ControllerManagerConfig),
 ) -> Result<Cluster> {
+    start_on(
+        Arc::new(MemoryStore::new()),
+        None,
+        controllers,
+        builtin_namespace_finalizer,
+        tweak,
+    )
+    .await
+}
+
+/// Starts a cluster whose API server stores into a real redb file in a
+/// fresh temporary directory.
+pub async fn start_redb(controllers: &[&str]) -> Result<Cluster> {
+    let dir = tempfile::tempdir().context("tempdir")?;
+    let cfg = RedbConfig {
+        cache_size: 8 * 1024 * 1024,
+        ..RedbConfig::default()
+    };
+    let store = RedbStore::open(dir.path().join("skiff.redb"), cfg).context("opening redb")?;
+    start_on(Arc::new(store), Some(dir), controllers, true, |_| {}).await
+}
+
+async fn start_on(
+    store: Arc<dyn Store>,
+    dir: Option<tempfile::TempDir>,
+    controllers: &[&str],
+    builtin_namespace_finalizer: bool,
+    tweak: impl FnOnce(&mut ControllerManagerConfig),
+) -> Result<Cluster> {
     let _ = tracing_subscriber_init();
-    let store = Arc::new(MemoryStore::new());
     let server = ApiServer::new(store, ApiConfig::default());
     server
         .bootstrap()
@@ -83,9 +118,90 @@ pub async fn start_full(
     }));
     Ok(Cluster {
         client,
+        router: server.router(),
         _background: background,
         tasks,
+        _dir: dir,
     })
+}
+
+/// The stock kubectl bound to a served API server.
+pub struct Kubectl {
+    kubeconfig: std::path::PathBuf,
+    cache: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Kubectl {
+    /// Runs kubectl; returns (success, stdout, stderr).
+    pub fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let out = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .args(args)
+            .output();
+        match out {
+            Ok(o) => (
+                o.status.success(),
+                String::from_utf8_lossy(&o.stdout).into_owned(),
+                String::from_utf8_lossy(&o.stderr).into_owned(),
+            ),
+            Err(e) => (false, String::new(), format!("spawning kubectl: {e}")),
+        }
+    }
+
+    /// Runs kubectl and fails unless it succeeds; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> Result<String> {
+        let (ok, out, err) = self.run(args);
+        if !ok {
+            bail!("kubectl {args:?} failed: {err}\n{out}");
+        }
+        Ok(out)
+    }
+}
+
+/// True if a kubectl binary is on the PATH (required when `CI` is set).
+pub fn kubectl_available() -> bool {
+    let found = std::process::Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found || std::env::var("CI").is_err(),
+        "kubectl is required in CI"
+    );
+    found
+}
+
+impl Cluster {
+    /// Serves the API over plain HTTP on loopback and returns a kubectl
+    /// configured for it (no authentication).
+    pub async fn kubectl(&self) -> Result<Kubectl> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding loopback")?;
+        let port = listener.local_addr().context("local addr")?.port();
+        let router = self.router.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        let dir = tempfile::tempdir().context("tempdir")?;
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: http://127.0.0.1:{port}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: u\n    namespace: default\ncurrent-context: skiff\nusers:\n- name: u\n  user: {{}}\n"
+            ),
+        )
+        .context("writing kubeconfig")?;
+        Ok(Kubectl {
+            kubeconfig,
+            cache: dir.path().join("cache"),
+            _dir: dir,
+        })
+    }
 }
 
 fn tracing_subscriber_init() -> Option<()> {

@@ -48,6 +48,7 @@ pub fn apply(res: &Resource, obj: &mut Value) {
                 set_default(spec, "conversion", json!({"strategy": "None"}));
             }
         }
+        KindId::LimitRange => super::admission::limitranger::default_limit_range(obj),
         _ => {}
     }
 }

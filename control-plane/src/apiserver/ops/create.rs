@@ -1,13 +1,13 @@
 //! Create: namespace checks, generated names, server-set metadata,
-//! defaulting, validation, admission (service IPs, CRD status) and the
-//! store's create-if-absent.
+//! defaulting, validation, admission (LimitRanger and ResourceQuota in
+//! `admission`, service IPs, CRD status) and the store's create-if-absent.
 
 use serde_json::{Value, json};
 
 use super::{WriteOpts, Written, check_namespace, finish, record_manager};
 use crate::apiserver::errors::{ApiError, ApiResult};
 use crate::apiserver::kinds::{KindId, Resource};
-use crate::apiserver::{ApiState, crd, defaults, ipalloc, objects};
+use crate::apiserver::{ApiState, admission, crd, defaults, ipalloc, objects};
 use crate::store::StoreError;
 
 const GENERATE_NAME_ATTEMPTS: usize = 8;
@@ -98,6 +98,7 @@ async fn create_once(
     meta.remove("resourceVersion");
     meta.remove("selfLink");
 
+    let mutated = admission::mutate(state, res, namespace, &mut obj).await?;
     defaults::prepare_for_create(res, &mut obj);
     finish(res, &mut obj, None)?;
     if res.id == KindId::CustomResourceDefinition {
@@ -108,8 +109,17 @@ async fn create_once(
 
     let name = objects::name(&obj).to_string();
     let gr = res.group_resource();
+    let mut charge = mutated
+        .validate(state, res, namespace, &obj, opts.dry_run)
+        .await?;
     let allocation = if res.id == KindId::Service {
-        ipalloc::allocate(state, &mut obj, None, opts.dry_run).await?
+        match ipalloc::allocate(state, &mut obj, None, opts.dry_run).await {
+            Ok(a) => a,
+            Err(e) => {
+                charge.refund(state).await;
+                return Err(e);
+            }
+        }
     } else {
         ipalloc::Allocation::default()
     };
@@ -129,6 +139,7 @@ async fn create_once(
         Ok(kv) => kv,
         Err(e) => {
             ipalloc::release(state, &allocation).await;
+            charge.refund(state).await;
             return Err(match e {
                 StoreError::AlreadyExists { .. } => ApiError::already_exists(&gr, &name),
                 other => ApiError::from_store(other, &gr, &name),

@@ -1,6 +1,7 @@
 //! Printers for core kinds and a few others: services, endpoints, nodes,
 //! namespaces, config maps, secrets, service accounts, events, leases,
-//! runtime classes, quotas, limit ranges, component statuses and CRDs.
+//! runtime classes, quotas, limit ranges, component statuses, CRDs,
+//! endpoint slices and controller revisions.
 
 use std::collections::BTreeSet;
 
@@ -40,6 +41,31 @@ pub fn columns(id: KindId) -> Option<Vec<Column>> {
         KindId::Endpoints => vec![
             name_col(),
             s("Endpoints", "Endpoints of this service"),
+            age_col(),
+        ],
+        KindId::EndpointSlice => vec![
+            name_col(),
+            s(
+                "AddressType",
+                "addressType specifies the type of address carried by this EndpointSlice.",
+            ),
+            s(
+                "Ports",
+                "ports specifies the list of network ports exposed by each endpoint in this slice.",
+            ),
+            s(
+                "Endpoints",
+                "endpoints is a list of unique endpoints in this slice.",
+            ),
+            age_col(),
+        ],
+        KindId::ControllerRevision => vec![
+            name_col(),
+            s("Controller", "Controller of the object"),
+            s(
+                "Revision",
+                "Revision indicates the revision of the state represented by Data.",
+            ),
             age_col(),
         ],
         KindId::Node => vec![
@@ -184,6 +210,25 @@ pub fn columns(id: KindId) -> Option<Vec<Column>> {
         ],
         _ => return None,
     })
+}
+
+/// Up to three items joined by commas, then `+ N more...`; `<unset>` for
+/// none (`listWithMoreString`).
+fn list_with_more(items: &[String]) -> String {
+    const MAX: usize = 3;
+    let shown = items
+        .iter()
+        .take(MAX)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(",");
+    if items.len() > MAX {
+        format!("{shown} + {} more...", items.len() - MAX)
+    } else if shown.is_empty() {
+        "<unset>".to_string()
+    } else {
+        shown
+    }
 }
 
 fn arr<'a>(v: &'a Value, path: &str) -> &'a [Value] {
@@ -450,6 +495,55 @@ pub fn cells(id: KindId, obj: &Value, now: Timestamp) -> Option<Vec<Value>> {
             json!(format_labels(obj.pointer("/spec/selector"))),
         ],
         KindId::Endpoints => vec![name, json!(format_endpoints(obj)), age_s],
+        KindId::EndpointSlice => {
+            let ports: Vec<String> = arr(obj, "ports")
+                .iter()
+                .map(|p| match (p["port"].as_i64(), p["name"].as_str()) {
+                    (Some(n), _) => n.to_string(),
+                    (None, Some(name)) => name.to_string(),
+                    (None, None) => "*".to_string(),
+                })
+                .collect();
+            let addresses: Vec<String> = arr(obj, "endpoints")
+                .iter()
+                .flat_map(|e| arr(e, "addresses"))
+                .filter_map(|a| a.as_str().map(str::to_string))
+                .collect();
+            vec![
+                name,
+                json!(objects::path_str(obj, "addressType")),
+                json!(list_with_more(&ports)),
+                json!(list_with_more(&addresses)),
+                age_s,
+            ]
+        }
+        KindId::ControllerRevision => {
+            let controller = objects::path(obj, "metadata.ownerReferences")
+                .and_then(Value::as_array)
+                .and_then(|refs| refs.iter().find(|r| r["controller"] == json!(true)))
+                .map_or_else(
+                    || "<none>".to_string(),
+                    |r| {
+                        let kind = r["kind"].as_str().unwrap_or("").to_lowercase();
+                        let group = r["apiVersion"]
+                            .as_str()
+                            .and_then(|av| av.rsplit_once('/'))
+                            .map_or("", |(g, _)| g);
+                        let name = r["name"].as_str().unwrap_or("");
+                        if group.is_empty() {
+                            format!("{kind}/{name}")
+                        } else {
+                            format!("{kind}.{group}/{name}")
+                        }
+                    },
+                );
+            vec![
+                name,
+                json!(controller),
+                json!(objects::path_i64(obj, "revision")),
+                age_s,
+            ]
+        }
         KindId::Node => vec![
             name,
             json!(node_status(obj)),

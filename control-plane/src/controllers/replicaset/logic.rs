@@ -440,7 +440,7 @@ mod tests {
                         if let Some(s) = q.status.as_mut() {
                             s.container_statuses = Some(vec![ContainerStatus {
                                 name: "c".into(),
-                                restart_count: (i % 4) as i32,
+                                restart_count: i % 4,
                                 ..ContainerStatus::default()
                             }]);
                         }

@@ -1,71 +1,156 @@
-// NOT YET COMPILED: written while every build on the shared machine was being
-// SIGKILLed. Declare `pub mod resourcequota;` in controllers/mod.rs (and add
-// "resourcequota" to ALL_CONTROLLERS / start()) once it builds.
 //! The resource quota controller (Kubernetes' `resourcequota-controller`):
 //! keeps each ResourceQuota's `status.hard` (a copy of `spec.hard`) and
-//! `status.used` current: pods and their compute requests/limits, Services
-//! (and their node ports / load balancers), and object counts
-//! (`configmaps`, `count/deployments.apps`, …). Enforcement (refusing a
-//! create that would exceed `hard`) is the API server's admission; it reads
-//! and bumps `status.used`, which this controller then recomputes.
+//! `status.used` true to what is stored: pods and their compute requests
+//! and limits, Services (node ports, load balancers) and object counts
+//! (`configmaps`, `count/deployments.apps`, custom resources too).
 //!
-//! Usage arithmetic lives in [`logic`].
-
-pub mod logic;
+//! Admission (`apiserver::admission::quota`) charges `status.used` as
+//! objects are created; this controller gives usage back when objects go
+//! away (a pod is deleted or finishes, a Service, ConfigMap or Secret is
+//! deleted), recounts when a quota's spec changes, and recounts everything
+//! every [`ControllerManagerConfig::resource_quota_sync_period`]. Like
+//! Kubernetes it ignores status-only quota changes (they are admission's
+//! charges), and writes with the quota's resourceVersion so it never
+//! overwrites a charge it did not see. The arithmetic is shared with
+//! admission: `apiserver::admission::quota::evaluate`.
+//!
+//! [`ControllerManagerConfig::resource_quota_sync_period`]: super::ControllerManagerConfig::resource_quota_sync_period
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, ResourceQuota, Service};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Pod, ResourceQuota, ResourceQuotaStatus, Secret, Service,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as KQuantity;
+use kube::api::{DynamicObject, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, predicates};
 use kube::{Api, Client, ResourceExt};
 use parking_lot::Mutex;
-use serde_json::json;
 
 use super::discovery::{Kind, served_kinds};
 use super::error::{Error, KubeResultExt, is_not_found};
-use super::informer::Informer;
+use super::informer::{Informer, Watchable};
 use super::{Shared, run_controller};
-
-/// How often usage is recomputed even without pod changes.
-const RESYNC: Duration = Duration::from_secs(30);
+use crate::apiserver::admission::quantity::Quantity;
+use crate::apiserver::admission::quota::evaluate::{self, Evaluator, Usage};
 
 /// State shared by reconciles.
 pub struct Ctx {
     client: Client,
-    pods: Store<Pod>,
     kinds: Mutex<Vec<Kind>>,
+    resync: Duration,
+}
+
+/// The quotas in `ns` that limit something `evaluator` measures.
+fn quotas_for(
+    quotas: &Store<ResourceQuota>,
+    ns: Option<String>,
+    evaluator: &Evaluator,
+) -> Vec<ObjectRef<ResourceQuota>> {
+    quotas
+        .state()
+        .iter()
+        .filter(|q| q.namespace() == ns)
+        .filter(|q| {
+            let hard = q.spec.as_ref().and_then(|s| s.hard.as_ref());
+            hard.is_some_and(|h| h.keys().any(|k| evaluator.handles(k)))
+        })
+        .map(|q| ObjectRef::from_obj(q.as_ref()))
+        .collect()
+}
+
+/// True if `obj` is no longer in its informer's cache (deleted), or the
+/// cache holds a different object of the same name.
+fn gone<K: Watchable>(store: &Store<K>, obj: &K) -> bool {
+    store
+        .get(&ObjectRef::from_obj(obj))
+        .is_none_or(|cur| cur.meta().uid != obj.meta().uid)
+}
+
+/// Wakes the quotas an object of kind `K` counts against when it is deleted
+/// (Kubernetes' replenishment).
+fn on_delete<K: Watchable>(
+    store: Store<K>,
+    quotas: Store<ResourceQuota>,
+    evaluator: Evaluator,
+) -> impl Fn(K) -> Vec<ObjectRef<ResourceQuota>> + Send + Sync + 'static {
+    move |obj: K| {
+        if gone(&store, &obj) {
+            quotas_for(&quotas, obj.namespace(), &evaluator)
+        } else {
+            Vec::new()
+        }
+    }
 }
 
 /// Runs the controller until the manager stops.
 pub async fn run(shared: Arc<Shared>) -> Result<(), Error> {
     let quota_informer: Informer<ResourceQuota> = shared.informers.get();
     let pod_informer: Informer<Pod> = shared.informers.get();
-    let (quota_stream, pod_stream) = (quota_informer.stream(), pod_informer.stream());
+    let svc_informer: Informer<Service> = shared.informers.get();
+    let cm_informer: Informer<ConfigMap> = shared.informers.get();
+    let secret_informer: Informer<Secret> = shared.informers.get();
+    let quota_stream = quota_informer
+        .stream()
+        .predicate_filter(predicates::generation, Default::default());
+    let (pod_stream, svc_stream, cm_stream, secret_stream) = (
+        pod_informer.stream(),
+        svc_informer.stream(),
+        cm_informer.stream(),
+        secret_informer.stream(),
+    );
     quota_informer.ready().await;
     pod_informer.ready().await;
+    svc_informer.ready().await;
+    cm_informer.ready().await;
+    secret_informer.ready().await;
     let ctx = Arc::new(Ctx {
         client: shared.client.clone(),
-        pods: pod_informer.store(),
         kinds: Mutex::new(Vec::new()),
+        resync: shared.config.resource_quota_sync_period,
     });
     let quotas = quota_informer.store();
-    let controller = Controller::for_stream(quota_stream, quota_informer.store()).watches_stream(
-        pod_stream,
-        move |pod: Pod| {
-            let ns = pod.namespace();
-            quotas
-                .state()
-                .iter()
-                .filter(|q| q.namespace() == ns)
-                .map(|q| ObjectRef::from_obj(q.as_ref()))
-                .collect::<Vec<_>>()
-        },
-    );
+    let pods = pod_informer.store();
+    let pod_quotas = quotas.clone();
+    let controller = Controller::for_stream(quota_stream, quota_informer.store())
+        // A pod gives its usage back when it is deleted, starts terminating
+        // or finishes.
+        .watches_stream(pod_stream, move |pod: Pod| {
+            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+            let released = pod.metadata.deletion_timestamp.is_some()
+                || matches!(phase, Some("Succeeded" | "Failed"))
+                || gone(&pods, &pod);
+            if released {
+                quotas_for(&pod_quotas, pod.namespace(), &Evaluator::Pods)
+            } else {
+                Vec::new()
+            }
+        })
+        .watches_stream(
+            svc_stream,
+            on_delete(svc_informer.store(), quotas.clone(), Evaluator::Services),
+        )
+        .watches_stream(
+            cm_stream,
+            on_delete(
+                cm_informer.store(),
+                quotas.clone(),
+                Evaluator::for_resource("", "configmaps"),
+            ),
+        )
+        .watches_stream(
+            secret_stream,
+            on_delete(
+                secret_informer.store(),
+                quotas,
+                Evaluator::for_resource("", "secrets"),
+            ),
+        );
     run_controller(
         "resourcequota",
         controller,
@@ -77,7 +162,7 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), Error> {
     Ok(())
 }
 
-async fn kind_for(ctx: &Ctx, plural: &str, group: &str) -> Result<Option<Kind>, Error> {
+async fn kind_for(ctx: &Ctx, group: &str, plural: &str) -> Result<Option<Kind>, Error> {
     let find = |kinds: &[Kind]| {
         kinds
             .iter()
@@ -93,118 +178,103 @@ async fn kind_for(ctx: &Ctx, plural: &str, group: &str) -> Result<Option<Kind>, 
     Ok(found)
 }
 
-/// Recomputes one quota's usage.
+fn parse_map(m: Option<&BTreeMap<String, KQuantity>>) -> Usage {
+    m.into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), Quantity::parse(&v.0).ok()?)))
+        .collect()
+}
+
+/// When the next terminating pod stops counting (deletion time plus grace).
+fn next_release(pods: &[Pod], now: Timestamp) -> Option<Duration> {
+    pods.iter()
+        .filter(|p| evaluate::pod_counts(p, now))
+        .filter_map(|p| {
+            let ts = p.metadata.deletion_timestamp.as_ref()?.0;
+            let grace = p.metadata.deletion_grace_period_seconds?;
+            let at = ts + jiff::SignedDuration::from_secs(grace);
+            let wait = now.duration_until(at).as_secs_f64().max(0.0);
+            Some(Duration::from_secs_f64(wait) + Duration::from_secs(1))
+        })
+        .min()
+}
+
+/// Recounts one quota's usage and publishes it with its `hard`.
 pub async fn reconcile(quota: Arc<ResourceQuota>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let ns = quota.namespace().unwrap_or_default();
     let name = quota.name_any();
-    let hard: BTreeMap<String, Quantity> = quota
+    let api: Api<ResourceQuota> = Api::namespaced(ctx.client.clone(), &ns);
+    // Work from a fresh read: the write below is guarded by its resourceVersion.
+    let mut fresh = match api.get(&name).await {
+        Ok(q) => q,
+        Err(e) if is_not_found(&e) => return Ok(Action::await_change()),
+        Err(e) => return Err(e).ctx(|| format!("reading quota {ns}/{name}")),
+    };
+    let hard_raw = fresh
         .spec
         .as_ref()
         .and_then(|s| s.hard.clone())
         .unwrap_or_default();
-    let pods: Vec<Arc<Pod>> = ctx
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
-        .collect();
-    let refs: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
-    let mut used: BTreeMap<String, String> = logic::pod_usage(hard.keys(), &refs);
-    let needs_services = hard
-        .keys()
-        .any(|k| k == "services.nodeports" || k == "services.loadbalancers");
-    if needs_services {
-        let svcs: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
-        let list = svcs
+    let hard = parse_map(Some(&hard_raw));
+    let now = Timestamp::now();
+
+    let pods: Vec<Pod> = if Evaluator::Pods.matching(hard.keys()).is_empty() {
+        Vec::new()
+    } else {
+        Api::<Pod>::namespaced(ctx.client.clone(), &ns)
+            .list(&ListParams::default())
+            .await
+            .ctx(|| format!("listing pods in {ns}"))?
+            .items
+    };
+    let services: Vec<Service> = if Evaluator::Services.matching(hard.keys()).is_empty() {
+        Vec::new()
+    } else {
+        Api::<Service>::namespaced(ctx.client.clone(), &ns)
             .list(&ListParams::default())
             .await
             .ctx(|| format!("listing services in {ns}"))?
-            .items;
-        let of_type = |t: &str| {
-            list.iter()
-                .filter(|s| s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some(t))
-                .count()
-        };
-        let node_ports: usize = list
-            .iter()
-            .filter(|s| {
-                matches!(
-                    s.spec.as_ref().and_then(|s| s.type_.as_deref()),
-                    Some("NodePort" | "LoadBalancer")
-                )
-            })
-            .map(|s| {
-                s.spec
-                    .as_ref()
-                    .and_then(|s| s.ports.as_ref())
-                    .map_or(0, Vec::len)
-            })
-            .sum();
-        if hard.contains_key("services.nodeports") {
-            used.insert("services.nodeports".into(), node_ports.to_string());
-        }
-        if hard.contains_key("services.loadbalancers") {
-            used.insert(
-                "services.loadbalancers".into(),
-                of_type("LoadBalancer").to_string(),
-            );
-        }
-    }
+            .items
+    };
+    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
     for key in hard.keys() {
-        let Some((plural, group)) = logic::counted_kind(key) else {
+        let Some((group, plural)) = evaluate::counted_resource(key) else {
             continue;
         };
-        let Some(kind) = kind_for(&ctx, &plural, &group).await? else {
+        let Some(kind) = kind_for(&ctx, &group, &plural).await? else {
             continue;
         };
-        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ns, &kind.resource);
-        match api.list_metadata(&ListParams::default()).await {
+        let objs: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), &ns, &kind.resource);
+        match objs.list_metadata(&ListParams::default()).await {
             Ok(list) => {
-                used.insert(key.clone(), list.items.len().to_string());
+                counts.insert(key.clone(), list.items.len() as i64);
             }
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(e).ctx(|| format!("counting {plural} in {ns}")),
         }
     }
-    let status = quota.status.clone().unwrap_or_default();
-    let current_used: BTreeMap<String, String> = status
-        .used
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, Quantity(v))| (k, v))
-        .collect();
-    let hard_matches = status.hard.as_ref() == Some(&hard);
-    if hard_matches && current_used == used {
-        return Ok(Action::requeue(RESYNC));
+    let pod_refs: Vec<&Pod> = pods.iter().collect();
+    let svc_refs: Vec<&Service> = services.iter().collect();
+    let used = evaluate::recompute(&fresh, &hard, &pod_refs, &svc_refs, &counts, now);
+    let requeue = next_release(&pods, now).map_or(ctx.resync, |d| d.min(ctx.resync));
+
+    let status = fresh.status.clone().unwrap_or_default();
+    let current_used = parse_map(status.used.as_ref());
+    if status.hard.as_ref() == Some(&hard_raw) && current_used == used {
+        return Ok(Action::requeue(requeue));
     }
-    let used_json: BTreeMap<String, Quantity> =
-        used.into_iter().map(|(k, v)| (k, Quantity(v))).collect();
-    let api: Api<ResourceQuota> = Api::namespaced(ctx.client.clone(), &ns);
-    // A merge patch of whole maps would keep stale keys; send the full status.
-    let mut stale = serde_json::Map::new();
-    for k in status
-        .used
-        .iter()
-        .flatten()
-        .map(|(k, _)| k)
-        .filter(|k| !used_json.contains_key(*k))
-    {
-        stale.insert(k.clone(), serde_json::Value::Null);
-    }
-    let mut used_value = serde_json::to_value(&used_json).map_err(|source| Error::Json {
-        context: "quota usage".into(),
-        source,
-    })?;
-    if let Some(obj) = used_value.as_object_mut() {
-        obj.extend(stale);
-    }
-    api.patch_status(
-        &name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": {"hard": hard, "used": used_value}})),
-    )
-    .await
-    .ctx(|| format!("updating usage of quota {ns}/{name}"))?;
-    Ok(Action::requeue(RESYNC))
+    fresh.status = Some(ResourceQuotaStatus {
+        hard: Some(hard_raw),
+        used: Some(
+            used.iter()
+                .map(|(k, v)| (k.clone(), KQuantity(v.to_string())))
+                .collect(),
+        ),
+    });
+    api.replace_status(&name, &PostParams::default(), &fresh)
+        .await
+        .ctx(|| format!("updating usage of quota {ns}/{name}"))?;
+    tracing::debug!(quota = %format!("{ns}/{name}"), "quota usage updated");
+    Ok(Action::requeue(requeue))
 }

@@ -165,3 +165,48 @@ fn component_status_rows() {
         [json!("Unhealthy"), json!(""), json!("connection refused")]
     );
 }
+
+#[test]
+fn endpoint_slice_and_controller_revision_rows() {
+    let slice = with_meta(json!({"addressType": "IPv4",
+        "ports": [{"port": 80, "name": "http"}, {"name": "metrics"}, {}, {"port": 9}],
+        "endpoints": [{"addresses": ["10.244.0.5"]}, {"addresses": ["10.244.0.6"]}]}));
+    let c = cells(KindId::EndpointSlice, &slice, now()).expect("slice");
+    assert_eq!(
+        c,
+        [
+            json!("x"),
+            json!("IPv4"),
+            json!("80,metrics,* + 1 more..."),
+            json!("10.244.0.5,10.244.0.6"),
+            json!("10m")
+        ]
+    );
+    let empty = with_meta(json!({"addressType": "IPv4", "endpoints": []}));
+    assert_eq!(
+        cells(KindId::EndpointSlice, &empty, now()).expect("empty")[2..4],
+        [json!("<unset>"), json!("<unset>")]
+    );
+    let mut rev = with_meta(json!({"revision": 3, "data": {}}));
+    rev["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "name": "web", "uid": "u", "controller": true}]);
+    assert_eq!(
+        cells(KindId::ControllerRevision, &rev, now()).expect("rev"),
+        [
+            json!("x"),
+            json!("statefulset.apps/web"),
+            json!(3),
+            json!("10m")
+        ]
+    );
+    let orphan = with_meta(json!({"revision": 1}));
+    assert_eq!(
+        cells(KindId::ControllerRevision, &orphan, now()).expect("orphan")[1],
+        json!("<none>")
+    );
+    assert_eq!(columns(KindId::EndpointSlice).map(|c| c.len()), Some(5));
+    assert_eq!(
+        columns(KindId::ControllerRevision).map(|c| c.len()),
+        Some(4)
+    );
+}
