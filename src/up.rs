@@ -262,7 +262,7 @@ async fn shutdown(
 
 /// The RuntimeClasses of the runtimes every Skiff node can offer (`wasmtime`, `docker`),
 /// created when missing, like k3s ships one per detected runtime.
-async fn ensure_runtime_classes(client: &kube::Client) -> anyhow::Result<()> {
+pub async fn ensure_runtime_classes(client: &kube::Client) -> anyhow::Result<()> {
     use k8s_openapi::api::node::v1::RuntimeClass;
     let api: kube::Api<RuntimeClass> = kube::Api::all(client.clone());
     for handler in ["wasmtime", "docker"] {

@@ -100,3 +100,15 @@ fn bench_up_reports_start_times_rss_and_size() {
     assert!(v["idle_rss_up_mib"].as_f64().unwrap_or(0.0) > 1.0, "{v}");
     assert!(v["binary_mib"].as_f64().unwrap_or(0.0) > 1.0, "{v}");
 }
+
+#[test]
+fn bench_deployment_small_completes_a_rollout() {
+    let v = bench(&["deployment", "--replicas", "30", "--nodes", "3"]);
+    assert_eq!(v["bench"], "deployment");
+    assert_eq!(v["replicas"], 30);
+    assert!(
+        v["create_to_available_s"].as_f64().unwrap_or(0.0) > 0.0,
+        "{v}"
+    );
+    assert!(v["rolling_update_s"].as_f64().unwrap_or(0.0) > 0.0, "{v}");
+}

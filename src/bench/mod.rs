@@ -2,6 +2,7 @@
 //! object with its figures as the last line.
 
 pub mod api;
+pub mod deployment;
 pub mod pods;
 pub mod runtime;
 pub mod scheduler;
@@ -21,6 +22,8 @@ pub enum BenchCommand {
     Pods(pods::PodsBenchArgs),
     /// `skiff up`: time to a Ready node and to the first wasm pod Running, idle RSS, binary size.
     Up(up::UpBenchArgs),
+    /// Deployment: 1,000 wasm replicas on fake nodes to available, then a rolling update.
+    Deployment(deployment::DeploymentBenchArgs),
     /// Scheduler: kube-scheduler's scheduler_perf SchedulingBasic (5,000 fake nodes, 10,000 pods) through the API server.
     Scheduler(scheduler::SchedulerBenchArgs),
 }
@@ -33,6 +36,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Scheduler(args) => scheduler::run(args).await?,
         BenchCommand::Pods(args) => pods::run(args).await?,
         BenchCommand::Up(args) => up::run(args).await?,
+        BenchCommand::Deployment(args) => deployment::run(args).await?,
     };
     println!("{}", serde_json::to_string(&figures)?);
     Ok(())
