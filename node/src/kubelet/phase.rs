@@ -189,10 +189,10 @@ pub fn conditions(
         .iter()
         .flatten()
         .filter(|c| {
-            !find(init, &c.name)
+            find(init, &c.name)
                 .and_then(|s| s.state.as_ref())
                 .and_then(|s| s.terminated.as_ref())
-                .is_some_and(|t| t.exit_code == 0)
+                .is_none_or(|t| t.exit_code != 0)
         })
         .map(|c| c.name.as_str())
         .collect();
@@ -615,7 +615,7 @@ mod tests {
             &[],
             &[],
             inputs,
-            &[scheduled.clone()],
+            std::slice::from_ref(&scheduled),
             Timestamp::from_second(9).expect("t"),
         );
         assert_eq!(cond(&cs, "PodScheduled"), &scheduled);

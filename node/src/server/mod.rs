@@ -17,7 +17,6 @@
 pub mod logs;
 pub mod portforward;
 pub mod spdy;
-pub mod zlib;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -181,11 +180,7 @@ async fn websocket_tunnel(socket: axum::extract::ws::WebSocket, ip: std::net::Ip
     let inbound = async move {
         while let Some(Ok(message)) = stream.next().await {
             match message {
-                Message::Binary(data) => {
-                    if near_write.write_all(&data).await.is_err() {
-                        break;
-                    }
-                }
+                Message::Binary(data) if near_write.write_all(&data).await.is_err() => break,
                 Message::Close(_) => break,
                 _ => {}
             }
