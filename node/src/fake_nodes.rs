@@ -227,7 +227,7 @@ pub async fn run_fake_nodes(client: Client, config: FakeNodesConfig) -> Result<(
         if let Err(e) = result
             && e.is_panic()
         {
-            return Err(Error::Config(format!("fake node task panicked: {e}")));
+            return Err(Error::Panicked(e.to_string()));
         }
     }
     Ok(())

@@ -77,6 +77,9 @@ pub struct PodWorker {
     start_time: Option<Timestamp>,
     last_status: Option<serde_json::Value>,
     terminal: bool,
+    /// The pod was already Succeeded or Failed when this worker started (a restarted
+    /// kubelet): it is never run again and its status is left as it is.
+    adopted_terminal: bool,
     removed: bool,
     warned: BTreeSet<String>,
 }
@@ -103,6 +106,10 @@ impl PodWorker {
         let init_reason = record::POD_INITIALIZING;
         let has_init = spec.init_containers.as_ref().is_some_and(|v| !v.is_empty());
         let backoff = Backoff::new(kubelet.config.backoff_initial, kubelet.config.backoff_max);
+        let adopted_terminal = matches!(
+            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        );
         PodWorker {
             uid: pod.metadata.uid.clone().unwrap_or_default(),
             init: records_for(
@@ -133,7 +140,8 @@ impl PodWorker {
             retry_at: BTreeMap::new(),
             probes: BTreeMap::new(),
             last_status: None,
-            terminal: false,
+            terminal: adopted_terminal,
+            adopted_terminal,
             removed: false,
             warned: BTreeSet::new(),
         }
@@ -363,7 +371,9 @@ impl PodWorker {
             self.start_time = Some(Timestamp::now());
         }
         if self.terminal {
-            self.post_status().await;
+            if !self.adopted_terminal {
+                self.post_status().await;
+            }
             return Next::At(None);
         }
         let now = Timestamp::now();
@@ -768,7 +778,9 @@ impl PodWorker {
         let grace = self.grace_period();
         self.stop_all(grace).await;
         self.cleanup().await;
-        self.post_status().await;
+        if !self.adopted_terminal {
+            self.post_status().await;
+        }
         let pods: Api<Pod> = Api::namespaced(
             self.kubelet.client.clone(),
             self.pod.metadata.namespace.as_deref().unwrap_or("default"),
@@ -812,6 +824,13 @@ impl PodWorker {
         let ns = self.pod.metadata.namespace.clone().unwrap_or_default();
         let name = self.pod.metadata.name.clone().unwrap_or_default();
         self.kubelet.index.remove(&ns, &name, &self.uid);
+        // The pod is going away: so do its logs, as Kubernetes' container GC removes them.
+        let log_dir = self.kubelet.pod_log_dir(&ns, &name, &self.uid);
+        if let Err(error) = tokio::fs::remove_dir_all(&log_dir).await
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(%error, dir = %log_dir.display(), "cannot remove pod logs");
+        }
     }
 
     fn publish(&self) {

@@ -32,9 +32,13 @@ pub fn init_tracing() {
 }
 
 pub async fn cluster() -> Cluster {
+    cluster_with(ApiConfig::default()).await
+}
+
+pub async fn cluster_with(config: ApiConfig) -> Cluster {
     init_tracing();
     let store = Arc::new(MemoryStore::new());
-    let api = ApiServer::new(store, ApiConfig::default());
+    let api = ApiServer::new(store, config);
     api.bootstrap().await.expect("bootstrap");
     let background = api.spawn_background();
     let client = in_process_client(api.router(), "default");
