@@ -4,8 +4,8 @@
 //! [`DURATION_ANNOTATION`] (`"5s"`, `"250ms"`) goes `Succeeded` after that long. Deleted pods
 //! are finalized at once. Used by scheduler and controller benchmarks.
 //!
-//! The pod status is built by the same pure code as the real kubelet's ([`record`],
-//! [`phase`]), so fake pods look exactly like real ones.
+//! The pod status is built by the same pure code as the real kubelet's
+//! ([`record`](crate::kubelet::record), [`phase`]), so fake pods look exactly like real ones.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};

@@ -1,5 +1,5 @@
 //! Node registration, the Lease heartbeat and status posting: the I/O around
-//! [`node_status`](crate::node_status).
+//! [`node_status`].
 //!
 //! [`NodeRegistrar::register`] creates the Node (or refreshes labels and status of an
 //! existing one, as a restarted kubelet does). [`NodeRegistrar::run`] then renews the Lease

@@ -4,6 +4,8 @@
 //! [`node_status`]), sets up the pod network ([`network`]), and runs the pod workers
 //! ([`kubelet`]) that turn pods bound to the node into containers on the registered runtimes.
 //! [`run_fake_nodes`] simulates many nodes without running anything ([`fake_nodes`]).
+//! The kubelet's HTTPS [`server`] serves container logs and port-forward to the API server,
+//! which proxies `pods/log` and `pods/portforward` to it.
 //!
 //! Start reading at [`kubelet::worker`] (one pod's lifecycle) and the pure modules it uses:
 //! [`kubelet::phase`], [`kubelet::record`], [`kubelet::backoff`].

@@ -2,7 +2,7 @@
 //! level-triggered, whenever the pod changes, a container exits, a probe result changes, a
 //! back-off ends, or the resync period passes.
 //!
-//! A sync ([`PodWorker::sync`]) walks the same steps every time and does only what is
+//! A sync walks the same steps every time and does only what is
 //! missing: pick runtimes, create the sandbox, prepare volumes, run init containers in order,
 //! start or restart containers, then post the status if it changed. A pod with a
 //! `deletionTimestamp` is stopped with its grace period and deleted for good; a pod removed

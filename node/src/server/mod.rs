@@ -1,7 +1,7 @@
 //! The kubelet's HTTPS server (port 10250): what the API server proxies `pods/log` (and, in
 //! time, exec, attach and port-forward) to.
 //!
-//! [`router`] is a plain axum router over the kubelet's [`PodIndex`](crate::kubelet::PodIndex)
+//! [`router`] is a plain axum router over the kubelet's [`PodIndex`]
 //! (tested with `oneshot`, no socket); [`serve`] puts it behind rustls with the node's serving
 //! certificate, HTTP/1.1 (with upgrades) and HTTP/2.
 //!
