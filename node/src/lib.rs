@@ -101,9 +101,7 @@ pub async fn run_node(
             let (addr, serving) =
                 server::serve(server_config.addr, server::router(state), tls).await?;
             tracing::info!(%addr, "kubelet server listening");
-            tasks.spawn(async move {
-                let _ = serving.await;
-            });
+            tasks.spawn(serving);
             addr.port()
         }
         None => config.kubelet_port,

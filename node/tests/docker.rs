@@ -124,7 +124,7 @@ async fn docker_and_mixed_pods_on_the_pod_network() {
     let mut registry = RuntimeRegistry::new();
     registry.register(Arc::new(wasmtime));
     registry.register(Arc::new(docker.clone()));
-    let _node = start_node(&cluster.client, registry, "n1", |c| {
+    let mut node = start_node(&cluster.client, registry, "n1", |c| {
         c.network.mode = NetworkMode::Auto;
         c.network.bridge = "sktest3".to_owned();
         c.network.masquerade = false;
@@ -225,4 +225,6 @@ async fn docker_and_mixed_pods_on_the_pod_network() {
     )
     .await;
     assert!(body.contains("hello from skiff wasm"), "{body}");
+    // Stop the node before removing its containers, or its workers would restart them.
+    node.stop().await;
 }

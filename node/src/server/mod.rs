@@ -19,6 +19,7 @@ pub mod portforward;
 pub mod spdy;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -417,12 +418,14 @@ pub fn tls_config(
     Ok(Arc::new(config))
 }
 
-/// Serve `router` over HTTPS on `addr` until the task is dropped. Returns the bound address.
+/// Bind `addr` and serve `router` over HTTPS (HTTP/1.1 with upgrades, and HTTP/2). Returns the
+/// bound address (useful with port 0) and the accept loop, which serves until it is dropped;
+/// connections already accepted run to their end on their own.
 pub async fn serve(
     addr: SocketAddr,
     router: Router,
     tls: Arc<rustls::ServerConfig>,
-) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ServerError> {
+) -> Result<(SocketAddr, impl Future<Output = ()> + Send + 'static), ServerError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ServerError::Bind { addr, source })?;
@@ -430,7 +433,7 @@ pub async fn serve(
         .local_addr()
         .map_err(|source| ServerError::Bind { addr, source })?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let task = tokio::spawn(async move {
+    let accept_loop = async move {
         loop {
             let (tcp, peer) = match listener.accept().await {
                 Ok(c) => c,
@@ -440,6 +443,7 @@ pub async fn serve(
                     continue;
                 }
             };
+            let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let router = router.clone();
             tokio::spawn(async move {
@@ -464,8 +468,8 @@ pub async fn serve(
                 }
             });
         }
-    });
-    Ok((local, task))
+    };
+    Ok((local, accept_loop))
 }
 
 #[cfg(test)]

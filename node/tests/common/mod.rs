@@ -60,6 +60,14 @@ pub struct RunningNode {
     _dir: Option<tempfile::TempDir>,
 }
 
+impl RunningNode {
+    /// Stop the agent and wait until it is gone (its pod workers with it).
+    pub async fn stop(&mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+}
+
 impl Drop for RunningNode {
     fn drop(&mut self) {
         self.task.abort();
