@@ -12,6 +12,35 @@
 //!
 //! The agent talks to the API server only through `kube::Client`; it never links the control
 //! plane.
+//!
+//! # Running a node
+//!
+//! ```ignore
+//! let node_ip = skiff_node::host::default_node_ip();
+//! // The API server checks the kubelet's certificate against the node's InternalIP.
+//! let serving = pki.issue_serving_cert(&name, &[node_ip], &[name.clone()])?;
+//! let mut runtimes = RuntimeRegistry::new();
+//! runtimes.register(Arc::new(WasmtimeRuntime::new(WasmtimeConfig::new(&wasm_dir))?));
+//! runtimes.register(Arc::new(DockerRuntime::new(DockerConfig::new(&name))));
+//! let (ready_tx, mut ready) = tokio::sync::watch::channel(false);
+//! let config = NodeConfig {
+//!     node_name: name,
+//!     data_dir: data_dir.join("node"),
+//!     node_ip: Some(node_ip),
+//!     server: Some(ServerConfig {
+//!         addr: "0.0.0.0:10250".parse()?,
+//!         cert_pem: serving.cert_pem,
+//!         key_pem: serving.key_pem,
+//!         // Only clients with a certificate from the cluster CA (the API server's
+//!         // kubelet-client certificate, `ApiConfig::kubelet_client_tls`).
+//!         client_ca_pem: Some(pki.ca.cert_pem.clone()),
+//!     }),
+//!     ready: Some(ready_tx),
+//!     ..NodeConfig::default()
+//! };
+//! tokio::spawn(skiff_node::run_node(client, runtimes, config));
+//! ready.wait_for(|ready| *ready).await?; // Node Ready=True (needs its pod CIDR first)
+//! ```
 
 pub mod config;
 mod error;
