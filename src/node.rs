@@ -112,7 +112,7 @@ pub fn node_config(
     name: &str,
     data_dir: &Path,
     node_ip: IpAddr,
-    serving: Option<(String, String)>,
+    serving: Option<Serving>,
 ) -> anyhow::Result<NodeConfig> {
     let cluster_cidr = flags.cluster_cidr.parse().with_context(|| {
         format!(
@@ -137,10 +137,12 @@ pub fn node_config(
             cluster_cidr,
             ..NetworkConfig::default()
         },
-        server: serving.map(|(cert_pem, key_pem)| ServerConfig {
+        server: serving.map(|s| ServerConfig {
             addr: SocketAddr::new(node_ip, flags.kubelet_port),
-            cert_pem,
-            key_pem,
+            cert_pem: s.cert_pem,
+            key_pem: s.key_pem,
+            // Only the cluster's own clients (the API server) may use the kubelet API.
+            client_ca_pem: Some(s.ca_pem),
         }),
         kubelet_port: flags.kubelet_port,
         pod_manifest_path: flags.pod_manifest_path.clone(),
@@ -148,8 +150,18 @@ pub fn node_config(
     })
 }
 
+/// The kubelet server's certificate and the CA its clients must present certificates of.
+pub struct Serving {
+    /// Serving certificate, PEM.
+    pub cert_pem: String,
+    /// Its key, PEM.
+    pub key_pem: String,
+    /// The cluster CA, PEM.
+    pub ca_pem: String,
+}
+
 /// The kubelet's serving certificate, signed by the cluster CA so the API server trusts it.
-pub fn serving_cert(pki: &Pki, name: &str, node_ip: IpAddr) -> anyhow::Result<(String, String)> {
+pub fn serving_cert(pki: &Pki, name: &str, node_ip: IpAddr) -> anyhow::Result<Serving> {
     let mut ips = vec![node_ip];
     if !node_ip.is_loopback() {
         ips.push(IpAddr::from([127, 0, 0, 1]));
@@ -157,7 +169,11 @@ pub fn serving_cert(pki: &Pki, name: &str, node_ip: IpAddr) -> anyhow::Result<(S
     let pair = pki
         .issue_serving_cert(name, &ips, &[name.to_owned(), "localhost".to_owned()])
         .context("issuing the kubelet serving certificate")?;
-    Ok((pair.cert_pem, pair.key_pem))
+    Ok(Serving {
+        cert_pem: pair.cert_pem,
+        key_pem: pair.key_pem,
+        ca_pem: pki.ca.cert_pem.clone(),
+    })
 }
 
 /// `skiff node --kubeconfig K`: a node agent in its own process.

@@ -63,15 +63,22 @@ impl Default for NetworkConfig {
     }
 }
 
-/// The kubelet's HTTPS server (logs, exec, attach, port-forward).
+/// The kubelet's HTTPS server (logs, exec, attach, port-forward), which the API server
+/// reaches at the node's InternalIP and the port advertised in
+/// `status.daemonEndpoints.kubeletEndpoint`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
-    /// Listen address (port 10250 by default).
+    /// Listen address (`0.0.0.0:10250` in Kubernetes). Port 0 picks a free port, which is
+    /// then the one advertised.
     pub addr: SocketAddr,
-    /// Serving certificate chain, PEM.
+    /// Serving certificate chain, PEM. Its subject alternative names must include the node's
+    /// InternalIP ([`NodeConfig::node_ip`]): the API server verifies it by that address.
     pub cert_pem: String,
     /// Private key, PEM.
     pub key_pem: String,
+    /// CA bundle, PEM, that client certificates must chain to (`--client-ca-file`); `None`
+    /// accepts clients without certificates.
+    pub client_ca_pem: Option<String>,
 }
 
 /// Everything [`run_node`](crate::run_node) needs besides its client and runtimes.
@@ -88,7 +95,9 @@ pub struct NodeConfig {
     pub heartbeat: Duration,
     /// The status is posted at least this often even when nothing changed.
     pub status_report_interval: Duration,
-    /// The node's address; detected from the default route when `None`.
+    /// The node's address (`InternalIP`, `status.hostIP` of its pods, where the API server
+    /// reaches the kubelet); [`host::default_node_ip`](crate::host::default_node_ip) when
+    /// `None`.
     pub node_ip: Option<IpAddr>,
     /// Extra node labels (e.g. [`CONTROL_PLANE_ROLE_LABEL`] for `skiff up`'s node).
     pub labels: BTreeMap<String, String>,

@@ -30,7 +30,10 @@ pub enum Error {
     Network(#[from] crate::network::NetworkError),
     /// The kubelet server could not start.
     #[error("kubelet server: {0}")]
-    Server(String),
+    Server(#[from] crate::server::ServerError),
+    /// A task of the agent panicked (a bug).
+    #[error("node agent task panicked: {0}")]
+    Panicked(String),
     /// The configuration is unusable.
     #[error("invalid node configuration: {0}")]
     Config(String),

@@ -4,8 +4,8 @@
 //! [`DURATION_ANNOTATION`] (`"5s"`, `"250ms"`) goes `Succeeded` after that long. Deleted pods
 //! are finalized at once. Used by scheduler and controller benchmarks.
 //!
-//! The pod status is built by the same pure code as the real kubelet's ([`record`],
-//! [`phase`]), so fake pods look exactly like real ones.
+//! The pod status is built by the same pure code as the real kubelet's
+//! ([`record`](crate::kubelet::record), [`phase`]), so fake pods look exactly like real ones.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
@@ -227,7 +227,7 @@ pub async fn run_fake_nodes(client: Client, config: FakeNodesConfig) -> Result<(
         if let Err(e) = result
             && e.is_panic()
         {
-            return Err(Error::Config(format!("fake node task panicked: {e}")));
+            return Err(Error::Panicked(e.to_string()));
         }
     }
     Ok(())

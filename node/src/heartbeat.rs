@@ -1,5 +1,5 @@
 //! Node registration, the Lease heartbeat and status posting: the I/O around
-//! [`node_status`](crate::node_status).
+//! [`node_status`].
 //!
 //! [`NodeRegistrar::register`] creates the Node (or refreshes labels and status of an
 //! existing one, as a restarted kubelet does). [`NodeRegistrar::run`] then renews the Lease
@@ -234,15 +234,14 @@ impl NodeRegistrar {
         let mut beat = tokio::time::interval(self.heartbeat);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         beat.tick().await;
+        // Once nobody reports readiness any more, the last value stands.
+        let mut readiness_open = true;
         loop {
             let readiness_changed = tokio::select! {
                 _ = beat.tick() => false,
-                changed = readiness.changed() => {
-                    if changed.is_err() {
-                        // Nobody reports readiness any more: keep the last value.
-                        std::future::pending::<()>().await;
-                    }
-                    true
+                changed = readiness.changed(), if readiness_open => {
+                    readiness_open = changed.is_ok();
+                    readiness_open
                 }
             };
             self.apply_readiness(&readiness.borrow_and_update());

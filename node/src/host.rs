@@ -76,7 +76,7 @@ impl HostInfo {
             machine_id: read("/etc/machine-id").trim().to_owned(),
             system_uuid: read("/sys/class/dmi/id/product_uuid").trim().to_owned(),
             boot_id: read("/proc/sys/kernel/random/boot_id").trim().to_owned(),
-            internal_ip: node_ip.unwrap_or_else(detect_ip),
+            internal_ip: node_ip.unwrap_or_else(default_node_ip),
         }
     }
 }
@@ -146,9 +146,10 @@ fn disk_usage(path: &Path) -> Option<(u64, u64)> {
     ))
 }
 
-/// The source address the host would use for outbound traffic (a UDP "connect" sends
-/// nothing); loopback when there is no route.
-fn detect_ip() -> IpAddr {
+/// The node IP used when [`NodeConfig::node_ip`](crate::NodeConfig::node_ip) is `None`: the
+/// source address the host would use for outbound traffic (a UDP "connect" sends nothing);
+/// loopback when there is no route. Issue the kubelet's serving certificate for it.
+pub fn default_node_ip() -> IpAddr {
     let probe = || -> std::io::Result<IpAddr> {
         let socket = UdpSocket::bind("0.0.0.0:0")?;
         socket.connect("10.255.255.255:9")?;

@@ -4,12 +4,43 @@
 //! [`node_status`]), sets up the pod network ([`network`]), and runs the pod workers
 //! ([`kubelet`]) that turn pods bound to the node into containers on the registered runtimes.
 //! [`run_fake_nodes`] simulates many nodes without running anything ([`fake_nodes`]).
+//! The kubelet's HTTPS [`server`] serves container logs and port-forward to the API server,
+//! which proxies `pods/log` and `pods/portforward` to it.
 //!
 //! Start reading at [`kubelet::worker`] (one pod's lifecycle) and the pure modules it uses:
 //! [`kubelet::phase`], [`kubelet::record`], [`kubelet::backoff`].
 //!
 //! The agent talks to the API server only through `kube::Client`; it never links the control
 //! plane.
+//!
+//! # Running a node
+//!
+//! ```ignore
+//! let node_ip = skiff_node::host::default_node_ip();
+//! // The API server checks the kubelet's certificate against the node's InternalIP.
+//! let serving = pki.issue_serving_cert(&name, &[node_ip], &[name.clone()])?;
+//! let mut runtimes = RuntimeRegistry::new();
+//! runtimes.register(Arc::new(WasmtimeRuntime::new(WasmtimeConfig::new(&wasm_dir))?));
+//! runtimes.register(Arc::new(DockerRuntime::new(DockerConfig::new(&name))));
+//! let (ready_tx, mut ready) = tokio::sync::watch::channel(false);
+//! let config = NodeConfig {
+//!     node_name: name,
+//!     data_dir: data_dir.join("node"),
+//!     node_ip: Some(node_ip),
+//!     server: Some(ServerConfig {
+//!         addr: "0.0.0.0:10250".parse()?,
+//!         cert_pem: serving.cert_pem,
+//!         key_pem: serving.key_pem,
+//!         // Only clients with a certificate from the cluster CA (the API server's
+//!         // kubelet-client certificate, `ApiConfig::kubelet_client_tls`).
+//!         client_ca_pem: Some(pki.ca.cert_pem.clone()),
+//!     }),
+//!     ready: Some(ready_tx),
+//!     ..NodeConfig::default()
+//! };
+//! tokio::spawn(skiff_node::run_node(client, runtimes, config));
+//! ready.wait_for(|ready| *ready).await?; // Node Ready=True (needs its pod CIDR first)
+//! ```
 
 pub mod config;
 mod error;
@@ -50,11 +81,21 @@ fn pod_cidr_of(node: &Node) -> Option<ipnet::Ipv4Net> {
         .and_then(|c| c.parse().ok())
 }
 
+fn is_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "True")
+}
+
 /// Run the node agent until the returned future is dropped or a fatal error happens.
 ///
-/// Registers the Node (retrying until the API server answers), renews its Lease, sets up the
-/// pod network, and runs the pods bound to it. `config.ready` is set to `true` once the Node
-/// is registered and Ready.
+/// Starts the kubelet HTTPS server (when [`NodeConfig::server`] is set), registers the Node
+/// (retrying until the API server answers), renews its Lease, sets up the pod network, and
+/// runs the pods bound to it. [`NodeConfig::ready`] is set to `true` once the Node is
+/// registered with condition Ready=True (runtimes registered and, with a pod network, the
+/// bridge configured for the node's pod CIDR).
 pub async fn run_node(
     client: Client,
     runtimes: RuntimeRegistry,
@@ -72,6 +113,28 @@ pub async fn run_node(
     }
     let host = HostInfo::detect(&config.data_dir, config.node_ip);
     let mut tasks = tokio::task::JoinSet::new();
+    let index = PodIndex::default();
+
+    // The kubelet HTTPS server first: the port it bound is the one the Node advertises.
+    let kubelet_port = match &config.server {
+        Some(server_config) => {
+            let tls = server::tls_config(
+                &server_config.cert_pem,
+                &server_config.key_pem,
+                server_config.client_ca_pem.as_deref(),
+            )?;
+            let state = server::ServerState {
+                index: index.clone(),
+                logs_dir: config.logs_dir(),
+            };
+            let (addr, serving) =
+                server::serve(server_config.addr, server::router(state), tls).await?;
+            tracing::info!(%addr, "kubelet server listening");
+            tasks.spawn(serving);
+            addr.port()
+        }
+        None => config.kubelet_port,
+    };
 
     // Pod network.
     let pod_network_possible = skiff_runtimes::netns::supported();
@@ -97,26 +160,34 @@ pub async fn run_node(
         }),
     };
 
-    // Node registration and heartbeats.
+    // Readiness: runtimes registered and, with a pod network, the bridge configured.
     let handlers: Vec<String> = runtimes.handlers().map(str::to_owned).collect();
+    let runtimes_ready = !handlers.is_empty();
+    let initial = if !runtimes_ready {
+        Readiness::not_ready("container runtime is not ready: no runtime is registered")
+    } else if bridge.is_some() {
+        Readiness::not_ready(
+            "container runtime network not ready: pod network not configured yet \
+             (waiting for node.spec.podCIDR)",
+        )
+    } else {
+        Readiness::ready()
+    };
+    let (readiness_tx, readiness_rx) = watch::channel(initial.clone());
+
+    // Node registration and heartbeats.
     let inputs = StatusInputs {
         max_pods: config.max_pods,
         runtime_handlers: handlers.clone(),
-        kubelet_port: config
-            .server
-            .as_ref()
-            .map(|s| s.addr.port())
-            .unwrap_or(config.kubelet_port),
-        ready: !handlers.is_empty(),
-        not_ready_message: handlers
-            .is_empty()
-            .then(|| "no container runtime is registered".to_owned()),
+        kubelet_port,
+        ready: initial.ready,
+        not_ready_message: initial.message.clone(),
     };
     let mut registrar = NodeRegistrar::new(
         client.clone(),
         config.node_name.clone(),
         host.clone(),
-        inputs.clone(),
+        inputs,
     );
     registrar.labels = node_status::node_labels(&config.node_name, &host, &config.labels);
     registrar.data_dir = config.data_dir.clone();
@@ -125,38 +196,33 @@ pub async fn run_node(
     if let PodCidrSource::Static(cidr) = &config.network.pod_cidr {
         registrar.static_pod_cidr = Some(cidr.to_string());
     }
-    let initial = if inputs.ready {
-        Readiness::ready()
-    } else {
-        Readiness::not_ready(inputs.not_ready_message.clone().unwrap_or_default())
-    };
-    let (readiness_tx, readiness_rx) = watch::channel(initial);
     let (node_tx, mut node_rx) = watch::channel::<Option<Node>>(None);
     tasks.spawn(registrar.run(readiness_rx, node_tx));
 
-    // The pod CIDR configures the bridge: static at once, assigned when the node has one.
+    // The pod CIDR configures the bridge: a static one at once, an assigned one when the
+    // node gets it (or it changes).
     if let Some(bridge) = bridge.clone() {
         let client = client.clone();
         let node_name = config.node_name.clone();
         let source = config.network.pod_cidr.clone();
-        let readiness = readiness_tx.clone();
         tasks.spawn(async move {
             let configure = |cidr: ipnet::Ipv4Net| {
                 let bridge = bridge.clone();
-                let readiness = readiness.clone();
+                let readiness = readiness_tx.clone();
                 async move {
                     match bridge.configure(cidr).await {
-                        Ok(()) => {
+                        Ok(()) if runtimes_ready => {
                             readiness.send_if_modified(|r| {
                                 let changed = !r.ready;
                                 *r = Readiness::ready();
                                 changed
                             });
                         }
+                        Ok(()) => {}
                         Err(error) => {
                             tracing::error!(%error, "pod network setup failed");
                             readiness.send_replace(Readiness::not_ready(format!(
-                                "network plugin is not ready: {error}"
+                                "container runtime network not ready: {error}"
                             )));
                         }
                     }
@@ -190,8 +256,13 @@ pub async fn run_node(
     // Ready signal.
     if let Some(ready) = config.ready.clone() {
         tasks.spawn(async move {
-            let _ = node_rx.wait_for(Option::is_some).await;
-            ready.send_replace(true);
+            if node_rx
+                .wait_for(|node| node.as_ref().is_some_and(is_ready))
+                .await
+                .is_ok()
+            {
+                ready.send_replace(true);
+            }
             std::future::pending::<()>().await;
         });
     }
@@ -209,7 +280,7 @@ pub async fn run_node(
         selector: kubelet::select::Selector::new(client.clone(), runtimes.clone()),
         network,
         recorder: kubelet::events::Recorder::new(client.clone(), config.node_name.clone()),
-        index: PodIndex::default(),
+        index,
     });
     tasks.spawn(kubelet::pods::run(kubelet.clone()));
 
@@ -223,34 +294,18 @@ pub async fn run_node(
         ));
     }
 
-    // The kubelet HTTPS server.
-    if let Some(server_config) = &config.server {
-        let tls = server::tls_config(&server_config.cert_pem, &server_config.key_pem)
-            .map_err(Error::Server)?;
-        let state = server::ServerState {
-            index: kubelet.index.clone(),
-            logs_dir: config.logs_dir(),
-        };
-        let (addr, serving) = server::serve(server_config.addr, server::router(state), tls)
-            .await
-            .map_err(Error::Server)?;
-        tracing::info!(%addr, "kubelet server listening");
-        tasks.spawn(async move {
-            let _ = serving.await;
-        });
-    }
-
     tracing::info!(
         node = %config.node_name,
         runtimes = %handlers.join(","),
         pod_network = bridge.is_some(),
+        kubelet_port,
         "node agent started"
     );
     while let Some(result) = tasks.join_next().await {
         if let Err(e) = result
             && e.is_panic()
         {
-            return Err(Error::Config(format!("node task panicked: {e}")));
+            return Err(Error::Panicked(e.to_string()));
         }
     }
     Ok(())

@@ -379,3 +379,64 @@ async fn unknown_runtime_class_and_missing_env_are_reported() {
         .unwrap_or_default();
     assert_eq!(message, "secret \"missing\" not found");
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+#[tokio::test]
+async fn probes_drive_readiness_and_restarts() {
+    let cluster = cluster().await;
+    let (_fake, registry) = runtime();
+    let _node = start_node(&cluster.client, registry, "n1", |_| {});
+    let c = &cluster.client;
+    let port = free_port();
+
+    // Readiness: not ready until the server answers the httpGet probe.
+    let mut spec = pod("ready-web", "n1", "sh:v1", "Always");
+    spec["spec"]["containers"][0]["env"] = json!([{"name": "SCRIPT", "value":
+        format!("cd \"$(mktemp -d)\" && sleep 3 && exec python3 -m http.server {port} --bind 127.0.0.1")}]);
+    spec["spec"]["containers"][0]["readinessProbe"] =
+        json!({"httpGet": {"path": "/", "port": port}, "periodSeconds": 1});
+    create_pod(c, spec).await;
+    let running = wait_pod(c, "ready-web", T, "Running", |p| phase(p) == "Running").await;
+    let cs = container_status(&running, "app").expect("status");
+    assert!(!cs.ready, "ready before the probe passed: {cs:?}");
+    assert_eq!(
+        condition(&running, "Ready").map(|c| c.status.as_str()),
+        Some("False")
+    );
+    let ready = wait_pod(c, "ready-web", T, "Ready after the probe passes", |p| {
+        condition(p, "Ready").is_some_and(|c| c.status == "True")
+    })
+    .await;
+    assert!(container_status(&ready, "app").is_some_and(|s| s.ready && s.restart_count == 0));
+
+    // Liveness: a container whose probe fails is killed and restarted.
+    let mut spec = pod("unhealthy", "n1", "sleeper:v1", "Always");
+    spec["spec"]["terminationGracePeriodSeconds"] = json!(1);
+    spec["spec"]["containers"][0]["livenessProbe"] =
+        json!({"tcpSocket": {"port": free_port()}, "periodSeconds": 1, "failureThreshold": 1});
+    create_pod(c, spec).await;
+    let restarted = wait_pod(c, "unhealthy", T, "restarted by liveness", |p| {
+        container_status(p, "app").is_some_and(|s| s.restart_count >= 1)
+    })
+    .await;
+    assert!(
+        container_status(&restarted, "app")
+            .and_then(|s| s.last_state.as_ref()?.terminated.as_ref())
+            .is_some(),
+        "{:?}",
+        restarted.status
+    );
+    let reasons = eventually(T, "Unhealthy and Killing events", || async {
+        let reasons = event_reasons(c, "unhealthy").await;
+        (reasons.iter().any(|r| r == "Unhealthy") && reasons.iter().any(|r| r == "Killing"))
+            .then_some(reasons)
+    })
+    .await;
+    assert!(reasons.iter().any(|r| r == "Started"), "{reasons:?}");
+}

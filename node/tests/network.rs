@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
-use kube::api::DeleteParams;
+use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use skiff_node::{NetworkMode, PodCidrSource};
 use skiff_runtimes::RuntimeRegistry;
@@ -177,6 +177,95 @@ async fn pods_get_ips_on_the_bridge_and_reach_each_other() {
                 .ok()?;
             (!out.status.success()).then_some(())
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn node_is_not_ready_until_it_gets_a_pod_cidr() {
+    if !can_run() {
+        return;
+    }
+    let _cleanup = BridgeCleanup("sktest4");
+    let cluster = cluster().await;
+    let netns_dir = tempfile::tempdir().expect("netns dir");
+    let fake = FakeRuntime::with_config(FakeConfig {
+        netns_dir: netns_dir.path().to_owned(),
+        require_pod_network: true,
+        ..FakeConfig::default()
+    });
+    fake.add_image("sleeper:v1", FakeImage::shell("sleep 1000"));
+    let mut registry = RuntimeRegistry::new();
+    registry.register(Arc::new(fake));
+    let mut node = start_node(&cluster.client, registry, "n1", |c| {
+        c.network.mode = NetworkMode::Auto;
+        c.network.bridge = "sktest4".to_owned();
+        c.network.masquerade = false;
+        c.network.pod_cidr = PodCidrSource::Assigned;
+    });
+    let c = &cluster.client;
+    let nodes: Api<Node> = Api::all(c.clone());
+    let ready_condition = |n: &Node| {
+        n.status
+            .as_ref()?
+            .conditions
+            .as_ref()?
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .cloned()
+    };
+    let not_ready = eventually(T, "registered NotReady", || async {
+        let n = nodes.get_opt("n1").await.ok()??;
+        ready_condition(&n)
+    })
+    .await;
+    assert_eq!(not_ready.status, "False");
+    assert!(
+        not_ready
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("podCIDR")),
+        "{not_ready:?}"
+    );
+    assert!(!*node.ready.borrow());
+
+    // A pod bound meanwhile waits for the network instead of running on the host's.
+    create_pod(
+        c,
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "early", "namespace": "default"},
+            "spec": {"nodeName": "n1", "containers": [{"name": "app", "image": "sleeper:v1"}]}
+        }),
+    )
+    .await;
+
+    // What the node IPAM controller does: assign a range.
+    nodes
+        .patch(
+            "n1",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"podCIDR": "10.251.11.0/24", "podCIDRs": ["10.251.11.0/24"]}}),
+            ),
+        )
+        .await
+        .expect("assign pod CIDR");
+    tokio::time::timeout(T, node.ready.wait_for(|r| *r))
+        .await
+        .expect("ready in time")
+        .expect("ready");
+    let n = nodes.get("n1").await.expect("node");
+    assert_eq!(
+        ready_condition(&n).map(|c| c.status),
+        Some("True".to_owned())
+    );
+    wait_pod(c, "early", T, "early pod Running with a pod IP", |p| {
+        phase(p) == "Running"
+            && p.status
+                .as_ref()
+                .and_then(|s| s.pod_ip.as_deref())
+                .is_some_and(|ip| ip.starts_with("10.251.11."))
     })
     .await;
 }

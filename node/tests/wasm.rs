@@ -6,9 +6,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -34,46 +33,6 @@ fn can_run() -> bool {
     );
     eprintln!("skipping: cannot create network namespaces");
     false
-}
-
-/// The example guests, built once per test process.
-fn examples() -> &'static PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/wasm-pods");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        for (target, packages) in [
-            ("wasm32-wasip1", &["hello", "memory-hog"][..]),
-            ("wasm32-wasip2", &["http-server"][..]),
-        ] {
-            let mut command = Command::new(&cargo);
-            command
-                .current_dir(&dir)
-                .args(["build", "--release", "--quiet", "--target", target])
-                .env_remove("CARGO_TARGET_DIR")
-                .env_remove("RUSTFLAGS")
-                .env_remove("CARGO_ENCODED_RUSTFLAGS");
-            for p in packages {
-                command.args(["-p", p]);
-            }
-            let status = command.status().expect("run cargo for the wasm examples");
-            assert!(
-                status.success(),
-                "building examples/wasm-pods for {target} failed"
-            );
-        }
-        dir.join("target")
-    })
-}
-
-fn wasm(name: &str) -> Vec<u8> {
-    let target = if name.starts_with("http-") {
-        "wasm32-wasip2"
-    } else {
-        "wasm32-wasip1"
-    };
-    let path = examples().join(format!("{target}/release/{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 struct BridgeCleanup(&'static str);

@@ -101,9 +101,12 @@ impl Recorder {
     }
 }
 
+/// What makes two events the same one: (namespace, uid, fieldPath, reason, message).
+type EventKey = (String, String, String, String, String);
+
 async fn writer(client: Client, node_name: String, mut rx: mpsc::Receiver<Pending>) {
-    // (namespace, uid, fieldPath, reason, message) → (event name, count).
-    let mut seen: HashMap<(String, String, String, String, String), (String, i32)> = HashMap::new();
+    // Key → (event name, count).
+    let mut seen: HashMap<EventKey, (String, i32)> = HashMap::new();
     while let Some(p) = rx.recv().await {
         let namespace = p
             .involved

@@ -149,6 +149,15 @@ fn condition(
     }
 }
 
+/// The pod conditions the kubelet owns (plus `PodScheduled`, which it fills in if missing).
+const KUBELET_CONDITIONS: [&str; 5] = [
+    "PodReadyToStartContainers",
+    "Initialized",
+    "ContainersReady",
+    "Ready",
+    "PodScheduled",
+];
+
 /// Inputs of the conditions besides the container statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConditionInputs<'a> {
@@ -189,10 +198,10 @@ pub fn conditions(
         .iter()
         .flatten()
         .filter(|c| {
-            !find(init, &c.name)
+            find(init, &c.name)
                 .and_then(|s| s.state.as_ref())
                 .and_then(|s| s.terminated.as_ref())
-                .is_some_and(|t| t.exit_code == 0)
+                .is_none_or(|t| t.exit_code != 0)
         })
         .map(|c| c.name.as_str())
         .collect();
@@ -248,12 +257,48 @@ pub fn conditions(
         message.clone(),
         now,
     ));
-    out.push(condition("Ready", ready, reason, message, now));
+    // Ready also needs every readiness gate's condition (set by someone else) to be True.
+    let gates: Vec<String> = spec
+        .readiness_gates
+        .iter()
+        .flatten()
+        .filter_map(|gate| {
+            let name = &gate.condition_type;
+            match existing.iter().find(|c| c.type_ == *name) {
+                None => Some(format!(
+                    "corresponding condition of pod readiness gate \"{name}\" does not exist."
+                )),
+                Some(c) if c.status != "True" => Some(format!(
+                    "the status of pod readiness gate \"{name}\" is not \"True\", but {}",
+                    c.status
+                )),
+                Some(_) => None,
+            }
+        })
+        .collect();
+    if ready && !gates.is_empty() {
+        out.push(condition(
+            "Ready",
+            false,
+            Some("ReadinessGatesNotReady"),
+            Some(gates.join(", ")),
+            now,
+        ));
+    } else {
+        out.push(condition("Ready", ready, reason, message, now));
+    }
 
     match existing.iter().find(|c| c.type_ == "PodScheduled") {
         Some(scheduled) => out.push(scheduled.clone()),
         None => out.push(condition("PodScheduled", true, None, None, now)),
     }
+    // Conditions the kubelet does not own (readiness gates, DisruptionTarget, ...) stay.
+    out.extend(
+        existing
+            .iter()
+            .filter(|c| !KUBELET_CONDITIONS.contains(&c.type_.as_str()))
+            .cloned(),
+    );
     for c in &mut out {
         if let Some(old) = existing.iter().find(|o| o.type_ == c.type_)
             && old.status == c.status
@@ -598,6 +643,46 @@ mod tests {
     }
 
     #[test]
+    fn readiness_gates_and_foreign_conditions() {
+        let mut s = spec(&[], &["a"], "Always");
+        s.readiness_gates = Some(vec![k8s_openapi::api::core::v1::PodReadinessGate {
+            condition_type: "example.com/lb".into(),
+        }]);
+        let inputs = ConditionInputs {
+            sandbox_ready: true,
+            sandbox_error: None,
+            phase: "Running",
+        };
+        let now = Timestamp::from_second(9).expect("t");
+        let cs = conditions(&s, &[], &[running("a", true)], inputs, &[], now);
+        assert_eq!(cond(&cs, "ContainersReady").status, "True");
+        let ready = cond(&cs, "Ready");
+        assert_eq!(ready.status, "False");
+        assert_eq!(ready.reason.as_deref(), Some("ReadinessGatesNotReady"));
+        assert_eq!(
+            ready.message.as_deref(),
+            Some(
+                "corresponding condition of pod readiness gate \"example.com/lb\" does not exist."
+            )
+        );
+        let gate = PodCondition {
+            type_: "example.com/lb".into(),
+            status: "True".into(),
+            ..PodCondition::default()
+        };
+        let cs = conditions(
+            &s,
+            &[],
+            &[running("a", true)],
+            inputs,
+            std::slice::from_ref(&gate),
+            now,
+        );
+        assert_eq!(cond(&cs, "Ready").status, "True");
+        assert_eq!(cond(&cs, "example.com/lb"), &gate, "kept as it is");
+    }
+
+    #[test]
     fn scheduler_condition_is_kept() {
         let scheduled = PodCondition {
             type_: "PodScheduled".into(),
@@ -615,7 +700,7 @@ mod tests {
             &[],
             &[],
             inputs,
-            &[scheduled.clone()],
+            std::slice::from_ref(&scheduled),
             Timestamp::from_second(9).expect("t"),
         );
         assert_eq!(cond(&cs, "PodScheduled"), &scheduled);

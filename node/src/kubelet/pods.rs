@@ -19,6 +19,14 @@ struct WorkerHandle {
     task: tokio::task::JoinHandle<()>,
 }
 
+impl Drop for WorkerHandle {
+    /// Workers stop with the pod manager (a node agent that is shut down leaves no worker
+    /// behind to restart containers).
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Run the pod workers of this node until the task is dropped.
 pub async fn run(kubelet: Arc<Kubelet>) {
     let api: Api<Pod> = Api::all(kubelet.client.clone());

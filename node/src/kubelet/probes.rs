@@ -164,6 +164,13 @@ impl ProbeTask {
                 }
             }
         }
+        if self.probe.exec.is_some() || self.probe.grpc.is_some() {
+            tracing::warn!(
+                container = %self.container.name,
+                kind = self.kind.as_str(),
+                "exec and grpc probes are not supported yet; treated as passing"
+            );
+        }
         tokio::time::sleep(initial).await;
         let mut tracker = Tracker::new(&self.probe);
         loop {
@@ -230,7 +237,7 @@ impl ProbeTask {
                 .map_err(|e| format!("dial tcp {addr}: {e}"));
         }
         if self.probe.exec.is_some() || self.probe.grpc.is_some() {
-            tracing::warn!(container = %self.container.name, "exec and grpc probes are not supported yet; treated as passing");
+            // Warned about once in `run`.
             return Ok(());
         }
         Err("probe has no handler".to_owned())

@@ -3,7 +3,7 @@
 //!
 //! The *primary* runtime creates the namespace: Docker when the pod has an OCI container
 //! (its pause container holds the namespace, and Docker cannot join one by path), otherwise
-//! the pod's only runtime. The kubelet wires that namespace to the node ([`PodNetwork`]),
+//! the pod's only runtime. The kubelet wires that namespace to the node ([`PodNetwork`](crate::network::PodNetwork)),
 //! then the other runtimes join it by path (`NetworkMode::Existing`). A `hostNetwork` pod,
 //! or any pod on a host-network node, uses the node's namespace and IP.
 

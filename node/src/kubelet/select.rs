@@ -101,26 +101,38 @@ impl Selector {
         Ok(class.handler)
     }
 
-    /// The handler for `image` when no RuntimeClass decides.
+    /// The handler for `image` when no RuntimeClass decides: a wasm image present locally,
+    /// else an OCI image present locally, else whatever a trial wasm pull says (made only
+    /// when an OCI runtime is there to take the image otherwise).
     pub async fn by_image(&self, image: &str) -> Result<String, SelectError> {
-        let wasm = match self.runtimes.get(WASM_HANDLER) {
-            Ok(runtime) => is_wasm(&*runtime, image, self.runtimes.get(OCI_HANDLER).is_ok()).await,
-            Err(_) => false,
+        let present = |handler: &str| {
+            let runtime = self.runtimes.get(handler).ok();
+            async move {
+                match runtime {
+                    Some(runtime) => runtime.image_status(image).await.ok().flatten().is_some(),
+                    None => false,
+                }
+            }
         };
-        let oci_local = match self.runtimes.get(OCI_HANDLER) {
-            Ok(runtime) => runtime.image_status(image).await.ok().flatten().is_some(),
-            Err(_) => false,
-        };
+        let wasm_local = present(WASM_HANDLER).await;
+        let oci_local = !wasm_local && present(OCI_HANDLER).await;
+        let wasm = wasm_local
+            || (!oci_local
+                && match self.runtimes.get(WASM_HANDLER) {
+                    Ok(runtime) => {
+                        is_pullable_wasm(&*runtime, image, self.runtimes.get(OCI_HANDLER).is_ok())
+                            .await
+                    }
+                    Err(_) => false,
+                });
         choose_by_image(&self.handlers, ImageFacts { wasm, oci_local })
     }
 }
 
-/// Whether the wasm runtime has `image` locally or can pull it as a wasm artifact. The trial
-/// pull only happens when an OCI runtime is there to take the image otherwise.
-async fn is_wasm(runtime: &dyn Runtime, image: &str, oci_available: bool) -> bool {
-    if runtime.image_status(image).await.ok().flatten().is_some() {
-        return true;
-    }
+/// Whether the wasm runtime can pull `image` as a wasm artifact. Without an OCI runtime the
+/// answer is yes without trying: the image has nowhere else to go, and the real pull reports
+/// the error.
+async fn is_pullable_wasm(runtime: &dyn Runtime, image: &str, oci_available: bool) -> bool {
     if !oci_available {
         return true;
     }

@@ -67,8 +67,6 @@ fn error(volume: &str, message: impl Into<String>) -> VolumeError {
 fn key_files(
     volume: &str,
     kind: &str,
-    namespace: &str,
-    name: &str,
     data: &BTreeMap<String, String>,
     items: Option<&Vec<KeyToPath>>,
     default_mode: u32,
@@ -85,18 +83,13 @@ fn key_files(
                     }
                     None if optional => {}
                     None => {
-                        return Err(error(
-                            volume,
+                        // Kubernetes' own wording for the two kinds.
+                        let message = if kind == "Secret" {
+                            format!("references non-existent secret key: {}", item.key)
+                        } else {
                             format!("configmap references non-existent config key: {}", item.key)
-                                .replace(
-                                    "configmap",
-                                    if kind == "Secret" {
-                                        "secret"
-                                    } else {
-                                        "configmap"
-                                    },
-                                ),
-                        ));
+                        };
+                        return Err(error(volume, message));
                     }
                 }
             }
@@ -107,7 +100,6 @@ fn key_files(
             }
         }
     }
-    let _ = (namespace, name);
     Ok(files)
 }
 
@@ -126,7 +118,6 @@ pub fn plan(
     sources: &Sources,
     node: &NodeFacts,
 ) -> Result<Vec<(String, Plan)>, VolumeError> {
-    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let spec = pod.spec.clone().unwrap_or_default();
     let mut out = Vec::new();
     for v in spec.volumes.iter().flatten() {
@@ -163,16 +154,9 @@ pub fn plan(
             let optional = c.optional == Some(true);
             let mode = c.default_mode.map(|m| m as u32).unwrap_or(0o644);
             let files = match sources.config_maps.get(&c.name).cloned().flatten() {
-                Some(data) => key_files(
-                    name,
-                    "ConfigMap",
-                    namespace,
-                    &c.name,
-                    &data,
-                    c.items.as_ref(),
-                    mode,
-                    optional,
-                )?,
+                Some(data) => {
+                    key_files(name, "ConfigMap", &data, c.items.as_ref(), mode, optional)?
+                }
                 None if optional => BTreeMap::new(),
                 None => return Err(error(name, format!("configmap \"{}\" not found", c.name))),
             };
@@ -185,16 +169,7 @@ pub fn plan(
             let optional = s.optional == Some(true);
             let mode = s.default_mode.map(|m| m as u32).unwrap_or(0o644);
             let files = match sources.secrets.get(&secret_name).cloned().flatten() {
-                Some(data) => key_files(
-                    name,
-                    "Secret",
-                    namespace,
-                    &secret_name,
-                    &data,
-                    s.items.as_ref(),
-                    mode,
-                    optional,
-                )?,
+                Some(data) => key_files(name, "Secret", &data, s.items.as_ref(), mode, optional)?,
                 None if optional => BTreeMap::new(),
                 None => return Err(error(name, format!("secret \"{secret_name}\" not found"))),
             };
@@ -219,8 +194,6 @@ pub fn plan(
                         Some(data) => files.extend(key_files(
                             name,
                             "ConfigMap",
-                            namespace,
-                            &c.name,
                             &data,
                             c.items.as_ref(),
                             mode,
@@ -239,8 +212,6 @@ pub fn plan(
                         Some(data) => files.extend(key_files(
                             name,
                             "Secret",
-                            namespace,
-                            &s.name,
                             &data,
                             s.items.as_ref(),
                             mode,

@@ -93,8 +93,8 @@ impl Allocations {
         for i in 0..size {
             let candidate = first + (start - first + i) % size;
             let ip = Ipv4Addr::from(candidate);
-            if !self.allocated.contains_key(&ip) {
-                self.allocated.insert(ip, owner.to_owned());
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.allocated.entry(ip) {
+                slot.insert(owner.to_owned());
                 self.last = Some(ip);
                 return Ok(ip);
             }

@@ -1,7 +1,7 @@
 //! The kubelet's HTTPS server (port 10250): what the API server proxies `pods/log` (and, in
 //! time, exec, attach and port-forward) to.
 //!
-//! [`router`] is a plain axum router over the kubelet's [`PodIndex`](crate::kubelet::PodIndex)
+//! [`router`] is a plain axum router over the kubelet's [`PodIndex`]
 //! (tested with `oneshot`, no socket); [`serve`] puts it behind rustls with the node's serving
 //! certificate, HTTP/1.1 (with upgrades) and HTTP/2.
 //!
@@ -17,9 +17,9 @@
 pub mod logs;
 pub mod portforward;
 pub mod spdy;
-pub mod zlib;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -113,12 +113,8 @@ async fn port_forward(
             format!("pod \"{pod}\" not found on this node"),
         );
     };
-    let Some(ip) = entry.ip else {
-        return status(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            format!("pod \"{pod}\" has no IP yet"),
-        );
+    let target = portforward::PodTarget {
+        netns: entry.netns.clone(),
     };
     let upgrade = req
         .headers()
@@ -134,7 +130,7 @@ async fn port_forward(
         };
         return ws
             .protocols([PORT_FORWARD_WS_PROTOCOL])
-            .on_upgrade(move |socket| websocket_tunnel(socket, ip))
+            .on_upgrade(move |socket| websocket_tunnel(socket, target))
             .into_response();
     }
     if !upgrade.starts_with("spdy/3.1") {
@@ -147,7 +143,7 @@ async fn port_forward(
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => portforward::serve(TokioIo::new(upgraded), ip).await,
+            Ok(upgraded) => portforward::serve(TokioIo::new(upgraded), target).await,
             Err(error) => tracing::debug!(%error, "port-forward upgrade failed"),
         }
     });
@@ -170,22 +166,18 @@ async fn port_forward(
 }
 
 /// Carry SPDY bytes in WebSocket binary messages (one message per write each way).
-async fn websocket_tunnel(socket: axum::extract::ws::WebSocket, ip: std::net::IpAddr) {
+async fn websocket_tunnel(socket: axum::extract::ws::WebSocket, target: portforward::PodTarget) {
     use axum::extract::ws::Message;
     use futures::{SinkExt, StreamExt};
     use tokio::io::AsyncWriteExt;
     let (near, far) = tokio::io::duplex(256 * 1024);
-    tokio::spawn(portforward::serve(far, ip));
+    tokio::spawn(portforward::serve(far, target));
     let (mut near_read, mut near_write) = tokio::io::split(near);
     let (mut sink, mut stream) = socket.split();
     let inbound = async move {
         while let Some(Ok(message)) = stream.next().await {
             match message {
-                Message::Binary(data) => {
-                    if near_write.write_all(&data).await.is_err() {
-                        break;
-                    }
-                }
+                Message::Binary(data) if near_write.write_all(&data).await.is_err() => break,
                 Message::Close(_) => break,
                 _ => {}
             }
@@ -362,36 +354,86 @@ fn follow_stream(
     })
 }
 
-/// TLS settings from PEM.
-pub fn tls_config(cert_pem: &str, key_pem: &str) -> Result<Arc<rustls::ServerConfig>, String> {
+/// Why the kubelet server cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A certificate, key or CA bundle is unusable.
+    #[error("{what}: {message}")]
+    Tls {
+        /// Which input (`serving certificate`, `client CA`, ...).
+        what: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// TLS settings from PEM: the serving certificate chain and key, and, when `client_ca_pem` is
+/// given, client certificates required and verified against it (the kubelet's
+/// `--client-ca-file`: the API server presents its kubelet-client certificate).
+pub fn tls_config(
+    cert_pem: &str,
+    key_pem: &str,
+    client_ca_pem: Option<&str>,
+) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+    let tls = |what: &'static str| {
+        move |e: &dyn std::fmt::Display| ServerError::Tls {
+            what,
+            message: e.to_string(),
+        }
+    };
     let certs = rustls_pemfile::certs(&mut cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("serving certificate: {e}"))?;
+        .map_err(|e| tls("serving certificate")(&e))?;
     let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
-        .map_err(|e| format!("serving key: {e}"))?
-        .ok_or_else(|| "no private key in the serving key PEM".to_owned())?;
-    let mut config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
+        .map_err(|e| tls("serving key")(&e))?
+        .ok_or_else(|| tls("serving key")(&"no private key in the PEM"))?;
+    let builder = rustls::ServerConfig::builder();
+    let builder = match client_ca_pem {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls_pemfile::certs(&mut ca.as_bytes()) {
+                let cert = cert.map_err(|e| tls("client CA")(&e))?;
+                roots.add(cert).map_err(|e| tls("client CA")(&e))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+                .build()
+                .map_err(|e| tls("client CA")(&e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
         .with_single_cert(certs, key)
-        .map_err(|e| format!("serving certificate: {e}"))?;
+        .map_err(|e| tls("serving certificate")(&e))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
-/// Serve `router` over HTTPS on `addr` until the task is dropped. Returns the bound address.
+/// Bind `addr` and serve `router` over HTTPS (HTTP/1.1 with upgrades, and HTTP/2). Returns the
+/// bound address (useful with port 0) and the accept loop, which serves until it is dropped;
+/// connections already accepted run to their end on their own.
 pub async fn serve(
     addr: SocketAddr,
     router: Router,
     tls: Arc<rustls::ServerConfig>,
-) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), String> {
+) -> Result<(SocketAddr, impl Future<Output = ()> + Send + 'static), ServerError> {
     let listener = TcpListener::bind(addr)
         .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        .map_err(|source| ServerError::Bind { addr, source })?;
     let local = listener
         .local_addr()
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        .map_err(|source| ServerError::Bind { addr, source })?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let task = tokio::spawn(async move {
+    let accept_loop = async move {
         loop {
             let (tcp, peer) = match listener.accept().await {
                 Ok(c) => c,
@@ -401,6 +443,7 @@ pub async fn serve(
                     continue;
                 }
             };
+            let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let router = router.clone();
             tokio::spawn(async move {
@@ -425,8 +468,8 @@ pub async fn serve(
                 }
             });
         }
-    });
-    Ok((local, task))
+    };
+    Ok((local, accept_loop))
 }
 
 #[cfg(test)]

@@ -5,9 +5,15 @@
 //! [`serve`] runs one upgraded connection (raw SPDY, or SPDY bytes carried in WebSocket
 //! binary messages — both arrive here as a byte stream). One writer task owns the outgoing
 //! zlib context; the reader handles frames in order.
+//!
+//! Like the kubelet with containerd, a forwarded port is dialled at `127.0.0.1` *inside the
+//! pod's network namespace* ([`PodTarget`]), so a server that listens on the pod's loopback
+//! only is reachable too.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -28,8 +34,15 @@ struct Stream {
     tcp: Option<OwnedWriteHalf>,
 }
 
-/// Serve one port-forward connection to `pod_ip` until the client goes away.
-pub async fn serve<S>(io: S, pod_ip: IpAddr)
+/// Where a pod's ports are reached.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PodTarget {
+    /// The pod's network namespace; `None` for host-network pods (the node's loopback).
+    pub netns: Option<PathBuf>,
+}
+
+/// Serve one port-forward connection to the pod at `target` until the client goes away.
+pub async fn serve<S>(io: S, target: PodTarget)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -72,7 +85,7 @@ where
         loop {
             match spdy::parse_frame(&mut buf) {
                 Ok(Some(frame)) => {
-                    if !handle(frame, &mut codec, &mut streams, &tx, pod_ip).await {
+                    if !handle(frame, &mut codec, &mut streams, &tx, &target).await {
                         break 'read;
                     }
                 }
@@ -99,7 +112,7 @@ async fn handle(
     codec: &mut HeaderCodec,
     streams: &mut HashMap<u32, Stream>,
     tx: &mpsc::UnboundedSender<Out>,
-    pod_ip: IpAddr,
+    target: &PodTarget,
 ) -> bool {
     match frame {
         Frame::SynStream {
@@ -128,7 +141,12 @@ async fn handle(
                 tcp: None,
             };
             if kind == "data" {
-                match connect(pod_ip, &port).await {
+                // kubectl opens the request's error stream first.
+                let error_id = streams
+                    .iter()
+                    .find(|(_, s)| s.kind == "error" && s.request_id == request_id)
+                    .map(|(id, _)| *id);
+                match connect(target, &port).await {
                     Ok(tcp) => {
                         let (mut read, write) = tcp.into_split();
                         stream.tcp = Some(write);
@@ -138,11 +156,16 @@ async fn handle(
                             loop {
                                 match read.read(&mut chunk).await {
                                     Ok(0) | Err(_) => {
-                                        let _ = tx.send(Out::Frame(Frame::Data {
-                                            stream_id,
-                                            flags: FLAG_FIN,
-                                            data: Bytes::new(),
-                                        }));
+                                        // The pod closed the connection: end both streams of
+                                        // the request, as the kubelet does; kubectl closes
+                                        // its local connection once the error stream ends.
+                                        for id in std::iter::once(stream_id).chain(error_id) {
+                                            let _ = tx.send(Out::Frame(Frame::Data {
+                                                stream_id: id,
+                                                flags: FLAG_FIN,
+                                                data: Bytes::new(),
+                                            }));
+                                        }
                                         break;
                                     }
                                     Ok(n) => {
@@ -164,12 +187,9 @@ async fn handle(
                     }
                     Err(message) => {
                         // Report on the error stream of the same request, then end data.
-                        if let Some((error_id, _)) = streams
-                            .iter()
-                            .find(|(_, s)| s.kind == "error" && s.request_id == request_id)
-                        {
+                        if let Some(error_id) = error_id {
                             let _ = tx.send(Out::Frame(Frame::Data {
-                                stream_id: *error_id,
+                                stream_id: error_id,
                                 flags: FLAG_FIN,
                                 data: Bytes::from(message),
                             }));
@@ -217,12 +237,36 @@ async fn handle(
     }
 }
 
-async fn connect(pod_ip: IpAddr, port: &str) -> Result<tokio::net::TcpStream, String> {
+/// How long dialling a pod port may take.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Dial `127.0.0.1:port` in the pod's network namespace. The socket is created on a thread
+/// that entered the namespace, so it lives there; tokio then drives it from any thread.
+async fn connect(target: &PodTarget, port: &str) -> Result<tokio::net::TcpStream, String> {
     let port: u16 = port.parse().map_err(|_| format!("invalid port {port:?}"))?;
-    let addr = SocketAddr::new(pod_ip, port);
-    tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("error forwarding port {port} to pod: dial tcp {addr}: {e}"))
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let fail = |e: &dyn std::fmt::Display| {
+        format!("error forwarding port {port} to pod: dial tcp4 {addr}: {e}")
+    };
+    let Some(path) = target.netns.clone() else {
+        return match tokio::time::timeout(DIAL_TIMEOUT, tokio::net::TcpStream::connect(addr)).await
+        {
+            Ok(result) => result.map_err(|e| fail(&e)),
+            Err(_) => Err(fail(&"i/o timeout")),
+        };
+    };
+    let stream = tokio::task::spawn_blocking(move || {
+        let netns = skiff_runtimes::netns::Netns::open(&path).map_err(|e| e.to_string())?;
+        netns
+            .run(move || std::net::TcpStream::connect_timeout(&addr, DIAL_TIMEOUT))
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| fail(&e))?
+    .map_err(|e| fail(&e))?;
+    stream.set_nonblocking(true).map_err(|e| fail(&e))?;
+    tokio::net::TcpStream::from_std(stream).map_err(|e| fail(&e))
 }
 
 #[cfg(test)]
@@ -249,7 +293,7 @@ mod tests {
             }
         });
         let (client, server) = tokio::io::duplex(64 * 1024);
-        tokio::spawn(serve(server, "127.0.0.1".parse().expect("ip")));
+        tokio::spawn(serve(server, PodTarget::default()));
         let (mut rd, mut wr) = tokio::io::split(client);
         let mut codec = HeaderCodec::default();
         let mut out = BytesMut::new();
@@ -316,5 +360,37 @@ mod tests {
         }
         assert_eq!(replies, vec![1, 3]);
         assert_eq!(echoed, b"ping over spdy");
+
+        // The client half-closes the data stream; the echo server then closes its end, and
+        // both streams of the request end (kubectl waits for the error stream to end).
+        let mut fin = BytesMut::new();
+        spdy::encode_frame(
+            &Frame::Data {
+                stream_id: 3,
+                flags: FLAG_FIN,
+                data: Bytes::new(),
+            },
+            &mut fin,
+        );
+        wr.write_all(&fin).await.expect("write fin");
+        let mut ended = Vec::new();
+        while ended.len() < 2 {
+            let n =
+                tokio::time::timeout(std::time::Duration::from_secs(5), rd.read_buf(&mut inbound))
+                    .await
+                    .expect("streams end in time")
+                    .expect("read");
+            assert!(n > 0, "server closed early");
+            while let Some(frame) = spdy::parse_frame(&mut inbound).expect("frame") {
+                match frame {
+                    Frame::Data {
+                        stream_id, flags, ..
+                    } if flags & FLAG_FIN != 0 => ended.push(stream_id),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        ended.sort_unstable();
+        assert_eq!(ended, vec![1, 3]);
     }
 }

@@ -4,11 +4,11 @@
 //! dictionary and one compression context per direction for the whole connection.
 //!
 //! [`parse_frame`] and [`encode_frame`] are pure over byte buffers; [`HeaderCodec`] holds the
-//! two zlib contexts.
+//! two zlib contexts (`flate2` over the pure-Rust `zlib-rs` backend, which supports preset
+//! dictionaries).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-
-use super::zlib::{Deflater, Inflater};
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 
 /// The SPDY/3 header compression dictionary (Adler-32 `e3c6a7c2`).
 pub const DICTIONARY: &[u8] = include_bytes!("spdy_dictionary.bin");
@@ -242,29 +242,78 @@ pub fn encode_frame(frame: &Frame, out: &mut BytesMut) {
     }
 }
 
-/// The two zlib contexts of a connection.
+/// The two zlib contexts of a connection: SPDY compresses every header block of one
+/// direction with one zlib stream (SPDY dictionary, a sync flush after each block), so each
+/// block may refer back to earlier ones.
 pub struct HeaderCodec {
-    inflate: Inflater,
-    deflate: Deflater,
+    inflate: Decompress,
+    deflate: Compress,
 }
 
 impl Default for HeaderCodec {
     fn default() -> Self {
+        let mut deflate = Compress::new(Compression::default(), true);
+        // Setting the dictionary right after init writes it into the zlib header (FDICT), as
+        // Go's `zlib.NewWriterLevelDict` does; it cannot fail on a fresh stream.
+        if let Err(error) = deflate.set_dictionary(DICTIONARY) {
+            tracing::error!(%error, "cannot set the SPDY header dictionary");
+        }
         HeaderCodec {
-            inflate: Inflater::new(DICTIONARY),
-            deflate: Deflater::new(DICTIONARY),
+            inflate: Decompress::new(true),
+            deflate,
         }
     }
 }
 
+/// Room added to the output buffer whenever zlib fills it.
+const CHUNK: usize = 4096;
+/// Largest decompressed header block accepted (a compression bomb ends the session).
+const MAX_HEADER_BLOCK: usize = 1 << 20;
+
 impl HeaderCodec {
     /// Decompress and parse a header block.
     pub fn decode(&mut self, block: &[u8]) -> Result<Headers, SpdyError> {
-        let raw = self
-            .inflate
-            .inflate(block)
-            .map_err(|e| SpdyError(format!("header block: {e}")))?;
+        let raw = self.inflate_block(block)?;
         parse_headers(&raw)
+    }
+
+    fn inflate_block(&mut self, block: &[u8]) -> Result<Vec<u8>, SpdyError> {
+        let mut out = Vec::with_capacity(CHUNK);
+        let start = self.inflate.total_in();
+        loop {
+            let consumed = (self.inflate.total_in() - start) as usize;
+            if out.len() == out.capacity() {
+                if out.len() >= MAX_HEADER_BLOCK {
+                    return Err(SpdyError("header block too large".to_owned()));
+                }
+                out.reserve(CHUNK);
+            }
+            let before = (self.inflate.total_in(), self.inflate.total_out());
+            match self.inflate.decompress_vec(
+                &block[consumed.min(block.len())..],
+                &mut out,
+                FlushDecompress::Sync,
+            ) {
+                Ok(_) => {}
+                Err(e) if e.needs_dictionary().is_some() => {
+                    self.inflate.set_dictionary(DICTIONARY).map_err(|e| {
+                        SpdyError(format!("header block: cannot set dictionary: {e}"))
+                    })?;
+                    continue;
+                }
+                Err(e) => return Err(SpdyError(format!("header block: {e}"))),
+            }
+            let all_in = (self.inflate.total_in() - start) as usize >= block.len();
+            let progressed = (self.inflate.total_in(), self.inflate.total_out()) != before;
+            // Done once every input byte is consumed and zlib had room to spare (nothing
+            // pending); stuck without progress means a truncated block.
+            if all_in && out.len() < out.capacity() {
+                return Ok(out);
+            }
+            if !progressed && out.len() < out.capacity() {
+                return Err(SpdyError("header block: truncated zlib data".to_owned()));
+            }
+        }
     }
 
     /// Serialize and compress a header block.
@@ -277,7 +326,21 @@ impl HeaderCodec {
             raw.put_u32(v.len() as u32);
             raw.put_slice(v.as_bytes());
         }
-        Ok(Bytes::from(self.deflate.deflate(&raw)))
+        let mut out = Vec::with_capacity(raw.len() + 64);
+        let start = self.deflate.total_in();
+        loop {
+            let consumed = (self.deflate.total_in() - start) as usize;
+            if out.len() == out.capacity() {
+                out.reserve(CHUNK);
+            }
+            self.deflate
+                .compress_vec(&raw[consumed..], &mut out, FlushCompress::Sync)
+                .map_err(|e| SpdyError(format!("compress header block: {e}")))?;
+            let all_in = (self.deflate.total_in() - start) as usize >= raw.len();
+            if all_in && out.len() < out.capacity() {
+                return Ok(Bytes::from(out));
+            }
+        }
     }
 }
 
@@ -321,12 +384,24 @@ pub fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
 mod tests {
     use super::*;
 
-    use crate::server::zlib::adler32;
-
     #[test]
     fn dictionary_is_the_spdy3_one() {
         assert_eq!(DICTIONARY.len(), 1423);
-        assert_eq!(adler32(DICTIONARY), 0xe3c6_a7c2);
+        // zlib reports the dictionary's Adler-32, the DICTID kubectl's streams carry.
+        let mut deflate = Compress::new(Compression::default(), true);
+        assert_eq!(deflate.set_dictionary(DICTIONARY).ok(), Some(0xe3c6_a7c2));
+    }
+
+    #[test]
+    fn rejects_garbage_and_truncated_blocks() {
+        let mut codec = HeaderCodec::default();
+        assert!(codec.decode(b"not zlib at all").is_err());
+        let mut client = HeaderCodec::default();
+        let block = client
+            .encode(&[("streamtype".to_owned(), "data".to_owned())])
+            .expect("encode");
+        let mut server = HeaderCodec::default();
+        assert!(server.decode(&block[..block.len() / 2]).is_err());
     }
 
     #[test]

@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Event, Pod};
@@ -32,9 +34,13 @@ pub fn init_tracing() {
 }
 
 pub async fn cluster() -> Cluster {
+    cluster_with(ApiConfig::default()).await
+}
+
+pub async fn cluster_with(config: ApiConfig) -> Cluster {
     init_tracing();
     let store = Arc::new(MemoryStore::new());
-    let api = ApiServer::new(store, ApiConfig::default());
+    let api = ApiServer::new(store, config);
     api.bootstrap().await.expect("bootstrap");
     let background = api.spawn_background();
     let client = in_process_client(api.router(), "default");
@@ -52,6 +58,14 @@ pub struct RunningNode {
     pub task: tokio::task::JoinHandle<Result<(), skiff_node::Error>>,
     pub ready: watch::Receiver<bool>,
     _dir: Option<tempfile::TempDir>,
+}
+
+impl RunningNode {
+    /// Stop the agent and wait until it is gone (its pod workers with it).
+    pub async fn stop(&mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
 }
 
 impl Drop for RunningNode {
@@ -190,4 +204,44 @@ pub async fn event_reasons(client: &Client, name: &str) -> Vec<String> {
         .filter(|e| e.involved_object.name.as_deref() == Some(name))
         .filter_map(|e| e.reason)
         .collect()
+}
+
+/// The example guests, built once per test process.
+pub fn examples() -> &'static PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/wasm-pods");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        for (target, packages) in [
+            ("wasm32-wasip1", &["hello", "memory-hog"][..]),
+            ("wasm32-wasip2", &["http-server"][..]),
+        ] {
+            let mut command = Command::new(&cargo);
+            command
+                .current_dir(&dir)
+                .args(["build", "--release", "--quiet", "--target", target])
+                .env_remove("CARGO_TARGET_DIR")
+                .env_remove("RUSTFLAGS")
+                .env_remove("CARGO_ENCODED_RUSTFLAGS");
+            for p in packages {
+                command.args(["-p", p]);
+            }
+            let status = command.status().expect("run cargo for the wasm examples");
+            assert!(
+                status.success(),
+                "building examples/wasm-pods for {target} failed"
+            );
+        }
+        dir.join("target")
+    })
+}
+
+pub fn wasm(name: &str) -> Vec<u8> {
+    let target = if name.starts_with("http-") {
+        "wasm32-wasip2"
+    } else {
+        "wasm32-wasip1"
+    };
+    let path = examples().join(format!("{target}/release/{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
