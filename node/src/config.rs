@@ -179,6 +179,9 @@ pub struct FakeNodesConfig {
     pub heartbeat: Duration,
     /// Extra labels on every node.
     pub labels: BTreeMap<String, String>,
+    /// `status.runtimeHandlers` every node advertises, so RuntimeClass scheduling behaves
+    /// as on real nodes (default `wasmtime` and `docker`, what a Skiff node offers).
+    pub runtime_handlers: Vec<String>,
     /// Set to `true` once every fake node is registered and Ready.
     pub ready: Option<watch::Sender<bool>>,
 }
@@ -193,6 +196,7 @@ impl Default for FakeNodesConfig {
             max_pods: 110,
             heartbeat: Duration::from_secs(10),
             labels: BTreeMap::new(),
+            runtime_handlers: vec!["wasmtime".to_owned(), "docker".to_owned()],
             ready: None,
         }
     }

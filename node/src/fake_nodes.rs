@@ -190,7 +190,7 @@ pub async fn run_fake_nodes(client: Client, config: FakeNodesConfig) -> Result<(
         };
         let inputs = StatusInputs {
             max_pods: config.max_pods,
-            runtime_handlers: vec!["fake".to_owned()],
+            runtime_handlers: config.runtime_handlers.clone(),
             kubelet_port: 10250,
             ready: true,
             not_ready_message: None,

@@ -36,9 +36,14 @@ async fn wait_complete(
     generation: i64,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(900);
+    let mut report = Instant::now();
     loop {
         let d = api.get("bench").await?;
         let s = d.status.unwrap_or_default();
+        if report.elapsed() > Duration::from_secs(5) {
+            report = Instant::now();
+            tracing::info!(status = ?s, "waiting for the Deployment");
+        }
         if s.observed_generation.unwrap_or(0) >= generation
             && s.updated_replicas.unwrap_or(0) == replicas
             && s.available_replicas.unwrap_or(0) == replicas
