@@ -363,6 +363,10 @@ async fn start(
     started.map_err(|error| ExecError::from_runtime(error, &target.container, operation))
 }
 
+/// In-process sessions over real sockets with the fake runtime.
+#[cfg(test)]
+mod sessions;
+
 #[cfg(test)]
 mod tests {
     use super::*;
