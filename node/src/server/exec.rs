@@ -5,7 +5,9 @@
 //! container in the kubelet's [`PodIndex`](crate::kubelet::PodIndex), and the runtime
 //! actually starting the exec or attach — so every failure is a plain `Status` response
 //! (which kubectl prints as `Error from server (...)`; a refused WebSocket upgrade also makes
-//! it retry over SPDY). Then the connection is upgraded to WebSocket
+//! it retry over SPDY). The exception is an exec with a terminal: it starts after the upgrade,
+//! once the client's terminal size is known ([`Session::Deferred`]), and a runtime refusal is
+//! then the `Status` on the error channel. Then the connection is upgraded to WebSocket
 //! ([`super::websocket`], kubectl ≥ 1.30) or SPDY/3.1 ([`super::exec_spdy`]) and the
 //! session is piped by [`super::remotecommand`].
 
@@ -15,9 +17,11 @@ use axum::extract::{FromRequest, Path, State};
 use axum::response::IntoResponse;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper_util::rt::TokioIo;
-use skiff_runtimes::{AttachSpec, ExecSession, ExecSpec};
+use std::sync::Arc;
 
-use super::remotecommand::{Operation, OptionsError, StreamOptions};
+use skiff_runtimes::{AttachSpec, ExecSession, ExecSpec, Runtime};
+
+use super::remotecommand::{Operation, OptionsError, Outcome, Session, StreamOptions};
 use super::{ServerState, exec_spdy, status, websocket};
 
 /// Why an exec or attach request is refused.
@@ -104,6 +108,16 @@ impl ExecError {
             ExecError::NoRuntime { .. } | ExecError::Runtime { .. } => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "InternalError")
             }
+        }
+    }
+
+    /// The refusal of a session that starts after the upgrade, for the error channel.
+    pub fn into_outcome(self) -> Outcome {
+        let (code, reason) = self.code();
+        Outcome::Refused {
+            code: code.as_u16(),
+            reason: reason.to_owned(),
+            message: self.to_string(),
         }
     }
 
@@ -269,13 +283,24 @@ async fn serve(
         return Err(ExecError::NotUpgrade);
     };
 
-    let session = start(&state, &target, &options, &operation).await?;
+    let (runtime, id) = locate(&state, &target)?;
+    let session = if options.tty && matches!(operation, Operation::Exec { .. }) {
+        let (options, operation, container) =
+            (options.clone(), operation.clone(), target.container.clone());
+        Session::Deferred(Box::pin(async move {
+            start(runtime, &id, &container, &options, &operation)
+                .await
+                .map_err(ExecError::into_outcome)
+        }))
+    } else {
+        Session::Started(start(runtime, &id, &target.container, &options, &operation).await?)
+    };
     tracing::debug!(
         namespace = %target.namespace,
         pod = %target.pod,
         container = %target.container,
         ?operation,
-        "exec/attach session started"
+        "exec/attach request accepted"
     );
     Ok(match transport {
         Transport::WebSocket(ws, protocol) => ws
@@ -306,13 +331,8 @@ async fn serve(
     })
 }
 
-/// Find the container and start the exec or attach on its runtime.
-async fn start(
-    state: &ServerState,
-    target: &Target,
-    options: &StreamOptions,
-    operation: &Operation,
-) -> Result<ExecSession, ExecError> {
+/// The running container's runtime and id.
+fn locate(state: &ServerState, target: &Target) -> Result<(Arc<dyn Runtime>, String), ExecError> {
     let pod_not_found = || ExecError::PodNotFound {
         pod: target.pod.clone(),
     };
@@ -339,6 +359,17 @@ async fn start(
         .map_err(|_| ExecError::NoRuntime {
             handler: handler.clone(),
         })?;
+    Ok((runtime, id.clone()))
+}
+
+/// Start the exec or attach on the container's runtime.
+async fn start(
+    runtime: Arc<dyn Runtime>,
+    id: &str,
+    container: &str,
+    options: &StreamOptions,
+    operation: &Operation,
+) -> Result<ExecSession, ExecError> {
     let started = match operation {
         Operation::Exec { command } => {
             let spec = ExecSpec {
@@ -360,7 +391,7 @@ async fn start(
             runtime.attach(id, &spec).await
         }
     };
-    started.map_err(|error| ExecError::from_runtime(error, &target.container, operation))
+    started.map_err(|error| ExecError::from_runtime(error, container, operation))
 }
 
 /// In-process sessions over real sockets with the fake runtime.

@@ -13,11 +13,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use skiff_runtimes::{ExecSession, TerminalSize};
+use skiff_runtimes::TerminalSize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
-use super::remotecommand::{self, Channel, ClientInput, Operation, StreamOptions};
+use super::remotecommand::{self, Channel, ClientInput, Operation, Session, StreamOptions};
 use super::spdy::{self, FLAG_FIN, Frame, HeaderCodec};
 
 /// The SPDY exec protocol: the `Status` JSON on the error stream.
@@ -121,7 +121,7 @@ enum Out {
 
 /// Serve one exec or attach on an upgraded SPDY connection until the session ends or the
 /// client goes away.
-pub async fn serve<S>(io: S, session: ExecSession, operation: Operation, expected: Expected)
+pub async fn serve<S>(io: S, session: Session, operation: Operation, expected: Expected)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {

@@ -4,10 +4,18 @@
 //! transport carries the channels — WebSocket ([`super::websocket`]) or SPDY/3.1
 //! ([`super::exec_spdy`]).
 //!
+//! A terminal exec starts only once the client's first terminal size has arrived (or after
+//! [`INITIAL_SIZE_WAIT`]): a [`Session::Deferred`] start, so the command sees the right size
+//! when it starts rather than `0 0` (kubectl sends the size right after connecting).
+//!
 //! A transport decodes the client's stdin and resize messages into a [`ClientInput`],
 //! forwards what [`run`] sends on its output channel as stdout/stderr messages, and when
 //! [`run`] returns writes the [`Outcome`]'s [`status_json`](Outcome::status_json) on the
 //! error channel and closes the connection.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -18,6 +26,30 @@ use tokio::sync::mpsc;
 
 /// How much of an output stream one message carries at most.
 const CHUNK: usize = 32 * 1024;
+
+/// How long a terminal exec waits for the client's first terminal size before it starts.
+pub const INITIAL_SIZE_WAIT: Duration = Duration::from_secs(1);
+
+/// Starts a session later; fails with the refusal to report on the error channel.
+pub type Starter = Pin<Box<dyn Future<Output = Result<ExecSession, Outcome>> + Send>>;
+
+/// A session to pipe: already running, or started by [`run`] once the first terminal size
+/// is known.
+pub enum Session {
+    /// Started before the upgrade (its refusals were plain HTTP responses).
+    Started(ExecSession),
+    /// Started after the upgrade and the first resize.
+    Deferred(Starter),
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Session::Started(session) => f.debug_tuple("Started").field(session).finish(),
+            Session::Deferred(_) => f.write_str("Deferred"),
+        }
+    }
+}
 
 /// The channels of the streaming protocol (the first byte of a WebSocket message; the
 /// `streamtype` header of a SPDY stream).
@@ -150,6 +182,15 @@ pub enum Outcome {
     ExitCode(i32),
     /// The runtime failed while the session ran.
     Failed(String),
+    /// A deferred session could not start: HTTP-style code, reason and message.
+    Refused {
+        /// The HTTP status code of the refusal.
+        code: u16,
+        /// `Status.reason` (`BadRequest`, `NotFound`, ...).
+        reason: String,
+        /// For humans.
+        message: String,
+    },
 }
 
 impl Outcome {
@@ -193,6 +234,17 @@ impl Outcome {
                     "code": 500
                 })
             }
+            Outcome::Refused {
+                code,
+                reason,
+                message,
+            } => json!({
+                "metadata": {},
+                "status": "Failure",
+                "message": message,
+                "reason": reason,
+                "code": code
+            }),
         }
     }
 
@@ -219,11 +271,27 @@ pub type OutputSender = mpsc::Sender<(Channel, Bytes)>;
 /// then for exec the exit code. Returns how it ended; dropping the future detaches (the
 /// command keeps running, stdin reads end-of-file).
 pub async fn run(
-    session: ExecSession,
+    session: Session,
     operation: &Operation,
-    input: ClientInput,
+    mut input: ClientInput,
     output: OutputSender,
 ) -> Outcome {
+    let (session, first_size) = match session {
+        Session::Started(session) => (session, None),
+        Session::Deferred(start) => {
+            let first = tokio::time::timeout(INITIAL_SIZE_WAIT, input.resize.recv())
+                .await
+                .ok()
+                .flatten();
+            match start.await {
+                Ok(session) => (session, first),
+                Err(refused) => return refused,
+            }
+        }
+    };
+    if let (Some(size), Some(resize)) = (first_size, &session.resize) {
+        let _ = resize.send(size).await;
+    }
     let ExecSession {
         stdin,
         stdout,
@@ -437,7 +505,7 @@ mod tests {
         };
         let running = tokio::spawn(async move {
             run(
-                session,
+                Session::Started(session),
                 &operation,
                 ClientInput {
                     stdin: stdin_rx,
@@ -497,6 +565,79 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_deferred_session_starts_after_the_first_size() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let (session, mut process) = session();
+        let sized = Arc::new(AtomicBool::new(false));
+        let started = Arc::new(AtomicBool::new(false));
+        let start: Starter = {
+            let (sized, started) = (Arc::clone(&sized), Arc::clone(&started));
+            Box::pin(async move {
+                started.store(sized.load(Ordering::SeqCst), Ordering::SeqCst);
+                Ok(session)
+            })
+        };
+        let (_stdin_tx, stdin_rx) = mpsc::channel(4);
+        let (resize_tx, resize_rx) = mpsc::channel(4);
+        let (out_tx, _out_rx) = mpsc::channel(16);
+        let operation = Operation::Exec {
+            command: vec!["sh".into()],
+        };
+        let running = tokio::spawn(async move {
+            let input = ClientInput {
+                stdin: stdin_rx,
+                resize: resize_rx,
+            };
+            run(Session::Deferred(start), &operation, input, out_tx).await
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        sized.store(true, Ordering::SeqCst);
+        let size = TerminalSize {
+            width: 120,
+            height: 40,
+        };
+        resize_tx.send(size).await.expect("resize");
+        // The first size reaches the process's terminal right after the start.
+        assert_eq!(process.resized.recv().await, Some(size));
+        drop(process.stdout);
+        drop(process.stderr);
+        process.exit.send(0).expect("exit");
+        let outcome = tokio::time::timeout(Duration::from_secs(5), running)
+            .await
+            .expect("in time")
+            .expect("join");
+        assert_eq!(outcome, Outcome::Success);
+        assert!(started.load(Ordering::SeqCst), "started after the size");
+
+        // A refused start is the outcome.
+        let refused = Outcome::Refused {
+            code: 400,
+            reason: "BadRequest".into(),
+            message: "no terminals here".into(),
+        };
+        let start: Starter = {
+            let refused = refused.clone();
+            Box::pin(async move { Err(refused) })
+        };
+        let (_stdin_tx, stdin_rx) = mpsc::channel(4);
+        let (_resize_tx, resize_rx) = mpsc::channel(4);
+        let (out_tx, _out_rx) = mpsc::channel(16);
+        let input = ClientInput {
+            stdin: stdin_rx,
+            resize: resize_rx,
+        };
+        let exec = Operation::Exec { command: vec![] };
+        let outcome = run(Session::Deferred(start), &exec, input, out_tx).await;
+        assert_eq!(outcome, refused);
+        assert_eq!(
+            outcome.status(&exec),
+            json!({"metadata": {}, "status": "Failure", "message": "no terminals here",
+                   "reason": "BadRequest", "code": 400})
+        );
+    }
+
+    #[tokio::test]
     async fn attach_ends_with_its_output() {
         let (session, process) = session();
         let (_stdin_tx, stdin_rx) = mpsc::channel(4);
@@ -507,7 +648,7 @@ mod tests {
         let outcome = tokio::time::timeout(
             Duration::from_secs(5),
             run(
-                session,
+                Session::Started(session),
                 &Operation::Attach,
                 ClientInput {
                     stdin: stdin_rx,

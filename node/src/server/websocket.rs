@@ -13,10 +13,10 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
-use skiff_runtimes::{ExecSession, TerminalSize};
+use skiff_runtimes::TerminalSize;
 use tokio::sync::mpsc;
 
-use super::remotecommand::{self, Channel, ClientInput, Operation};
+use super::remotecommand::{self, Channel, ClientInput, Operation, Session};
 
 /// The channel protocol of kubectl ≥ 1.30, with the close signal.
 pub const V5: &str = "v5.channel.k8s.io";
@@ -87,7 +87,7 @@ pub fn encode(channel: Channel, payload: &[u8]) -> Bytes {
 
 /// Serve one exec or attach over an upgraded WebSocket speaking `protocol` ([`V5`] or
 /// [`V4`]) until the session ends or the client goes away.
-pub async fn serve(socket: WebSocket, session: ExecSession, operation: Operation, protocol: &str) {
+pub async fn serve(socket: WebSocket, session: Session, operation: Operation, protocol: &str) {
     let v5 = protocol == V5;
     let (mut sink, mut stream) = socket.split();
     let (stdin_tx, stdin_rx) = mpsc::channel::<Bytes>(64);

@@ -235,6 +235,33 @@ async fn websocket_v5_exec_pipes_stdin_and_reports_the_exit_code() {
     f.stop().await;
 }
 
+/// A terminal exec starts after the upgrade: the runtime's refusal is the final Status.
+#[tokio::test]
+async fn websocket_terminal_exec_refusal_is_the_final_status() {
+    let f = Fixture::new().await;
+    let q = query(
+        &["sh"],
+        &[("stdin", "true"), ("stdout", "true"), ("tty", "true")],
+    );
+    let t = websocket(
+        f.addr,
+        &format!("/exec/default/p/app?{q}"),
+        "v5.channel.k8s.io",
+        b"",
+    )
+    .await;
+    let status = t.status.expect("status");
+    assert_eq!(status["reason"], "BadRequest", "{status}");
+    assert_eq!(status["code"], 400, "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("pseudo-terminals")),
+        "{status}"
+    );
+    f.stop().await;
+}
+
 #[tokio::test]
 async fn websocket_attach_ends_with_the_container_output() {
     let f = Fixture::new().await;
@@ -459,14 +486,19 @@ async fn refusals_are_kubernetes_statuses() {
         (code, body["reason"].as_str()),
         (StatusCode::NOT_FOUND, Some("NotFound"))
     );
-    // The runtime refuses: the fake has no terminals.
-    let tty = query(&["sh"], &[("stdout", "true"), ("tty", "true")]);
-    let (code, body) = refusal(&f.router, &format!("/exec/default/p/app?{tty}"), "SPDY/3.1").await;
-    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    // The runtime refuses to start the command.
+    let missing = query(&["/no/such/program"], &[("stdout", "true")]);
+    let (code, body) = refusal(
+        &f.router,
+        &format!("/exec/default/p/app?{missing}"),
+        "SPDY/3.1",
+    )
+    .await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
     assert!(
         body["message"]
             .as_str()
-            .is_some_and(|m| m.contains("pseudo-terminals")),
+            .is_some_and(|m| m.starts_with("error executing command in container: ")),
         "{body}"
     );
     let (code, body) = refusal(&f.router, "/exec/default/p/app?stdout=true", "SPDY/3.1").await;
