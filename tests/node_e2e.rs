@@ -392,3 +392,160 @@ fn restart_on_the_same_data_dir_brings_the_cluster_back() {
     assert_eq!(nodes.lines().count(), 1, "{nodes}");
     assert!(nodes.contains(" Ready "), "{nodes}");
 }
+
+/// Runs `bin` (a kubectl) against `c` with `stdin` as its input.
+fn kubectl_with_input(c: &Cluster, bin: &Path, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let cache = c.dir.path().join(format!(
+        "kubectl-cache-{}",
+        bin.file_name()
+            .and_then(|s| s.to_str())
+            .unwrap_or("kubectl")
+    ));
+    let mut child = Command::new(bin)
+        .arg("--kubeconfig")
+        .arg(&c.kubeconfig)
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn kubectl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("kubectl output")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn exec_and_attach_over_websocket_and_spdy() {
+    let dir = data_dir_with_examples();
+    let busybox = import_busybox(dir.path());
+    let c = up(dir);
+    let manifest = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: bb
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+    - name: bb
+      image: {busybox}
+      command: ["/bin/sh", "-c", "sleep 3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+spec:
+  containers:
+    - name: web
+      image: http-server:latest
+      env: [{{name: PORT, value: "8080"}}]
+"#
+    );
+    common::assert_ok(
+        &c.kubectl_stdin(&["apply", "-f", "-"], &manifest),
+        &["apply"],
+    );
+    wait_for(&c, "pod/bb", "{.status.phase}", "Running");
+    wait_for(&c, "pod/web", "{.status.phase}", "Running");
+
+    // kubectl on PATH (≥ 1.30: WebSocket v5) and 1.29 (SPDY/3.1 only).
+    let old = common::versioned_kubectls()
+        .into_iter()
+        .find(|p| p.file_name().is_some_and(|n| n == "kubectl.1.29"))
+        .expect("kubectl.1.29 beside the real kubectl");
+    for bin in [PathBuf::from("kubectl"), old] {
+        let name = bin.display().to_string();
+        // stdin round trip, with its end-of-file ending `cat`.
+        let out = kubectl_with_input(
+            &c,
+            &bin,
+            &["exec", "-i", "bb", "--", "cat"],
+            "hello through exec\nsecond line\n",
+        );
+        common::assert_ok(&out, &[name.as_str(), "exec -i"]);
+        assert_eq!(
+            text(&out.stdout),
+            "hello through exec\nsecond line\n",
+            "{name}"
+        );
+
+        // Exit codes, stdout and stderr kept apart.
+        let out = c.kubectl_bin(
+            &bin,
+            &[
+                "exec",
+                "bb",
+                "--",
+                "sh",
+                "-c",
+                "echo out; echo err >&2; exit 7",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(7), "{name}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "out\n", "{name}");
+        let stderr = text(&out.stderr);
+        assert!(stderr.starts_with("err\n"), "{name}: {stderr}");
+        assert!(
+            stderr.contains("command terminated with exit code 7"),
+            "{name}: {stderr}"
+        );
+
+        // A wasm container has no processes to exec into.
+        let out = c.kubectl_bin(&bin, &["exec", "web", "--", "ls"]);
+        assert!(!out.status.success(), "{name}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("exec is not supported for wasm containers"),
+            "{name}: {stderr}"
+        );
+
+        // Attach to a new pod's stdin and output (`kubectl run -i`).
+        let pod = format!("att-{}", if name == "kubectl" { "ws" } else { "spdy" });
+        let out = kubectl_with_input(
+            &c,
+            &bin,
+            &[
+                "run",
+                &pod,
+                "-i",
+                "--restart=Never",
+                &format!("--image={busybox}"),
+                "--",
+                "sh",
+                "-c",
+                "read line; echo \"got $line\"",
+            ],
+            "attached\n",
+        );
+        common::assert_ok(&out, &[name.as_str(), "run -i"]);
+        assert!(
+            text(&out.stdout).contains("got attached"),
+            "{name}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+
+    // An unknown container is refused with the API server's message.
+    let out = c.kubectl(&["exec", "bb", "-c", "nope", "--", "true"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("container nope is not valid for pod bb"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -126,6 +126,7 @@ pub async fn run_node(
             let state = server::ServerState {
                 index: index.clone(),
                 logs_dir: config.logs_dir(),
+                runtimes: runtimes.clone(),
             };
             let (addr, serving) =
                 server::serve(server_config.addr, server::router(state), tls).await?;

@@ -11,12 +11,17 @@
 //! - `/portForward/{namespace}/{pod}`: SPDY/3.1 (`POST`, `Upgrade: SPDY/3.1`,
 //!   `portforward.k8s.io`) or the same SPDY bytes tunnelled in WebSocket binary messages
 //!   (`SPDY/3.1+portforward.k8s.io`), to any port of the pod IP ([`portforward`]).
-//! - `/exec`, `/attach`: not implemented yet (501 with a Status body); the runtime trait has
-//!   no exec/attach call.
+//! - `/exec/{namespace}/{pod}[/{uid}]/{container}` and `/attach/...`: WebSocket
+//!   `v5.channel.k8s.io` / `v4.channel.k8s.io` or SPDY/3.1 `v4.channel.k8s.io`, piped to the
+//!   runtime's exec or attach session ([`exec`]).
 
+pub mod exec;
+pub mod exec_spdy;
 pub mod logs;
 pub mod portforward;
+pub mod remotecommand;
 pub mod spdy;
+pub mod websocket;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -46,6 +51,8 @@ pub struct ServerState {
     pub index: PodIndex,
     /// The node's log dir (`<logs>/<ns>_<pod>_<uid>/<container>/<n>.log`).
     pub logs_dir: PathBuf,
+    /// The runtimes, by handler, for exec and attach.
+    pub runtimes: skiff_runtimes::RuntimeRegistry,
 }
 
 fn status(code: StatusCode, reason: &str, message: String) -> Response<Body> {
@@ -70,22 +77,14 @@ pub fn router(state: ServerState) -> Router {
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
         )
-        .route("/exec/{*rest}", any(not_implemented))
-        .route("/attach/{*rest}", any(not_implemented))
+        .route("/exec/{*rest}", any(exec::exec))
+        .route("/attach/{*rest}", any(exec::attach))
         .route("/portForward/{namespace}/{pod}", any(port_forward))
         .route(
             "/portForward/{namespace}/{pod}/{uid}",
             any(port_forward_uid),
         )
         .with_state(state)
-}
-
-async fn not_implemented() -> Response<Body> {
-    status(
-        StatusCode::NOT_IMPLEMENTED,
-        "NotImplemented",
-        "exec and attach are not implemented by this kubelet yet".to_owned(),
-    )
 }
 
 /// WebSocket subprotocol of tunnelled port-forward (kubectl 1.31+).
@@ -526,6 +525,7 @@ mod tests {
         let router = router(ServerState {
             index,
             logs_dir: dir.path().to_owned(),
+            runtimes: skiff_runtimes::RuntimeRegistry::new(),
         });
         assert_eq!(
             get(&router, "/containerLogs/default/web/app").await,
@@ -558,7 +558,7 @@ mod tests {
         assert!(body.contains("\"reason\":\"NotFound\""), "{body}");
         assert_eq!(
             get(&router, "/exec/default/web/app").await.0,
-            StatusCode::NOT_IMPLEMENTED
+            StatusCode::BAD_REQUEST
         );
     }
 
@@ -578,6 +578,7 @@ mod tests {
         let router = router(ServerState {
             index: index.clone(),
             logs_dir: dir.path().to_owned(),
+            runtimes: skiff_runtimes::RuntimeRegistry::new(),
         });
         let writer = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
