@@ -4,7 +4,7 @@
 //! `pods/log|portforward` proxy → kubelet (HTTPS, the API server's kubelet-client certificate
 //! verified against the cluster CA). Port-forward reaches a server that listens on the pod's
 //! loopback only, inside the pod's network namespace (needs root; skipped otherwise unless
-//! `CI=true`), and `kubectl exec` gets a clear "not implemented" error.
+//! `CI=true`), and `kubectl exec` runs a command in the pod.
 
 mod common;
 
@@ -308,8 +308,8 @@ async fn kubectl_logs_and_port_forward_reach_the_kubelet() {
         );
     }
 
-    // Exec is not implemented yet: a clear error, not a hang.
-    let (ok, _, err) = kubectl(kc, &["exec", "talker", "--", "true"]).await;
-    assert!(!ok);
-    assert!(err.contains("not implemented"), "{err}");
+    // Exec through the API server into the fake runtime's container (a host process).
+    let (ok, out, err) = kubectl(kc, &["exec", "talker", "--", "echo", "exec-works"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "exec-works");
 }
