@@ -56,6 +56,8 @@ fn readme_tour_runs() {
     );
     for expected in [
         "Hello from a Skiff wasm pod!",
+        "hello through exec",
+        "exit code 3",
         "deployment \"web\" successfully rolled out",
         "hello from skiff wasm",
         "rolled back",
