@@ -75,12 +75,12 @@ async fn start_server() -> anyhow::Result<(Server, f64)> {
     // Ready = the kubeconfig exists and /readyz answers.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if server.kubeconfig.exists() {
-            if let Ok(client) = client_for(&server.kubeconfig).await {
-                let req = http::Request::get("/readyz").body(Vec::new())?;
-                if client.request_text(req).await.is_ok() {
-                    break;
-                }
+        if server.kubeconfig.exists()
+            && let Ok(client) = client_for(&server.kubeconfig).await
+        {
+            let req = http::Request::get("/readyz").body(Vec::new())?;
+            if client.request_text(req).await.is_ok() {
+                break;
             }
         }
         anyhow::ensure!(

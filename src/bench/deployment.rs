@@ -63,7 +63,7 @@ async fn wait_complete(
 pub async fn run(args: DeploymentBenchArgs) -> anyhow::Result<serde_json::Value> {
     let dir = tempfile::tempdir()?;
     let store = Arc::new(RedbStore::open(
-        &dir.path().join("store.redb"),
+        dir.path().join("store.redb"),
         RedbConfig::default(),
     )?);
     let api = ApiServer::new(store, ApiConfig::default());

@@ -81,7 +81,7 @@ fn pod(name: &str, image: &str, command: Option<&[&str]>) -> anyhow::Result<Pod>
 pub async fn run(args: PodsBenchArgs) -> anyhow::Result<serde_json::Value> {
     let dir = tempfile::tempdir()?;
     let store = Arc::new(RedbStore::open(
-        &dir.path().join("store.redb"),
+        dir.path().join("store.redb"),
         RedbConfig::default(),
     )?);
     let api = ApiServer::new(store, ApiConfig::default());

@@ -42,7 +42,7 @@ pub async fn run(args: SchedulerBenchArgs) -> anyhow::Result<serde_json::Value> 
     let dir = tempfile::tempdir()?;
     let store: Arc<dyn Store> = match args.store.as_str() {
         "redb" => Arc::new(
-            RedbStore::open(&dir.path().join("store.redb"), RedbConfig::default())
+            RedbStore::open(dir.path().join("store.redb"), RedbConfig::default())
                 .context("opening the benchmark's redb store")?,
         ),
         "memory" => Arc::new(MemoryStore::new()),
