@@ -211,64 +211,72 @@ mod tests {
     /// A third-party backend that implements only the required methods.
     struct Minimal;
 
+    /// What the required methods the tests never call answer.
+    fn unused<T>() -> Result<T> {
+        Err(Error::Unsupported {
+            runtime: "minimal".to_owned(),
+            what: "not used by these tests".to_owned(),
+        })
+    }
+
     #[async_trait]
     impl Runtime for Minimal {
         fn handler(&self) -> &str {
             "minimal"
         }
         async fn create_sandbox(&self, _: &SandboxSpec) -> Result<String> {
-            unimplemented!()
+            unused()
         }
         async fn stop_sandbox(&self, _: &str) -> Result<()> {
-            unimplemented!()
+            unused()
         }
         async fn remove_sandbox(&self, _: &str) -> Result<()> {
-            unimplemented!()
+            unused()
         }
         async fn sandbox_status(&self, _: &str) -> Result<SandboxStatus> {
-            unimplemented!()
+            unused()
         }
         async fn list_sandboxes(&self) -> Result<Vec<SandboxStatus>> {
-            unimplemented!()
+            unused()
         }
         async fn create_container(&self, _: &str, _: &ContainerSpec) -> Result<String> {
-            unimplemented!()
+            unused()
         }
         async fn start_container(&self, _: &str) -> Result<()> {
-            unimplemented!()
+            unused()
         }
         async fn stop_container(&self, _: &str, _: Duration) -> Result<()> {
-            unimplemented!()
+            unused()
         }
         async fn remove_container(&self, _: &str) -> Result<()> {
-            unimplemented!()
+            unused()
         }
         async fn container_status(&self, _: &str) -> Result<ContainerStatus> {
-            unimplemented!()
+            unused()
         }
         async fn list_containers(&self, _: Option<&str>) -> Result<Vec<ContainerStatus>> {
-            unimplemented!()
+            unused()
         }
         async fn wait_container(&self, _: &str) -> Result<ContainerStatus> {
-            unimplemented!()
+            unused()
         }
         async fn container_stats(&self, _: &str) -> Result<ContainerStats> {
-            unimplemented!()
+            unused()
         }
         async fn pull_image(&self, _: &str, _: &RegistryAuth) -> Result<ImageInfo> {
-            unimplemented!()
+            unused()
         }
         async fn image_status(&self, _: &str) -> Result<Option<ImageInfo>> {
-            unimplemented!()
+            unused()
         }
         async fn list_images(&self) -> Result<Vec<ImageInfo>> {
-            unimplemented!()
+            unused()
         }
         async fn remove_image(&self, _: &str) -> Result<()> {
-            unimplemented!()
+            unused()
         }
         async fn import_image(&self, _: &Path, _: &str) -> Result<ImageInfo> {
-            unimplemented!()
+            unused()
         }
     }
 
