@@ -120,6 +120,8 @@ async fn make_namespace(client: &kube::Client, name: &str) -> anyhow::Result<()>
 /// One phase's result.
 struct Phase {
     ops: usize,
+    /// Successful operations of each worker, by worker index.
+    per_worker: Vec<usize>,
     errors: usize,
     samples: Samples,
     secs: f64,
@@ -167,15 +169,20 @@ where
     }
     let mut phase = Phase {
         ops: 0,
+        per_worker: Vec::with_capacity(workers),
         errors: 0,
         samples: Samples::default(),
         secs: 0.0,
     };
     for t in tasks {
-        if let Ok((s, o, e)) = t.await {
-            phase.samples.extend(s);
-            phase.ops += o;
-            phase.errors += e;
+        match t.await {
+            Ok((s, o, e)) => {
+                phase.per_worker.push(o);
+                phase.samples.extend(s);
+                phase.ops += o;
+                phase.errors += e;
+            }
+            Err(_) => phase.per_worker.push(0),
         }
     }
     phase.secs = started.elapsed().as_secs_f64();
@@ -213,13 +220,16 @@ pub async fn run(args: ApiBenchArgs) -> anyhow::Result<serde_json::Value> {
             }
         })
         .await;
-        let created_per_worker = (create.ops / n.max(1)).max(1);
+        // Each worker reads back only the objects it created: workers create at different
+        // rates, so an average count would ask for names that were never created.
+        let created: Arc<Vec<usize>> = Arc::new(create.per_worker.clone());
         let ns_g = ns.clone();
         let get = run_phase(&clients, n, args.seconds, move |client, w, seq| {
             let ns = ns_g.clone();
+            let mine = created.get(w).copied().unwrap_or(0).max(1);
             async move {
                 Api::<ConfigMap>::namespaced(client, &ns)
-                    .get(&format!("cm-{w}-{}", seq % created_per_worker))
+                    .get(&format!("cm-{w}-{}", seq % mine))
                     .await
                     .is_ok()
             }
