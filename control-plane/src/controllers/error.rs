@@ -50,6 +50,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// What Kubernetes would show for this error in a status condition: the
+    /// API server's message for failed calls (without our context), the
+    /// whole error otherwise.
+    pub fn user_message(&self) -> String {
+        match self {
+            Error::Kube { source, .. } => api_message(source),
+            other => other.to_string(),
+        }
+    }
+
     /// True for HTTP 409 Conflict (stale resourceVersion), which a quick
     /// retry fixes.
     pub fn is_conflict(&self) -> bool {
@@ -176,6 +186,20 @@ mod tests {
             .with_code(403),
         ));
         assert!(is_namespace_terminating(&terminating));
+        let wrapped = Error::Kube {
+            context: "creating pods for replicaset default/web".into(),
+            source: refused,
+        };
+        assert!(
+            wrapped
+                .user_message()
+                .starts_with("pods \"web-x1\" is forbidden")
+        );
+        assert!(
+            wrapped
+                .to_string()
+                .starts_with("creating pods for replicaset")
+        );
         let other = kube::Error::LinesCodecMaxLineLengthExceeded;
         assert_eq!(api_message(&other), other.to_string());
     }

@@ -140,7 +140,7 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Err
     let status = calculate_status(
         &rs,
         &owned,
-        manage_error.as_ref().map(|e| e.to_string()).as_deref(),
+        manage_error.as_ref().map(Error::user_message).as_deref(),
         now,
     );
     let status_changed = update_status(&rs_api, &rs, &status).await?;
