@@ -5,6 +5,7 @@
 //! on the controller.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use futures::future::join_all;
 use jiff::{SignedDuration, Timestamp};
@@ -13,8 +14,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
 
-use super::error::{api_message, is_namespace_terminating, is_not_found};
+use super::error::{Error, KubeResultExt, api_message, is_namespace_terminating, is_not_found};
 use super::events::{EventType, Recorder};
+use super::expectations::Expectations;
 
 /// `status.phase` of a pod, `Pending` when unset (as the API server defaults).
 pub fn phase(pod: &Pod) -> &str {
@@ -196,6 +198,29 @@ impl<K: Resource<DynamicType = ()>> PodControl<'_, K> {
             Some((name, e)) => Err((name.clone(), e)),
             None => Ok(()),
         }
+    }
+
+    /// Deletes `victims` for the controller `key` (`namespace/name`),
+    /// expecting its cache to see them go; a failure forgets the
+    /// expectations, so the next sync looks again.
+    pub async fn delete_expected(
+        &self,
+        expectations: &Expectations,
+        key: &str,
+        victims: &[Arc<Pod>],
+        params: &DeleteParams,
+    ) -> Result<(), Error> {
+        if victims.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = victims.iter().map(|p| p.name_any()).collect();
+        expectations.expect_deletions(key, names.clone());
+        if let Err((name, e)) = self.delete_all(&names, params).await {
+            expectations.forget(key);
+            let kind = K::kind(&()).to_lowercase();
+            return Err(e).ctx(|| format!("deleting pod {name} of {kind} {key}"));
+        }
+        Ok(())
     }
 }
 

@@ -29,7 +29,7 @@ use kube::{Api, Client, ResourceExt};
 use super::deployment::hash::compute_hash;
 use super::error::{Error, KubeResultExt};
 use super::events::Recorder;
-use super::expectations::{Expectations, Seen};
+use super::expectations::{Expectations, seen_pod};
 use super::history;
 use super::informer::Informer;
 use super::owners::{self, LabelMatcher, Owner, controller_of, controller_ref};
@@ -153,13 +153,9 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Erro
     let key = format!("{ns}/{name}");
     let spec = ds.spec.clone().unwrap_or_default();
     let matcher = LabelMatcher::new(Some(&spec.selector), &format!("daemonset {key}"))?;
-    let needs_sync = ctx.expectations.satisfied(&key, |n| {
-        match ctx.pods.get(&ObjectRef::new(n).within(&ns)) {
-            None => Seen::Absent,
-            Some(p) if p.metadata.deletion_timestamp.is_some() => Seen::Terminating,
-            Some(_) => Seen::Present,
-        }
-    });
+    let needs_sync = ctx
+        .expectations
+        .satisfied(&key, |n| seen_pod(&ctx.pods, &ns, n));
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let ds_api: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &ns);
     let rev_api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &ns);
@@ -202,7 +198,20 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Erro
 
     let mut manage_error = None;
     if needs_sync && !deleting {
-        if let Err(e) = delete_pods(&ctx, &ds, &key, &pod_api, &plan.delete).await {
+        let control = PodControl {
+            api: &pod_api,
+            recorder: &ctx.recorder,
+            owner: ds.as_ref(),
+        };
+        if let Err(e) = control
+            .delete_expected(
+                &ctx.expectations,
+                &key,
+                &plan.delete,
+                &DeleteParams::default(),
+            )
+            .await
+        {
             manage_error = Some(e);
         }
         if manage_error.is_none()
@@ -311,28 +320,4 @@ async fn create_pods(
         Some(e) => Err(e).ctx(|| format!("creating daemon pods for {key}")),
         None => Ok(()),
     }
-}
-
-async fn delete_pods(
-    ctx: &Ctx,
-    ds: &DaemonSet,
-    key: &str,
-    pod_api: &Api<Pod>,
-    victims: &[Arc<Pod>],
-) -> Result<(), Error> {
-    if victims.is_empty() {
-        return Ok(());
-    }
-    let names: Vec<String> = victims.iter().map(|p| p.name_any()).collect();
-    ctx.expectations.expect_deletions(key, names.clone());
-    let control = PodControl {
-        api: pod_api,
-        recorder: &ctx.recorder,
-        owner: ds,
-    };
-    if let Err((n, e)) = control.delete_all(&names, &DeleteParams::default()).await {
-        ctx.expectations.forget(key);
-        return Err(e).ctx(|| format!("deleting daemon pod {n}"));
-    }
-    Ok(())
 }

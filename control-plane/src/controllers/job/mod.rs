@@ -25,7 +25,7 @@ use kube::{Api, Client, ResourceExt};
 
 use super::error::{Error, KubeResultExt, is_not_found};
 use super::events::{EventType, Recorder};
-use super::expectations::{Expectations, Seen};
+use super::expectations::{Expectations, seen_pod};
 use super::informer::Informer;
 use super::owners::{self, LabelMatcher, Owner, controller_of, controller_ref};
 use super::pods::{self, PodControl, is_active};
@@ -148,13 +148,9 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         )
         .await;
     }
-    let needs_sync = ctx.expectations.satisfied(&key, |n| {
-        match ctx.pods.get(&ObjectRef::new(n).within(&ns)) {
-            None => Seen::Absent,
-            Some(p) if p.metadata.deletion_timestamp.is_some() => Seen::Terminating,
-            Some(_) => Seen::Present,
-        }
-    });
+    let needs_sync = ctx
+        .expectations
+        .satisfied(&key, |n| seen_pod(&ctx.pods, &ns, n));
     let candidates: Vec<Arc<Pod>> = ctx
         .pods
         .state()
@@ -477,24 +473,14 @@ async fn delete_pods(
     pod_api: &Api<Pod>,
     victims: &[Arc<Pod>],
 ) -> Result<(), Error> {
-    if victims.is_empty() {
-        return Ok(());
-    }
-    let names: Vec<String> = victims.iter().map(|p| p.name_any()).collect();
-    ctx.expectations.expect_deletions(key, names.clone());
     let control = PodControl {
         api: pod_api,
         recorder: &ctx.recorder,
         owner: job,
     };
-    if let Err((n, e)) = control
-        .delete_all(&names, &DeleteParams::background())
+    control
+        .delete_expected(&ctx.expectations, key, victims, &DeleteParams::background())
         .await
-    {
-        ctx.expectations.forget(key);
-        return Err(e).ctx(|| format!("deleting pod {n} of job {key}"));
-    }
-    Ok(())
 }
 
 async fn write_status(

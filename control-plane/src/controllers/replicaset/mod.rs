@@ -20,7 +20,7 @@ use kube::{Api, Client, ResourceExt};
 
 use super::error::{Error, KubeResultExt};
 use super::events::Recorder;
-use super::expectations::{Expectations, Seen};
+use super::expectations::{Expectations, seen_pod};
 use super::informer::Informer;
 use super::owners::{self, LabelMatcher, Owner, controller_of, controller_ref};
 use super::pods::{self, PodControl, is_active};
@@ -89,14 +89,6 @@ pub fn owners_of_pod(replicasets: &Store<ReplicaSet>, pod: &Pod) -> Vec<ObjectRe
         .collect()
 }
 
-fn seen(pods: &Store<Pod>, ns: &str, name: &str) -> Seen {
-    match pods.get(&ObjectRef::new(name).within(ns)) {
-        None => Seen::Absent,
-        Some(p) if p.metadata.deletion_timestamp.is_some() => Seen::Terminating,
-        Some(_) => Seen::Present,
-    }
-}
-
 /// One level-triggered sync of a ReplicaSet (Kubernetes' `syncReplicaSet`).
 pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let ns = rs.namespace().unwrap_or_default();
@@ -105,7 +97,7 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Err
     let what = format!("replicaset {key}");
     let needs_sync = ctx
         .expectations
-        .satisfied(&key, |n| seen(&ctx.pods, &ns, n));
+        .satisfied(&key, |n| seen_pod(&ctx.pods, &ns, n));
     let spec = rs.spec.clone().unwrap_or_default();
     let matcher = LabelMatcher::new(Some(&spec.selector), &what)?;
 
@@ -202,17 +194,14 @@ async fn manage_replicas(
         let diff = (owned.len() - desired).min(BURST_REPLICAS);
         let related = related_pods(rs, ctx);
         let victims = pods_to_delete(owned, &related, diff, Timestamp::now());
-        let names: Vec<String> = victims.iter().map(|p| p.name_any()).collect();
-        ctx.expectations.expect_deletions(key, names.clone());
         let control = PodControl {
             api: &pod_api,
             recorder: &ctx.recorder,
             owner: rs,
         };
-        if let Err((pod_name, e)) = control.delete_all(&names, &DeleteParams::default()).await {
-            ctx.expectations.forget(key);
-            return Err(e).ctx(|| format!("deleting pod {pod_name} of replicaset {key}"));
-        }
+        control
+            .delete_expected(&ctx.expectations, key, &victims, &DeleteParams::default())
+            .await?;
     }
     Ok(())
 }
