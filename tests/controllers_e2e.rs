@@ -178,14 +178,16 @@ fn deployment_delete_honours_each_propagation_policy() {
         let f = String::from_utf8_lossy(&finalizers.stdout);
         assert!(f.contains("foregroundDeletion"), "{f}");
     }
-    c.ok(&[
-        "wait",
-        "--for=delete",
-        "deployment/fg",
-        "--timeout=60s",
-    ]);
-    let left = (names(&c, "replicasets", "app=fg"), names(&c, "pods", "app=fg"));
-    assert_eq!(left, (vec![], vec![]), "foreground deletion left dependents");
+    c.ok(&["wait", "--for=delete", "deployment/fg", "--timeout=60s"]);
+    let left = (
+        names(&c, "replicasets", "app=fg"),
+        names(&c, "pods", "app=fg"),
+    );
+    assert_eq!(
+        left,
+        (vec![], vec![]),
+        "foreground deletion left dependents"
+    );
 
     // Orphan: the ReplicaSet stays, without its owner reference, and keeps its pods.
     c.ok(&["delete", "deployment", "orphan", "--cascade=orphan"]);
@@ -268,9 +270,16 @@ fn daemonset_runs_on_every_node_and_rolls_back_through_its_history() {
     let a = c.ok(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"]);
     let (_node, b, _node_dir) = join_node(&c, &images);
     let both = eventually(WAIT, || {
-        c.kubectl(&["wait", "--for=condition=Ready", "node", &a, &b, "--timeout=1s"])
-            .status
-            .success()
+        c.kubectl(&[
+            "wait",
+            "--for=condition=Ready",
+            "node",
+            &a,
+            &b,
+            "--timeout=1s",
+        ])
+        .status
+        .success()
     });
     assert!(both, "{}", c.ok(&["get", "nodes", "-o", "wide"]));
 
@@ -465,8 +474,10 @@ fn quota_refuses_the_third_pod_with_kubernetes_message() {
     assert!(event, "{message}");
     let (kind, message) = message.split_once(' ').expect("kind and message");
     assert_eq!(kind, "ReplicaSet");
-    let pattern = regex_lite(message);
-    assert!(pattern, "unexpected FailedCreate message: {message}");
+    assert!(
+        is_quota_refusal(message),
+        "unexpected FailedCreate message: {message}"
+    );
     c.ok(&["delete", "pod", "p1", "--wait=false"]);
     c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
     wait_for(&c, &["quota/q"], "{.status.used.pods}", "2");
@@ -474,7 +485,7 @@ fn quota_refuses_the_third_pod_with_kubernetes_message() {
 
 /// True if `m` reads `Error creating: pods "web-<hash>-<suffix>" is forbidden: exceeded
 /// quota: q, requested: pods=1, used: pods=2, limited: pods=2`.
-fn regex_lite(m: &str) -> bool {
+fn is_quota_refusal(m: &str) -> bool {
     let Some(rest) = m.strip_prefix("Error creating: pods \"web-") else {
         return false;
     };
