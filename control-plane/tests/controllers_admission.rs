@@ -1,7 +1,9 @@
 //! Admission against the in-process API server on a real redb file, with
 //! the resource quota controller running: ResourceQuota enforcement (and
-//! its race safety), LimitRange defaults and ranges, DefaultTolerationSeconds,
-//! and the stock kubectl seeing Kubernetes' refusal messages.
+//! its race safety, updates of Services charged what they add, and the
+//! `FailedCreate` events of controllers it refuses), LimitRange defaults and
+//! ranges, DefaultTolerationSeconds, and the stock kubectl seeing
+//! Kubernetes' refusal messages.
 
 mod controllers_common;
 
@@ -9,7 +11,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use controllers_common::{eventually, kubectl_available, start_redb};
-use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, Pod, ResourceQuota};
+use k8s_openapi::api::apps::v1::{DaemonSet, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, LimitRange, Node, Pod, ResourceQuota, Service};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
@@ -419,6 +423,236 @@ async fn stock_kubectl_sees_the_quota_refusal() -> Result<()> {
             .lines()
             .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["pods", "2", "2"]),
         "{described}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_updates_are_charged_what_they_add() -> Result<()> {
+    let cluster = start_redb(&["resourcequota"]).await?;
+    let client = cluster.client.clone();
+    create_quota(
+        &client,
+        "svc",
+        json!({"services": "5", "services.nodeports": "2", "services.loadbalancers": "0"}),
+    )
+    .await?;
+    // `default` holds the `kubernetes` Service (ClusterIP): counted, no node ports.
+    let services: Api<Service> = Api::default_namespaced(client.clone());
+    let existing = services.list(&Default::default()).await?.items.len();
+    let count = |n: usize| (existing + n).to_string();
+    wait_used(
+        &client,
+        "svc",
+        json!({"services": count(0), "services.nodeports": "0", "services.loadbalancers": "0"}),
+    )
+    .await?;
+    let svc = |name: &str, ports: &[i32]| -> Result<Service> {
+        let ports: Vec<Value> = ports
+            .iter()
+            .map(|p| json!({"name": format!("p{p}"), "port": p}))
+            .collect();
+        Ok(serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"selector": {"app": name}, "ports": ports}
+        }))?)
+    };
+    services
+        .create(&PostParams::default(), &svc("web", &[80, 443, 8080])?)
+        .await?;
+    services
+        .create(&PostParams::default(), &svc("one", &[80])?)
+        .await?;
+
+    // ClusterIP → NodePort with three ports needs three node ports: refused,
+    // and nothing is charged.
+    let to_node_port = json!({"spec": {"type": "NodePort"}});
+    let err = services
+        .patch("web", &PatchParams::default(), &Patch::Merge(&to_node_port))
+        .await
+        .expect_err("over the node port quota");
+    assert_eq!(
+        refusal(err)?,
+        (
+            403,
+            "services \"web\" is forbidden: exceeded quota: svc, requested: services.nodeports=3, used: services.nodeports=0, limited: services.nodeports=2"
+                .to_string()
+        )
+    );
+    let stored = services.get("web").await?;
+    assert_eq!(
+        stored.spec.and_then(|s| s.type_).as_deref(),
+        Some("ClusterIP")
+    );
+    assert_eq!(
+        used(&client, "svc").await?,
+        json!({"services": count(2), "services.nodeports": "0", "services.loadbalancers": "0"})
+    );
+
+    // One port fits, and is charged by the update itself.
+    services
+        .patch("one", &PatchParams::default(), &Patch::Merge(&to_node_port))
+        .await?;
+    assert_eq!(
+        used(&client, "svc").await?,
+        json!({"services": count(2), "services.nodeports": "1", "services.loadbalancers": "0"})
+    );
+    // A second port adds one more; a third would not fit.
+    let two_ports =
+        json!({"spec": {"ports": [{"name": "p80", "port": 80}, {"name": "p81", "port": 81}]}});
+    services
+        .patch("one", &PatchParams::default(), &Patch::Merge(&two_ports))
+        .await?;
+    assert_eq!(
+        used(&client, "svc").await?,
+        json!({"services": count(2), "services.nodeports": "2", "services.loadbalancers": "0"})
+    );
+    let err = services
+        .patch(
+            "one",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"type": "LoadBalancer"}})),
+        )
+        .await
+        .expect_err("no load balancers allowed");
+    assert_eq!(
+        refusal(err)?.1,
+        "services \"one\" is forbidden: exceeded quota: svc, requested: services.loadbalancers=1, used: services.loadbalancers=0, limited: services.loadbalancers=0"
+    );
+    // Label changes add nothing and pass even when the quota is full.
+    services
+        .patch(
+            "one",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"tier": "front"}}})),
+        )
+        .await?;
+    // Going back to ClusterIP gives the node ports back (the controller
+    // recounts at once), and the other Service then fits.
+    services
+        .patch(
+            "one",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"type": "ClusterIP"}})),
+        )
+        .await?;
+    wait_used(
+        &client,
+        "svc",
+        json!({"services": count(2), "services.nodeports": "0", "services.loadbalancers": "0"}),
+    )
+    .await?;
+    services
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"type": "NodePort", "ports": [{"name": "p80", "port": 80}, {"name": "p443", "port": 443}]}})),
+        )
+        .await?;
+    assert_eq!(
+        used(&client, "svc").await?,
+        json!({"services": count(2), "services.nodeports": "2", "services.loadbalancers": "0"})
+    );
+    Ok(())
+}
+
+/// Messages of the `FailedCreate` events about `kind`/`name`.
+async fn failed_creates(client: &Client, kind: &str, name: &str) -> Result<Vec<String>> {
+    let events: Api<Event> = Api::default_namespaced(client.clone());
+    Ok(events
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some("FailedCreate")
+                && e.involved_object.kind.as_deref() == Some(kind)
+                && e.involved_object.name.as_deref() == Some(name)
+        })
+        .filter_map(|e| e.message)
+        .collect())
+}
+
+/// True if `m` is `Error creating: pods "<prefix><suffix>" is forbidden: <rest>`.
+fn is_refused_create(m: &str, prefix: &str, rest: &str) -> bool {
+    m.strip_prefix(&format!("Error creating: pods \"{prefix}"))
+        .and_then(|m| m.split_once('"'))
+        .is_some_and(|(suffix, tail)| {
+            !suffix.is_empty() && tail == format!(" is forbidden: {rest}")
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controllers_refused_by_quota_record_failed_create() -> Result<()> {
+    let cluster = start_redb(&["resourcequota", "job", "replicaset", "daemonset"]).await?;
+    let client = cluster.client.clone();
+    create_quota(&client, "q", json!({"pods": "0"})).await?;
+    wait_used(&client, "q", json!({"pods": "0"})).await?;
+    let template = json!({"metadata": {"labels": {"app": "x"}},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "hello.wasm"}]}});
+    let jobs: Api<Job> = Api::default_namespaced(client.clone());
+    jobs.create(
+        &PostParams::default(),
+        &serde_json::from_value(
+            json!({"metadata": {"name": "batch"}, "spec": {"template": template}}),
+        )?,
+    )
+    .await?;
+    let mut always = template.clone();
+    always["spec"]["restartPolicy"] = json!("Always");
+    let rss: Api<ReplicaSet> = Api::default_namespaced(client.clone());
+    rss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "web"}, "spec": {
+            "replicas": 1, "selector": {"matchLabels": {"app": "x"}}, "template": always}}))?,
+    )
+    .await?;
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "n1"}}))?,
+        )
+        .await?;
+    let mut daemon = always.clone();
+    daemon["metadata"]["labels"] = json!({"app": "agent"});
+    let dss: Api<DaemonSet> = Api::default_namespaced(client.clone());
+    dss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "agent"}, "spec": {
+            "selector": {"matchLabels": {"app": "agent"}}, "template": daemon}}))?,
+    )
+    .await?;
+
+    let rest = "exceeded quota: q, requested: pods=1, used: pods=0, limited: pods=0";
+    for (kind, name, prefix) in [
+        ("Job", "batch", "batch-"),
+        ("ReplicaSet", "web", "web-"),
+        ("DaemonSet", "agent", "agent-"),
+    ] {
+        let messages = eventually(&format!("FailedCreate on {kind} {name}"), T, || async {
+            let m = failed_creates(&client, kind, name).await?;
+            Ok((!m.is_empty()).then_some(m))
+        })
+        .await?;
+        assert!(
+            messages.iter().all(|m| is_refused_create(m, prefix, rest)),
+            "{kind} {name}: {messages:?}"
+        );
+    }
+    let rs = rss.get("web").await?;
+    let failure = rs
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "ReplicaFailure")
+        .context("ReplicaFailure condition")?;
+    assert_eq!(failure.reason.as_deref(), Some("FailedCreate"));
+    let message = failure.message.unwrap_or_default();
+    assert!(
+        message.starts_with("pods \"web-") && message.ends_with(&format!("is forbidden: {rest}")),
+        "{message}"
     );
     Ok(())
 }

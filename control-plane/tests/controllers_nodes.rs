@@ -1,5 +1,6 @@
-//! Node lifecycle, node IPAM and DaemonSet controllers against the
-//! in-process API server with fake nodes (the test posts their heartbeats).
+//! Node lifecycle, node IPAM and DaemonSet controllers (placement, rolling
+//! update, history as ControllerRevisions) against the in-process API server
+//! with fake nodes (the test posts their heartbeats).
 
 mod controllers_common;
 
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use controllers_common::{eventually, start_with};
-use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
@@ -299,5 +300,59 @@ async fn daemonset_runs_one_pod_per_eligible_node() -> Result<()> {
         Ok((live.len() == 3 && updated).then_some(()))
     })
     .await?;
+
+    // Each template is a ControllerRevision `<set>-<hash>`, numbered, whose
+    // hash label is the one the pods carry; going back to the first
+    // template renumbers its revision instead of storing it again.
+    let revs: Api<ControllerRevision> = Api::default_namespaced(client.clone());
+    let history = || async {
+        let mut l: Vec<(i64, String, String)> = revs
+            .list(&ListParams::default().labels("app=agent"))
+            .await?
+            .items
+            .iter()
+            .map(|r| {
+                let hash = r
+                    .labels()
+                    .get("controller-revision-hash")
+                    .cloned()
+                    .unwrap_or_default();
+                (r.revision, r.name_any(), hash)
+            })
+            .collect();
+        l.sort();
+        anyhow::Ok(l)
+    };
+    let two = history().await?;
+    assert_eq!(two.len(), 2, "{two:?}");
+    assert_eq!((two[0].0, two[1].0), (1, 2));
+    for (_, name, hash) in &two {
+        assert_eq!(name, &format!("agent-{hash}"));
+    }
+    let pod_hashes: Vec<String> = pods
+        .list(&ListParams::default().labels("app=agent"))
+        .await?
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| p.labels().get("controller-revision-hash").cloned())
+        .collect();
+    assert!(
+        pod_hashes.iter().all(|h| *h == two[1].2),
+        "{pod_hashes:?} vs {two:?}"
+    );
+    dss.patch(
+        "agent",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "agent.wasm"}]}}}})),
+    )
+    .await?;
+    let back = eventually("revision 1 renumbered", T, || async {
+        let h = history().await?;
+        Ok((h.len() == 2 && h[1].0 == 3).then_some(h))
+    })
+    .await?;
+    assert_eq!(back[1].1, two[0].1, "the first revision is reused");
+    assert_eq!(back[0].1, two[1].1);
     Ok(())
 }

@@ -50,6 +50,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// What Kubernetes would show for this error in a status condition: the
+    /// API server's message for failed calls (without our context), the
+    /// whole error otherwise.
+    pub fn user_message(&self) -> String {
+        match self {
+            Error::Kube { source, .. } => api_message(source),
+            other => other.to_string(),
+        }
+    }
+
     /// True for HTTP 409 Conflict (stale resourceVersion), which a quick
     /// retry fixes.
     pub fn is_conflict(&self) -> bool {
@@ -70,6 +80,31 @@ pub fn is_not_found(err: &kube::Error) -> bool {
 /// True for 409 AlreadyExists / Conflict.
 pub fn is_conflict(err: &kube::Error) -> bool {
     is_status(err, 409)
+}
+
+/// Kubernetes refuses creates in a terminating namespace with a 403 whose
+/// cause is `NamespaceTerminating`; controllers then simply stop.
+pub fn is_namespace_terminating(err: &kube::Error) -> bool {
+    match err {
+        kube::Error::Api(status) => {
+            status.code == 403
+                && (status.message.contains("being terminated")
+                    || status.details.as_ref().is_some_and(|d| {
+                        d.causes.iter().any(|c| c.reason == "NamespaceTerminating")
+                    }))
+        }
+        _ => false,
+    }
+}
+
+/// The message of an API error as Kubernetes prints it (`pods "web-x1" is
+/// forbidden: exceeded quota: ...`): the `Status` message for API errors,
+/// the error itself otherwise. For events, where client-go prints `err`.
+pub fn api_message(err: &kube::Error) -> String {
+    match err {
+        kube::Error::Api(status) if !status.message.is_empty() => status.message.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// Attaches context to a `kube::Error`.
@@ -127,5 +162,45 @@ mod tests {
             Action::requeue(Duration::from_secs(2))
         );
         assert!(is_not_found(&api_error(404)));
+    }
+
+    #[test]
+    fn api_messages_are_the_status_message() {
+        let refused = kube::Error::Api(Box::new(
+            Status::failure(
+                "pods \"web-x1\" is forbidden: exceeded quota: q, requested: pods=1, used: pods=2, limited: pods=2",
+                "Forbidden",
+            )
+            .with_code(403),
+        ));
+        assert_eq!(
+            api_message(&refused),
+            "pods \"web-x1\" is forbidden: exceeded quota: q, requested: pods=1, used: pods=2, limited: pods=2"
+        );
+        assert!(!is_namespace_terminating(&refused));
+        let terminating = kube::Error::Api(Box::new(
+            Status::failure(
+                "pods \"p\" is forbidden: unable to create new content in namespace x because it is being terminated",
+                "Forbidden",
+            )
+            .with_code(403),
+        ));
+        assert!(is_namespace_terminating(&terminating));
+        let wrapped = Error::Kube {
+            context: "creating pods for replicaset default/web".into(),
+            source: refused,
+        };
+        assert!(
+            wrapped
+                .user_message()
+                .starts_with("pods \"web-x1\" is forbidden")
+        );
+        assert!(
+            wrapped
+                .to_string()
+                .starts_with("creating pods for replicaset")
+        );
+        let other = kube::Error::LinesCodecMaxLineLengthExceeded;
+        assert_eq!(api_message(&other), other.to_string());
     }
 }

@@ -12,6 +12,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::reflector::{ObjectRef, Store};
 use parking_lot::Mutex;
 
 /// How long unmet expectations block a controller (Kubernetes' `ExpectationsTimeout`).
@@ -26,6 +28,16 @@ pub enum Seen {
     Terminating,
     /// Not in the cache.
     Absent,
+}
+
+/// What a pod cache says about the pod `name` in `namespace`, for
+/// [`Expectations::satisfied`].
+pub fn seen_pod(pods: &Store<Pod>, namespace: &str, name: &str) -> Seen {
+    match pods.get(&ObjectRef::new(name).within(namespace)) {
+        None => Seen::Absent,
+        Some(p) if p.metadata.deletion_timestamp.is_some() => Seen::Terminating,
+        Some(_) => Seen::Present,
+    }
 }
 
 #[derive(Debug)]

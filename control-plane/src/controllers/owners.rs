@@ -1,7 +1,8 @@
 //! Controller references (Kubernetes' `ControllerRefManager`): which objects a
 //! controller owns, adopting matching orphans and releasing owned objects
 //! that no longer match its selector. Decisions are pure; [`claim`] applies
-//! them through the API with optimistic concurrency.
+//! them through the API with optimistic concurrency. Also the status write
+//! every controller shares ([`patch_status`]: a merge patch of what changed).
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -262,6 +263,48 @@ where
                 && fresh.meta().deletion_timestamp.is_none())
         }
         None => Ok(false),
+    }
+}
+
+/// Writes `new` as the status of `name` by a merge patch of what differs
+/// from `old` (nothing when equal; an object that is gone is left alone).
+/// `what` names the object for errors (`replicaset default/web`). Returns
+/// whether it wrote.
+pub async fn patch_status<K, S>(
+    api: &Api<K>,
+    name: &str,
+    old: &S,
+    new: &S,
+    what: &str,
+) -> Result<bool, Error>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+    S: serde::Serialize + PartialEq,
+{
+    if old == new {
+        return Ok(false);
+    }
+    let to_json = |s: &S| {
+        serde_json::to_value(s).map_err(|source| Error::Json {
+            context: format!("serializing the status of {what}"),
+            source,
+        })
+    };
+    let diff = merge_diff(&to_json(old)?, &to_json(new)?);
+    if diff.is_null() {
+        return Ok(false);
+    }
+    match api
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": diff })),
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if is_not_found(&e) => Ok(false),
+        Err(e) => Err(e).ctx(|| format!("updating status of {what}")),
     }
 }
 

@@ -1,12 +1,22 @@
-//! Pod predicates every workload controller shares (Kubernetes'
-//! `podutil` / `controller_utils`): active, ready, available, and building a
-//! pod from a template. Pure functions.
+//! What every workload controller does with pods (Kubernetes' `podutil` /
+//! `controller_utils`): the pure predicates (active, ready, available) and
+//! building a pod from a template, then [`PodControl`], the thin shell that
+//! creates and deletes a controller's pods and records the events users see
+//! on the controller.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use futures::future::join_all;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{Pod, PodCondition, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, Resource, ResourceExt};
+
+use super::error::{Error, KubeResultExt, api_message, is_namespace_terminating, is_not_found};
+use super::events::{EventType, Recorder};
+use super::expectations::Expectations;
 
 /// `status.phase` of a pod, `Pending` when unset (as the API server defaults).
 pub fn phase(pod: &Pod) -> &str {
@@ -104,6 +114,114 @@ pub fn pod_from_template(
 /// Labels of an object, empty if unset.
 pub fn labels(meta: &ObjectMeta) -> BTreeMap<String, String> {
     meta.labels.clone().unwrap_or_default()
+}
+
+/// Kubernetes' `RealPodControl`: creates and deletes the pods of one
+/// controller, recording `SuccessfulCreate` / `FailedCreate` (`Error
+/// creating: pods "web-x1" is forbidden: exceeded quota: ...`) and
+/// `SuccessfulDelete` / `FailedDelete` events on the controller.
+pub struct PodControl<'a, K> {
+    /// Pods of the controller's namespace.
+    pub api: &'a Api<Pod>,
+    /// The controller's event recorder.
+    pub recorder: &'a Recorder,
+    /// The controller the events are about.
+    pub owner: &'a K,
+}
+
+impl<K: Resource<DynamicType = ()>> PodControl<'_, K> {
+    /// Creates `pod`, returning the name it got, or `None` when its
+    /// namespace is being terminated (the controller then stops quietly).
+    pub async fn create(&self, pod: &Pod) -> Result<Option<String>, kube::Error> {
+        match self.api.create(&PostParams::default(), pod).await {
+            Ok(created) => {
+                let name = created.name_any();
+                self.recorder.record(
+                    self.owner,
+                    EventType::Normal,
+                    "SuccessfulCreate",
+                    format!("Created pod: {name}"),
+                );
+                Ok(Some(name))
+            }
+            Err(e) if is_namespace_terminating(&e) => Ok(None),
+            Err(e) => {
+                self.recorder.record(
+                    self.owner,
+                    EventType::Warning,
+                    "FailedCreate",
+                    format!("Error creating: {}", api_message(&e)),
+                );
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes the pod `name`; one already gone counts as deleted.
+    pub async fn delete(&self, name: &str, params: &DeleteParams) -> Result<(), kube::Error> {
+        match self.api.delete(name, params).await {
+            Ok(_) => {
+                self.recorder.record(
+                    self.owner,
+                    EventType::Normal,
+                    "SuccessfulDelete",
+                    format!("Deleted pod: {name}"),
+                );
+                Ok(())
+            }
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => {
+                self.recorder.record(
+                    self.owner,
+                    EventType::Warning,
+                    "FailedDelete",
+                    format!("Error deleting: {}", api_message(&e)),
+                );
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes all of `names` concurrently; on failure, the first failed
+    /// pod's name and error (the others were still attempted).
+    pub async fn delete_all(
+        &self,
+        names: &[String],
+        params: &DeleteParams,
+    ) -> Result<(), (String, kube::Error)> {
+        let results = join_all(names.iter().map(|n| self.delete(n, params))).await;
+        match names
+            .iter()
+            .zip(results)
+            .find_map(|(n, r)| r.err().map(|e| (n, e)))
+        {
+            Some((name, e)) => Err((name.clone(), e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Deletes `victims` for the controller `key` (`namespace/name`),
+    /// expecting its cache to see them go; a failure forgets the
+    /// expectations, so the next sync looks again.
+    pub async fn delete_expected(
+        &self,
+        expectations: &Expectations,
+        key: &str,
+        victims: &[Arc<Pod>],
+        params: &DeleteParams,
+    ) -> Result<(), Error> {
+        if victims.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = victims.iter().map(|p| p.name_any()).collect();
+        expectations.expect_deletions(key, names.clone());
+        if let Err((name, e)) = self.delete_all(&names, params).await {
+            expectations.forget(key);
+            let kind = K::kind(&()).to_lowercase();
+            return Err(e).ctx(|| format!("deleting pod {name} of {kind} {key}"));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

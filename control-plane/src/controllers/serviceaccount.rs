@@ -11,9 +11,9 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 
+use super::error::is_namespace_terminating;
 use super::error::{Error, KubeResultExt, is_conflict};
 use super::informer::Informer;
-use super::replicaset::is_namespace_terminating;
 use super::{Shared, run_controller};
 
 /// Name of the account every namespace gets.

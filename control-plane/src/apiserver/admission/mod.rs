@@ -4,7 +4,7 @@
 //! validating ones after schema validation ([`Mutated::validate`]:
 //! LimitRanger's ranges, then ResourceQuota, which charges the namespace's
 //! quotas and hands back a [`quota::Charge`] to refund if the store write
-//! fails).
+//! fails). Updates go through [`validate_update`] (ResourceQuota only).
 //!
 //! DefaultTolerationSeconds, ServiceAccount and Priority defaults are
 //! applied in `defaults::pods::admit_pod`, which needs no store access.
@@ -91,4 +91,26 @@ impl Mutated {
         }
         quota::admit_create(state, res, ns, obj, dry_run).await
     }
+}
+
+/// Validating admission of an update of the main resource (subresource
+/// writes such as `status` are not admitted, as in Kubernetes): the
+/// ResourceQuota charge for what `new` adds over `old`. Objects being
+/// deleted are not charged.
+pub async fn validate_update(
+    state: &ApiState,
+    res: &Resource,
+    namespace: Option<&str>,
+    subresource: Option<&str>,
+    old: &Value,
+    new: &Value,
+    dry_run: bool,
+) -> ApiResult<quota::Charge> {
+    let Some(ns) = namespace.filter(|n| !n.is_empty() && res.info.namespaced()) else {
+        return Ok(quota::Charge::default());
+    };
+    if subresource.is_some() || objects::is_deleting(new) {
+        return Ok(quota::Charge::default());
+    }
+    quota::admit_update(state, res, ns, old, new, dry_run).await
 }

@@ -1,6 +1,7 @@
 //! The guaranteed-update loop behind PUT, PATCH and subresource writes:
 //! read the current object, let the caller compute the desired one, merge
 //! by the status/spec split, default, validate, bump the generation, and
+//! admit (ResourceQuota charges what the update adds) and
 //! compare-and-swap in the store, retrying on races (a stale client-pinned
 //! `resourceVersion` then fails the precondition with 409 Conflict).
 
@@ -9,7 +10,7 @@ use serde_json::{Value, json};
 use super::{WriteOpts, Written, check_type_meta, finish, load, record_manager, spec_changed};
 use crate::apiserver::errors::{ApiError, ApiResult};
 use crate::apiserver::kinds::{KindId, Resource};
-use crate::apiserver::{ApiState, crd, objects};
+use crate::apiserver::{ApiState, admission, crd, objects};
 use crate::store::StoreError;
 
 const MAX_ATTEMPTS: usize = 16;
@@ -234,6 +235,16 @@ where
                 Err(e) => return Err(ApiError::from_store(e, &gr, name)),
             }
         }
+        let mut charge = admission::validate_update(
+            state,
+            res,
+            target.namespace,
+            sub,
+            &cur,
+            &merged,
+            opts.dry_run,
+        )
+        .await?;
         if opts.dry_run {
             return Ok(Written {
                 object: merged,
@@ -241,11 +252,14 @@ where
                 warnings: Vec::new(),
             });
         }
-        match state
-            .store()
-            .update(&key, objects::encode_for(res, &merged)?, Some(rev))
-            .await
-        {
+        let encoded = match objects::encode_for(res, &merged) {
+            Ok(e) => e,
+            Err(e) => {
+                charge.refund(state).await;
+                return Err(e);
+            }
+        };
+        match state.store().update(&key, encoded, Some(rev)).await {
             Ok(kv) => {
                 objects::set_resource_version(&mut merged, kv.mod_revision);
                 if res.id == KindId::CustomResourceDefinition {
@@ -257,8 +271,14 @@ where
                     warnings: Vec::new(),
                 });
             }
-            Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => continue,
-            Err(e) => return Err(ApiError::from_store(e, &gr, name)),
+            Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => {
+                charge.refund(state).await;
+                continue;
+            }
+            Err(e) => {
+                charge.refund(state).await;
+                return Err(ApiError::from_store(e, &gr, name));
+            }
         }
     }
     Err(ApiError::conflict(

@@ -16,13 +16,12 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::batch::v1::{CronJob, CronJobStatus, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
-use serde_json::json;
 
-use super::error::{Error, KubeResultExt, is_conflict, is_not_found};
+use super::error::{Error, KubeResultExt, api_message, is_conflict, is_not_found};
 use super::events::{EventType, Recorder};
 use super::informer::Informer;
 use super::job::logic::finished;
@@ -274,7 +273,7 @@ pub async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error>
                     cj.as_ref(),
                     EventType::Warning,
                     "FailedCreate",
-                    format!("Error creating job: {e}"),
+                    format!("Error creating job: {}", api_message(&e)),
                 );
                 return Err(e).ctx(|| format!("creating job {ns}/{job_name}"));
             }
@@ -291,25 +290,6 @@ async fn write_status(
     old: &CronJobStatus,
     new: &CronJobStatus,
 ) -> Result<(), Error> {
-    if old == new {
-        return Ok(());
-    }
-    let to_json = |s: &CronJobStatus| {
-        serde_json::to_value(s).map_err(|source| Error::Json {
-            context: "serializing CronJob status".into(),
-            source,
-        })
-    };
-    let diff = owners::merge_diff(&to_json(old)?, &to_json(new)?);
-    if diff.is_null() {
-        return Ok(());
-    }
-    api.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": diff })),
-    )
-    .await
-    .ctx(|| format!("updating status of cronjob {name}"))?;
+    owners::patch_status(api, name, old, new, &format!("cronjob {name}")).await?;
     Ok(())
 }

@@ -4,8 +4,12 @@
 //! daemon tolerations; pods on ineligible nodes, extra pods and failed pods
 //! are deleted. Updates follow RollingUpdate (`maxUnavailable`, `maxSurge`)
 //! or OnDelete; pods carry the template hash in `controller-revision-hash`.
+//! The set's history is kept as ControllerRevisions `<set>-<hash>` (shared
+//! with the StatefulSet controller in [`history`]), so `kubectl rollout
+//! history daemonset` and `rollout undo` work.
 //!
-//! Start at [`reconcile`]; node eligibility is in [`logic`].
+//! Start at [`reconcile`]; node eligibility and the sync plan are in
+//! [`logic`].
 
 pub mod logic;
 
@@ -15,23 +19,21 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use jiff::Timestamp;
-use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
-use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, DaemonSetStatus};
+use k8s_openapi::api::core::v1::{Node, Pod, PodSpec};
+use kube::api::DeleteParams;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
-use serde_json::json;
 
 use super::deployment::hash::compute_hash;
-use super::deployment::util::scaled_value;
-use super::error::{Error, KubeResultExt, is_not_found};
-use super::events::{EventType, Recorder};
-use super::expectations::{Expectations, Seen};
+use super::error::{Error, KubeResultExt};
+use super::events::Recorder;
+use super::expectations::{Expectations, seen_pod};
+use super::history;
 use super::informer::Informer;
 use super::owners::{self, LabelMatcher, Owner, controller_of, controller_ref};
-use super::pods::{self, is_available, is_ready};
-use super::replicaset::is_namespace_terminating;
+use super::pods::{self, PodControl};
 use super::{Shared, run_controller};
 use logic::REVISION_HASH;
 
@@ -89,6 +91,61 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), Error> {
     Ok(())
 }
 
+/// The hash of the DaemonSet's current template: its newest
+/// ControllerRevision's, created or renumbered as needed
+/// (`constructHistory`). Old revisions beyond `revisionHistoryLimit` that no
+/// pod uses are deleted.
+async fn sync_history(
+    ds: &DaemonSet,
+    key: &str,
+    owner: &Owner<'_>,
+    matcher: &LabelMatcher,
+    ds_api: &Api<DaemonSet>,
+    rev_api: &Api<ControllerRevision>,
+    owned_pods: &[Arc<Pod>],
+) -> Result<String, Error> {
+    let what = format!("daemonset {key}");
+    let name = ds.name_any();
+    let uid = ds.uid().unwrap_or_default();
+    let mut owned = history::owned(rev_api, owner, matcher, &what, || {
+        owners::owner_still_current(ds_api, &name, &uid)
+    })
+    .await?;
+    let spec = ds.spec.clone().unwrap_or_default();
+    let collision_count = ds.status.as_ref().and_then(|s| s.collision_count);
+    let candidate = history::new_revision(
+        ds,
+        &spec.template,
+        history::next_number(&owned),
+        collision_count,
+        REVISION_HASH,
+        ds.metadata.annotations.clone(),
+    );
+    let current = history::sync(
+        ds,
+        &what,
+        rev_api,
+        ds_api,
+        &mut owned,
+        candidate,
+        collision_count,
+    )
+    .await?;
+    let hash = history::hash_of(&current, REVISION_HASH)
+        .unwrap_or_else(|| compute_hash(&spec.template, collision_count));
+    let mut live: Vec<String> = vec![current.name_any()];
+    live.extend(
+        owned_pods
+            .iter()
+            .filter_map(|p| p.labels().get(REVISION_HASH))
+            .map(|h| history::revision_name(&name, h)),
+    );
+    let live: Vec<&str> = live.iter().map(String::as_str).collect();
+    let limit = spec.revision_history_limit.unwrap_or(10);
+    history::truncate(rev_api, &what, &owned, &live, limit).await?;
+    Ok(hash)
+}
+
 /// One level-triggered sync of a DaemonSet (Kubernetes' `syncDaemonSet`).
 pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let ns = ds.namespace().unwrap_or_default();
@@ -96,155 +153,78 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Erro
     let key = format!("{ns}/{name}");
     let spec = ds.spec.clone().unwrap_or_default();
     let matcher = LabelMatcher::new(Some(&spec.selector), &format!("daemonset {key}"))?;
-    let needs_sync = ctx.expectations.satisfied(&key, |n| {
-        match ctx.pods.get(&ObjectRef::new(n).within(&ns)) {
-            None => Seen::Absent,
-            Some(p) if p.metadata.deletion_timestamp.is_some() => Seen::Terminating,
-            Some(_) => Seen::Present,
-        }
-    });
+    let needs_sync = ctx
+        .expectations
+        .satisfied(&key, |n| seen_pod(&ctx.pods, &ns, n));
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let ds_api: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let rev_api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &ns);
     let candidates: Vec<Arc<Pod>> = ctx
         .pods
         .state()
         .into_iter()
         .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
         .collect();
+    let deleting = ds.metadata.deletion_timestamp.is_some();
     let owner = Owner {
         reference: controller_ref(ds.as_ref()),
         namespace: &ns,
-        deleting: ds.metadata.deletion_timestamp.is_some(),
+        deleting,
     };
     let uid = ds.uid().unwrap_or_default();
     let owned = owners::claim(&pod_api, &owner, &matcher, candidates, || {
         owners::owner_still_current(&ds_api, &name, &uid)
     })
     .await?;
+    let collision_count = ds.status.as_ref().and_then(|s| s.collision_count);
+    let hash = if deleting {
+        compute_hash(&spec.template, collision_count)
+    } else {
+        sync_history(&ds, &key, &owner, &matcher, &ds_api, &rev_api, &owned).await?
+    };
 
-    let hash = compute_hash(
-        &spec.template,
-        ds.status.as_ref().and_then(|s| s.collision_count),
-    );
     let mut template_spec = spec.template.spec.clone().unwrap_or_default();
     logic::with_auto_tolerations(&mut template_spec);
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
-    let now = Timestamp::now();
-    let nodes = ctx.nodes.state();
-    let mut by_node: BTreeMap<String, Vec<Arc<Pod>>> = BTreeMap::new();
-    for pod in owned
-        .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-    {
-        if let Some(n) = logic::target_node(pod) {
-            by_node.entry(n).or_default().push(pod.clone());
-        }
-    }
-    let is_current = |p: &Pod| p.labels().get(REVISION_HASH) == Some(&hash);
-    let strategy = spec.update_strategy.clone().unwrap_or_default();
-    let rolling = strategy.type_.as_deref().unwrap_or("RollingUpdate") == "RollingUpdate";
-    let ru = strategy.rolling_update.clone().unwrap_or_default();
-
-    let mut create_on: Vec<String> = Vec::new();
-    let mut delete: Vec<Arc<Pod>> = Vec::new();
-    let (mut desired, mut scheduled, mut misscheduled, mut ready, mut available, mut updated) =
-        (0, 0, 0, 0, 0, 0);
-    let mut unavailable_nodes = 0;
-    // (node, old available pod) candidates for a rolling replacement.
-    let mut old_pods: Vec<(String, Arc<Pod>, bool)> = Vec::new();
-    for node in &nodes {
-        let node_name = node.name_any();
-        let eligible = logic::fits(&template_spec, node);
-        let mut pods_here = by_node.remove(&node_name).unwrap_or_default();
-        if !eligible {
-            if !pods_here.is_empty() {
-                misscheduled += 1;
-            }
-            delete.extend(pods_here);
-            continue;
-        }
-        desired += 1;
-        // Failed daemon pods are deleted and replaced.
-        let (failed, mut live): (Vec<_>, Vec<_>) = pods_here
-            .drain(..)
-            .partition(|p| pods::phase(p) == "Failed");
-        delete.extend(failed);
-        if live.is_empty() {
-            unavailable_nodes += 1;
-            create_on.push(node_name);
-            continue;
-        }
-        scheduled += 1;
-        live.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
-        let any_available = live.iter().any(|p| is_available(p, min_ready, now));
-        if live.iter().any(|p| is_ready(p)) {
-            ready += 1;
-        }
-        if any_available {
-            available += 1;
-        } else {
-            unavailable_nodes += 1;
-        }
-        let (current, old): (Vec<_>, Vec<_>) = live.into_iter().partition(|p| is_current(p));
-        if !current.is_empty() {
-            updated += 1;
-        }
-        // Keep the oldest current pod; extra current pods go.
-        delete.extend(current.iter().skip(1).cloned());
-        if !current.is_empty() {
-            // A current pod exists (surge): old ones go once it is available.
-            if rolling && current.iter().any(|p| is_available(p, min_ready, now)) {
-                delete.extend(old);
-            }
-        } else if let Some(first) = old.first() {
-            delete.extend(old.iter().skip(1).cloned());
-            if rolling {
-                old_pods.push((
-                    node_name,
-                    first.clone(),
-                    is_available(first, min_ready, now),
-                ));
-            }
-        }
-    }
-    // Pods pinned to nodes that no longer exist.
-    delete.extend(by_node.into_values().flatten());
-
-    if rolling && !old_pods.is_empty() {
-        let max_unavailable = ru
-            .max_unavailable
-            .as_ref()
-            .map_or(Ok(1), |v| scaled_value(v, desired, false))
-            .unwrap_or(1);
-        let max_surge = ru
-            .max_surge
-            .as_ref()
-            .map_or(Ok(0), |v| scaled_value(v, desired, true))
-            .unwrap_or(0);
-        let mut budget_unavailable = (max_unavailable - unavailable_nodes).max(0);
-        let mut budget_surge = max_surge;
-        for (node, pod, avail) in old_pods {
-            if !avail {
-                // Replacing an unavailable pod costs no availability.
-                delete.push(pod);
-            } else if budget_surge > 0 {
-                budget_surge -= 1;
-                create_on.push(node);
-            } else if budget_unavailable > 0 {
-                budget_unavailable -= 1;
-                delete.push(pod);
-            }
-        }
-    }
+    let plan = logic::plan(
+        &ctx.nodes.state(),
+        &owned,
+        &template_spec,
+        &hash,
+        &spec.update_strategy.clone().unwrap_or_default(),
+        min_ready,
+        Timestamp::now(),
+    );
 
     let mut manage_error = None;
-    if needs_sync && ds.metadata.deletion_timestamp.is_none() {
-        if let Err(e) = delete_pods(&ctx, &ds, &key, &pod_api, &delete).await {
+    if needs_sync && !deleting {
+        let control = PodControl {
+            api: &pod_api,
+            recorder: &ctx.recorder,
+            owner: ds.as_ref(),
+        };
+        if let Err(e) = control
+            .delete_expected(
+                &ctx.expectations,
+                &key,
+                &plan.delete,
+                &DeleteParams::default(),
+            )
+            .await
+        {
             manage_error = Some(e);
         }
         if manage_error.is_none()
-            && let Err(e) =
-                create_pods(&ctx, &ds, &key, &pod_api, &template_spec, &hash, create_on).await
+            && let Err(e) = create_pods(
+                &ctx,
+                &ds,
+                &key,
+                &pod_api,
+                &template_spec,
+                &hash,
+                &plan.create_on,
+            )
+            .await
         {
             manage_error = Some(e);
         }
@@ -252,40 +232,29 @@ pub async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Erro
 
     let old_status = ds.status.clone().unwrap_or_default();
     let status = DaemonSetStatus {
-        current_number_scheduled: scheduled,
-        desired_number_scheduled: desired,
-        number_misscheduled: misscheduled,
-        number_ready: ready,
-        number_available: Some(available),
-        number_unavailable: Some((desired - available).max(0)),
-        updated_number_scheduled: Some(updated),
+        current_number_scheduled: plan.scheduled,
+        desired_number_scheduled: plan.desired,
+        number_misscheduled: plan.misscheduled,
+        number_ready: plan.ready,
+        number_available: Some(plan.available),
+        number_unavailable: Some((plan.desired - plan.available).max(0)),
+        updated_number_scheduled: Some(plan.updated),
         observed_generation: ds.metadata.generation,
         collision_count: old_status.collision_count,
         conditions: old_status.conditions.clone(),
     };
-    if status != old_status {
-        let to_json = |s: &DaemonSetStatus| {
-            serde_json::to_value(s).map_err(|source| Error::Json {
-                context: "serializing DaemonSet status".into(),
-                source,
-            })
-        };
-        let diff = owners::merge_diff(&to_json(&old_status)?, &to_json(&status)?);
-        if !diff.is_null() {
-            ds_api
-                .patch_status(
-                    &name,
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({ "status": diff })),
-                )
-                .await
-                .ctx(|| format!("updating status of daemonset {key}"))?;
-        }
-    }
+    owners::patch_status(
+        &ds_api,
+        &name,
+        &old_status,
+        &status,
+        &format!("daemonset {key}"),
+    )
+    .await?;
     if let Some(e) = manage_error {
         return Err(e);
     }
-    if !needs_sync || (min_ready > 0 && available < desired) {
+    if !needs_sync || (min_ready > 0 && plan.available < plan.desired) {
         return Ok(Action::requeue(
             Duration::from_secs(min_ready.max(1) as u64),
         ));
@@ -298,9 +267,9 @@ async fn create_pods(
     ds: &DaemonSet,
     key: &str,
     pod_api: &Api<Pod>,
-    template_spec: &k8s_openapi::api::core::v1::PodSpec,
+    template_spec: &PodSpec,
     hash: &str,
-    nodes: Vec<String>,
+    nodes: &[String],
 ) -> Result<(), Error> {
     if nodes.is_empty() {
         return Ok(());
@@ -330,22 +299,17 @@ async fn create_pods(
             pod
         })
         .collect();
-    let pp = PostParams::default();
-    let results = join_all(pods.iter().map(|p| pod_api.create(&pp, p))).await;
+    let control = PodControl {
+        api: pod_api,
+        recorder: &ctx.recorder,
+        owner: ds,
+    };
+    let results = join_all(pods.iter().map(|p| control.create(p))).await;
     let mut created = Vec::new();
     let mut first_err = None;
     for r in results {
         match r {
-            Ok(p) => {
-                ctx.recorder.record(
-                    ds,
-                    EventType::Normal,
-                    "SuccessfulCreate",
-                    format!("Created pod: {}", p.name_any()),
-                );
-                created.push(p.name_any());
-            }
-            Err(e) if is_namespace_terminating(&e) => {}
+            Ok(name) => created.extend(name),
             Err(e) => {
                 first_err.get_or_insert(e);
             }
@@ -356,36 +320,4 @@ async fn create_pods(
         Some(e) => Err(e).ctx(|| format!("creating daemon pods for {key}")),
         None => Ok(()),
     }
-}
-
-async fn delete_pods(
-    ctx: &Ctx,
-    ds: &DaemonSet,
-    key: &str,
-    pod_api: &Api<Pod>,
-    victims: &[Arc<Pod>],
-) -> Result<(), Error> {
-    if victims.is_empty() {
-        return Ok(());
-    }
-    let names: Vec<String> = victims.iter().map(|p| p.name_any()).collect();
-    ctx.expectations.expect_deletions(key, names.clone());
-    let dp = DeleteParams::default();
-    let results = join_all(names.iter().map(|n| pod_api.delete(n, &dp))).await;
-    for (n, r) in names.iter().zip(results) {
-        match r {
-            Ok(_) => ctx.recorder.record(
-                ds,
-                EventType::Normal,
-                "SuccessfulDelete",
-                format!("Deleted pod: {n}"),
-            ),
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => {
-                ctx.expectations.forget(key);
-                return Err(e).ctx(|| format!("deleting daemon pod {n}"));
-            }
-        }
-    }
-    Ok(())
 }

@@ -19,11 +19,11 @@ use serde_json::{Value, json};
 use super::Ctx;
 use super::hash::{POD_TEMPLATE_HASH, compute_hash, equal_ignore_hash};
 use super::util::{self, reason};
-use crate::controllers::error::{Error, KubeResultExt, is_conflict, is_not_found};
+use crate::controllers::error::is_namespace_terminating;
+use crate::controllers::error::{Error, KubeResultExt, api_message, is_conflict, is_not_found};
 use crate::controllers::events::EventType;
 use crate::controllers::owners::{self, LabelMatcher, Owner, controller_of, controller_ref};
 use crate::controllers::pods;
-use crate::controllers::replicaset::is_namespace_terminating;
 
 /// The state of one sync.
 pub(super) struct DeploymentSync<'a> {
@@ -336,7 +336,10 @@ impl<'a> DeploymentSync<'a> {
                 return Err(e).ctx(|| format!("creating replicaset {rs_name}"));
             }
             Err(e) => {
-                let msg = format!("Failed to create new replica set \"{rs_name}\": {e}");
+                let msg = format!(
+                    "Failed to create new replica set \"{rs_name}\": {}",
+                    api_message(&e)
+                );
                 if util::has_progress_deadline(&self.d) {
                     let mut status = self.status();
                     util::set_condition(

@@ -18,10 +18,10 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 
+use super::error::is_namespace_terminating;
 use super::error::{Error, KubeResultExt, is_conflict, is_not_found};
 use super::informer::Informer;
 use super::owners::LabelMatcher;
-use super::replicaset::is_namespace_terminating;
 use super::{Shared, run_controller};
 
 /// State shared by reconciles.

@@ -18,10 +18,10 @@ use kube::{Api, Client, ResourceExt};
 
 use super::logic::{self, MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, SliceContent};
 use super::{selected_pods, services_for_pod};
+use crate::controllers::error::is_namespace_terminating;
 use crate::controllers::error::{Error, KubeResultExt, is_not_found};
 use crate::controllers::informer::Informer;
 use crate::controllers::owners::controller_ref;
-use crate::controllers::replicaset::is_namespace_terminating;
 use crate::controllers::{Shared, run_controller};
 
 /// State shared by reconciles.

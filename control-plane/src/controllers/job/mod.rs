@@ -14,24 +14,21 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::batch::v1::{Job, JobStatus};
 use k8s_openapi::api::core::v1::{EnvVar, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::DeleteParams;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
-use serde_json::json;
 
 use super::error::{Error, KubeResultExt, is_not_found};
 use super::events::{EventType, Recorder};
-use super::expectations::{Expectations, Seen};
+use super::expectations::{Expectations, seen_pod};
 use super::informer::Informer;
 use super::owners::{self, LabelMatcher, Owner, controller_of, controller_ref};
-use super::pods::{self, is_active};
-use super::replicaset::is_namespace_terminating;
+use super::pods::{self, PodControl, is_active};
 use super::replicaset::logic::{BURST_REPLICAS, compare_for_deletion, slow_start_batch};
 use super::{Shared, run_controller};
 use logic::{COMPLETION_INDEX, COMPLETION_INDEX_ENV, Counts, Failure};
@@ -151,13 +148,9 @@ pub async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         )
         .await;
     }
-    let needs_sync = ctx.expectations.satisfied(&key, |n| {
-        match ctx.pods.get(&ObjectRef::new(n).within(&ns)) {
-            None => Seen::Absent,
-            Some(p) if p.metadata.deletion_timestamp.is_some() => Seen::Terminating,
-            Some(_) => Seen::Present,
-        }
-    });
+    let needs_sync = ctx
+        .expectations
+        .satisfied(&key, |n| seen_pod(&ctx.pods, &ns, n));
     let candidates: Vec<Arc<Pod>> = ctx
         .pods
         .state()
@@ -410,6 +403,11 @@ async fn create_pods(
     let mut order = indexes.clone();
     order.reverse();
     let queue = std::sync::Mutex::new(order);
+    let control = PodControl {
+        api: pod_api,
+        recorder: &ctx.recorder,
+        owner: job,
+    };
     let (created, err) = slow_start_batch(indexes.len(), 1, || {
         let next = queue.lock().map(|mut q| q.pop()).ok().flatten().flatten();
         let prefix = match next {
@@ -455,25 +453,11 @@ async fn create_pods(
                 }
             }
         }
-        let pod_api = pod_api.clone();
-        async move {
-            match pod_api.create(&PostParams::default(), &pod).await {
-                Ok(p) => Ok(Some(p.name_any())),
-                Err(e) if is_namespace_terminating(&e) => Ok(None),
-                Err(e) => Err(e),
-            }
-        }
+        let control = &control;
+        async move { control.create(&pod).await }
     })
     .await;
     let created: Vec<String> = created.into_iter().flatten().collect();
-    for pod_name in &created {
-        ctx.recorder.record(
-            job,
-            EventType::Normal,
-            "SuccessfulCreate",
-            format!("Created pod: {pod_name}"),
-        );
-    }
     let n = created.len() as i32;
     ctx.expectations.expect_creations(key, created);
     if let Some(e) = err {
@@ -489,29 +473,14 @@ async fn delete_pods(
     pod_api: &Api<Pod>,
     victims: &[Arc<Pod>],
 ) -> Result<(), Error> {
-    if victims.is_empty() {
-        return Ok(());
-    }
-    let names: Vec<String> = victims.iter().map(|p| p.name_any()).collect();
-    ctx.expectations.expect_deletions(key, names.clone());
-    let dp = DeleteParams::background();
-    let results = join_all(names.iter().map(|n| pod_api.delete(n, &dp))).await;
-    for (n, r) in names.iter().zip(results) {
-        match r {
-            Ok(_) => ctx.recorder.record(
-                job,
-                EventType::Normal,
-                "SuccessfulDelete",
-                format!("Deleted pod: {n}"),
-            ),
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => {
-                ctx.expectations.forget(key);
-                return Err(e).ctx(|| format!("deleting pod {n} of job {key}"));
-            }
-        }
-    }
-    Ok(())
+    let control = PodControl {
+        api: pod_api,
+        recorder: &ctx.recorder,
+        owner: job,
+    };
+    control
+        .delete_expected(&ctx.expectations, key, victims, &DeleteParams::background())
+        .await
 }
 
 async fn write_status(
@@ -520,26 +489,7 @@ async fn write_status(
     old: &JobStatus,
     new: &JobStatus,
 ) -> Result<(), Error> {
-    if old == new {
-        return Ok(());
-    }
-    let to_json = |s: &JobStatus| {
-        serde_json::to_value(s).map_err(|source| Error::Json {
-            context: "serializing Job status".into(),
-            source,
-        })
-    };
-    let diff = owners::merge_diff(&to_json(old)?, &to_json(new)?);
-    if diff.is_null() {
-        return Ok(());
-    }
-    api.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": diff })),
-    )
-    .await
-    .ctx(|| format!("updating status of job {name}"))?;
+    owners::patch_status(api, name, old, new, &format!("job {name}")).await?;
     Ok(())
 }
 

@@ -10,22 +10,20 @@ pub mod logic;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::DeleteParams;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
-use serde_json::json;
 
-use super::error::{Error, KubeResultExt, is_not_found};
-use super::events::{EventType, Recorder};
-use super::expectations::{Expectations, Seen};
+use super::error::{Error, KubeResultExt};
+use super::events::Recorder;
+use super::expectations::{Expectations, seen_pod};
 use super::informer::Informer;
 use super::owners::{self, LabelMatcher, Owner, controller_of, controller_ref};
-use super::pods::{self, is_active};
+use super::pods::{self, PodControl, is_active};
 use super::{Shared, run_controller};
 use logic::{
     BURST_REPLICAS, SLOW_START_INITIAL_BATCH, calculate_status, pods_to_delete, slow_start_batch,
@@ -91,14 +89,6 @@ pub fn owners_of_pod(replicasets: &Store<ReplicaSet>, pod: &Pod) -> Vec<ObjectRe
         .collect()
 }
 
-fn seen(pods: &Store<Pod>, ns: &str, name: &str) -> Seen {
-    match pods.get(&ObjectRef::new(name).within(ns)) {
-        None => Seen::Absent,
-        Some(p) if p.metadata.deletion_timestamp.is_some() => Seen::Terminating,
-        Some(_) => Seen::Present,
-    }
-}
-
 /// One level-triggered sync of a ReplicaSet (Kubernetes' `syncReplicaSet`).
 pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let ns = rs.namespace().unwrap_or_default();
@@ -107,7 +97,7 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Err
     let what = format!("replicaset {key}");
     let needs_sync = ctx
         .expectations
-        .satisfied(&key, |n| seen(&ctx.pods, &ns, n));
+        .satisfied(&key, |n| seen_pod(&ctx.pods, &ns, n));
     let spec = rs.spec.clone().unwrap_or_default();
     let matcher = LabelMatcher::new(Some(&spec.selector), &what)?;
 
@@ -142,7 +132,7 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Err
     let status = calculate_status(
         &rs,
         &owned,
-        manage_error.as_ref().map(|e| e.to_string()).as_deref(),
+        manage_error.as_ref().map(Error::user_message).as_deref(),
         now,
     );
     let status_changed = update_status(&rs_api, &rs, &status).await?;
@@ -188,73 +178,30 @@ async fn manage_replicas(
         };
         let pod =
             pods::pod_from_template(template, &ns, &format!("{name}-"), Some(controller_ref(rs)));
-        let (created, err) = slow_start_batch(diff, SLOW_START_INITIAL_BATCH, || {
-            let pod_api = pod_api.clone();
-            let pod = pod.clone();
-            async move {
-                match pod_api.create(&PostParams::default(), &pod).await {
-                    Ok(p) => Ok(Some(p.name_any())),
-                    Err(e) if is_namespace_terminating(&e) => Ok(None),
-                    Err(e) => Err(e),
-                }
-            }
-        })
-        .await;
+        let control = PodControl {
+            api: &pod_api,
+            recorder: &ctx.recorder,
+            owner: rs,
+        };
+        let (created, err) =
+            slow_start_batch(diff, SLOW_START_INITIAL_BATCH, || control.create(&pod)).await;
         let created: Vec<String> = created.into_iter().flatten().collect();
-        for pod_name in &created {
-            ctx.recorder.record(
-                rs,
-                EventType::Normal,
-                "SuccessfulCreate",
-                format!("Created pod: {pod_name}"),
-            );
-        }
         ctx.expectations.expect_creations(key, created);
         if let Some(e) = err {
-            ctx.recorder.record(
-                rs,
-                EventType::Warning,
-                "FailedCreate",
-                format!("Error creating: {e}"),
-            );
             return Err(e).ctx(|| format!("creating pods for replicaset {key}"));
         }
     } else if owned.len() > desired {
         let diff = (owned.len() - desired).min(BURST_REPLICAS);
         let related = related_pods(rs, ctx);
         let victims = pods_to_delete(owned, &related, diff, Timestamp::now());
-        let names: Vec<String> = victims.iter().map(|p| p.name_any()).collect();
-        ctx.expectations.expect_deletions(key, names.clone());
-        let results = join_all(names.iter().map(|n| {
-            let pod_api = pod_api.clone();
-            async move { (n, pod_api.delete(n, &DeleteParams::default()).await) }
-        }))
-        .await;
-        let mut first_error = None;
-        for (pod_name, result) in results {
-            match result {
-                Ok(_) => ctx.recorder.record(
-                    rs,
-                    EventType::Normal,
-                    "SuccessfulDelete",
-                    format!("Deleted pod: {pod_name}"),
-                ),
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => {
-                    ctx.recorder.record(
-                        rs,
-                        EventType::Warning,
-                        "FailedDelete",
-                        format!("Error deleting: {e}"),
-                    );
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        if let Some(e) = first_error {
-            ctx.expectations.forget(key);
-            return Err(e).ctx(|| format!("deleting pods of replicaset {key}"));
-        }
+        let control = PodControl {
+            api: &pod_api,
+            recorder: &ctx.recorder,
+            owner: rs,
+        };
+        control
+            .delete_expected(&ctx.expectations, key, &victims, &DeleteParams::default())
+            .await?;
     }
     Ok(())
 }
@@ -296,41 +243,7 @@ async fn update_status(
     let mut status = status.clone();
     status.observed_generation = rs.metadata.generation;
     let old = rs.status.clone().unwrap_or_default();
-    if old == status {
-        return Ok(false);
-    }
-    let to_json = |s| {
-        serde_json::to_value(s).map_err(|source| Error::Json {
-            context: "serializing ReplicaSet status".into(),
-            source,
-        })
-    };
-    let diff = owners::merge_diff(&to_json(&old)?, &to_json(&status)?);
-    if diff.is_null() {
-        return Ok(false);
-    }
     let name = rs.name_any();
-    api.patch_status(
-        &name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": diff })),
-    )
-    .await
-    .ctx(|| format!("updating status of replicaset {name}"))?;
-    Ok(true)
-}
-
-/// Kubernetes refuses creates in a terminating namespace with a 403 whose
-/// cause is `NamespaceTerminating`; controllers then simply stop.
-pub fn is_namespace_terminating(err: &kube::Error) -> bool {
-    match err {
-        kube::Error::Api(status) => {
-            status.code == 403
-                && (status.message.contains("being terminated")
-                    || status.details.as_ref().is_some_and(|d| {
-                        d.causes.iter().any(|c| c.reason == "NamespaceTerminating")
-                    }))
-        }
-        _ => false,
-    }
+    let what = format!("replicaset {}/{name}", rs.namespace().unwrap_or_default());
+    owners::patch_status(api, &name, &old, &status, &what).await
 }

@@ -5,8 +5,9 @@
 //! (`configmaps`, `count/deployments.apps`, custom resources too).
 //!
 //! Admission (`apiserver::admission::quota`) charges `status.used` as
-//! objects are created; this controller gives usage back when objects go
-//! away (a pod is deleted or finishes, a Service, ConfigMap or Secret is
+//! objects are created or grow; this controller gives usage back when
+//! objects go away or shrink (a pod is deleted or finishes, a Service stops
+//! being NodePort or LoadBalancer, a Service, ConfigMap or Secret is
 //! deleted), recounts when a quota's spec changes, and recounts everything
 //! every [`ControllerManagerConfig::resource_quota_sync_period`]. Like
 //! Kubernetes it ignores status-only quota changes (they are admission's
@@ -88,6 +89,34 @@ fn on_delete<K: Watchable>(
     }
 }
 
+/// Wakes the quotas limiting Services when one is deleted or its usage
+/// changes (Kubernetes' replenishment on a changed quota service type: a
+/// NodePort turned ClusterIP gives its node ports back at once). Remembers
+/// each Service's last usage by UID.
+fn on_service_change(
+    store: Store<Service>,
+    quotas: Store<ResourceQuota>,
+) -> impl Fn(Service) -> Vec<ObjectRef<ResourceQuota>> + Send + Sync + 'static {
+    let seen: Mutex<std::collections::HashMap<String, Usage>> = Mutex::default();
+    move |svc: Service| {
+        let uid = svc.uid().unwrap_or_default();
+        let changed = if gone(&store, &svc) {
+            seen.lock().remove(&uid);
+            true
+        } else {
+            let usage = evaluate::service_usage(&svc);
+            seen.lock()
+                .insert(uid, usage.clone())
+                .is_some_and(|before| before != usage)
+        };
+        if changed {
+            quotas_for(&quotas, svc.namespace(), &Evaluator::Services)
+        } else {
+            Vec::new()
+        }
+    }
+}
+
 /// Runs the controller until the manager stops.
 pub async fn run(shared: Arc<Shared>) -> Result<(), Error> {
     let quota_informer: Informer<ResourceQuota> = shared.informers.get();
@@ -133,7 +162,7 @@ pub async fn run(shared: Arc<Shared>) -> Result<(), Error> {
         })
         .watches_stream(
             svc_stream,
-            on_delete(svc_informer.store(), quotas.clone(), Evaluator::Services),
+            on_service_change(svc_informer.store(), quotas.clone()),
         )
         .watches_stream(
             cm_stream,

@@ -18,17 +18,18 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use super::error::{Error, KubeResultExt, is_conflict, is_not_found};
+use super::error::is_namespace_terminating;
+use super::error::{Error, KubeResultExt, api_message, is_conflict, is_not_found};
 use super::events::{EventType, Recorder};
+use super::history;
 use super::informer::Informer;
 use super::owners::{self, LabelMatcher, Owner, controller_of, controller_ref};
-use super::replicaset::is_namespace_terminating;
 use super::{Shared, run_controller};
 use logic::{POD_INDEX_LABEL, POD_NAME_LABEL, REVISION_LABEL, Step};
 use revisions::Revision;
@@ -81,62 +82,18 @@ async fn sync_revisions(
     set_api: &Api<StatefulSet>,
     owned: &mut Vec<ControllerRevision>,
 ) -> Result<(Revision, Revision), Error> {
-    owned.sort_by_key(|r| r.revision);
     let collision_count = set.status.as_ref().and_then(|s| s.collision_count);
-    let candidate = revisions::new_revision(set, revisions::next_number(owned), collision_count);
-    let latest = owned.last().map(|r| r.revision);
-    let update_cr = match owned.iter().rev().find(|r| revisions::equal(r, &candidate)) {
-        Some(eq) if Some(eq.revision) == latest => eq.clone(),
-        Some(eq) => {
-            // An older revision is current again: renumber it as the newest.
-            let name = eq.name_any();
-            let renumbered = rev_api
-                .patch(
-                    &name,
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"revision": candidate.revision})),
-                )
-                .await
-                .ctx(|| format!("renumbering revision {name} of statefulset {key}"))?;
-            if let Some(slot) = owned.iter_mut().find(|r| r.name_any() == name) {
-                *slot = renumbered.clone();
-            }
-            renumbered
-        }
-        None => match rev_api.create(&PostParams::default(), &candidate).await {
-            Ok(created) => {
-                owned.push(created.clone());
-                created
-            }
-            Err(e) if is_conflict(&e) => {
-                let name = candidate.name_any();
-                let existing = rev_api
-                    .get(&name)
-                    .await
-                    .ctx(|| format!("reading revision {name} of statefulset {key}"))?;
-                if !revisions::equal(&existing, &candidate) {
-                    // A hash collision: salt the next hash.
-                    let count = collision_count.unwrap_or(0) + 1;
-                    set_api
-                        .patch_status(
-                            &set.name_any(),
-                            &PatchParams::default(),
-                            &Patch::Merge(json!({"status": {"collisionCount": count}})),
-                        )
-                        .await
-                        .ctx(|| format!("bumping collisionCount of statefulset {key}"))?;
-                    return Err(Error::InvalidSpec {
-                        object: format!("statefulset {key}"),
-                        message: format!(
-                            "revision {name} collides with another template; retrying with collisionCount {count}"
-                        ),
-                    });
-                }
-                existing
-            }
-            Err(e) => return Err(e).ctx(|| format!("creating revision for statefulset {key}")),
-        },
-    };
+    let candidate = revisions::new_revision(set, history::next_number(owned), collision_count);
+    let update_cr = history::sync(
+        set,
+        &format!("statefulset {key}"),
+        rev_api,
+        set_api,
+        owned,
+        candidate,
+        collision_count,
+    )
+    .await?;
     let template = set
         .spec
         .as_ref()
@@ -177,22 +134,14 @@ pub async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, E
     };
     let uid = set.uid().unwrap_or_default();
 
-    let all_revs: Vec<Arc<ControllerRevision>> = rev_api
-        .list(&ListParams::default())
-        .await
-        .ctx(|| format!("listing revisions for statefulset {key}"))?
-        .items
-        .into_iter()
-        .map(Arc::new)
-        .collect();
-    let mut owned_revs: Vec<ControllerRevision> =
-        owners::claim(&rev_api, &owner, &matcher, all_revs, || {
-            owners::owner_still_current(&set_api, &name, &uid)
-        })
-        .await?
-        .into_iter()
-        .map(|r| (*r).clone())
-        .collect();
+    let mut owned_revs = history::owned(
+        &rev_api,
+        &owner,
+        &matcher,
+        &format!("statefulset {key}"),
+        || owners::owner_still_current(&set_api, &name, &uid),
+    )
+    .await?;
     let candidates: Vec<Arc<Pod>> = ctx
         .pods
         .state()
@@ -234,14 +183,7 @@ pub async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, E
     );
     let live_refs: Vec<&str> = live.iter().map(String::as_str).collect();
     let limit = spec.revision_history_limit.unwrap_or(10);
-    for old in revisions::to_truncate(&owned_revs, &live_refs, limit) {
-        let rname = old.name_any();
-        match rev_api.delete(&rname, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(e).ctx(|| format!("deleting old revision {rname} of {key}")),
-        }
-    }
+    history::truncate(&rev_api, &key, &owned_revs, &live_refs, limit).await?;
     Ok(match plan.requeue_after {
         Some(d) => Action::requeue(d),
         None => Action::await_change(),
@@ -278,7 +220,8 @@ async fn execute(
                         EventType::Warning,
                         "FailedCreate",
                         format!(
-                            "create Pod {pod_name} in StatefulSet {set_name} failed error: {e}"
+                            "create Pod {pod_name} in StatefulSet {set_name} failed error: {}",
+                            api_message(&e)
                         ),
                     );
                     Err(e).ctx(|| format!("creating pod {pod_name} for statefulset {key}"))
@@ -303,7 +246,10 @@ async fn execute(
                         set,
                         EventType::Warning,
                         "FailedDelete",
-                        format!("delete Pod {name} in StatefulSet {set_name} failed error: {e}"),
+                        format!(
+                            "delete Pod {name} in StatefulSet {set_name} failed error: {}",
+                            api_message(&e)
+                        ),
                     );
                     Err(e).ctx(|| format!("deleting pod {name} of statefulset {key}"))
                 }
@@ -333,29 +279,13 @@ async fn update_status(
     status: &StatefulSetStatus,
 ) -> Result<(), Error> {
     let old = set.status.clone().unwrap_or_default();
-    if &old == status {
-        return Ok(());
-    }
-    let to_json = |s: &StatefulSetStatus| {
-        serde_json::to_value(s).map_err(|source| Error::Json {
-            context: "serializing StatefulSet status".into(),
-            source,
-        })
-    };
-    let diff = owners::merge_diff(&to_json(&old)?, &to_json(status)?);
-    if diff.is_null() {
-        return Ok(());
-    }
-    match set_api
-        .patch_status(
-            &set.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": diff })),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(e).ctx(|| format!("updating status of statefulset {key}")),
-    }
+    owners::patch_status(
+        set_api,
+        &set.name_any(),
+        &old,
+        status,
+        &format!("statefulset {key}"),
+    )
+    .await?;
+    Ok(())
 }

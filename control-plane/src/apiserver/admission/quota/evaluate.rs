@@ -95,6 +95,13 @@ impl Evaluator {
         }
     }
 
+    /// True if updates are charged too (Kubernetes' `Handles` for
+    /// `UPDATE`): services and pods, whose usage can grow in place; object
+    /// counts are charged on create only.
+    pub fn handles_updates(&self) -> bool {
+        matches!(self, Evaluator::Pods | Evaluator::Services)
+    }
+
     /// True if this evaluator measures the quota resource `name`.
     pub fn handles(&self, name: &str) -> bool {
         match self {

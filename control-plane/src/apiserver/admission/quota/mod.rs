@@ -6,8 +6,10 @@
 //! re-reads the quotas and re-checks. Within one API server, creates in a
 //! namespace that has quotas are also serialized (Kubernetes' evaluator
 //! works one namespace at a time), so they do not fight over the CAS.
-//! A create that fails after charging gives the charge back
-//! ([`Charge::refund`]).
+//! A write that fails after charging gives the charge back
+//! ([`Charge::refund`]). Creates are charged their whole usage
+//! ([`admit_create`]); updates of Services and pods what they add
+//! ([`admit_update`]).
 //!
 //! The arithmetic is in [`evaluate`]; the resource quota controller later
 //! recomputes `status.used` from what is really stored.
@@ -132,6 +134,86 @@ pub async fn admit_create(
     obj: &Value,
     dry_run: bool,
 ) -> ApiResult<Charge> {
+    let evaluator = Evaluator::for_resource(&res.info.group, &res.info.plural);
+    let now = jiff::Timestamp::now();
+    let (pod, delta) = measure(&evaluator, obj, now)?;
+    admit(
+        state,
+        res,
+        namespace,
+        objects::name(obj),
+        &evaluator,
+        pod.as_ref(),
+        &delta,
+        dry_run,
+    )
+    .await
+}
+
+/// Checks an update of an object of `res` (`old` → `new`) against the
+/// quotas of `namespace` and charges what it adds, as Kubernetes does for
+/// the kinds whose usage can grow in place: a Service turned NodePort or
+/// LoadBalancer, or given more ports; a pod (in-place resize). The delta is
+/// the new usage minus the old, never negative; a change that adds nothing
+/// is still checked against the pod constraints. Other kinds (object
+/// counts) are charged on create only.
+pub async fn admit_update(
+    state: &ApiState,
+    res: &Resource,
+    namespace: &str,
+    old: &Value,
+    new: &Value,
+    dry_run: bool,
+) -> ApiResult<Charge> {
+    let evaluator = Evaluator::for_resource(&res.info.group, &res.info.plural);
+    if !evaluator.handles_updates() {
+        return Ok(Charge::default());
+    }
+    let now = jiff::Timestamp::now();
+    let (pod, new_usage) = measure(&evaluator, new, now)?;
+    let (_, old_usage) = measure(&evaluator, old, now)?;
+    let delta = evaluate::subtract(&new_usage, &old_usage);
+    admit(
+        state,
+        res,
+        namespace,
+        objects::name(new),
+        &evaluator,
+        pod.as_ref(),
+        &delta,
+        dry_run,
+    )
+    .await
+}
+
+/// The object as a pod (for pod evaluators) and its usage.
+fn measure(
+    evaluator: &Evaluator,
+    obj: &Value,
+    now: jiff::Timestamp,
+) -> ApiResult<(Option<Pod>, Usage)> {
+    let bad = |e: serde_json::Error| ApiError::bad_request(format!("measuring quota usage: {e}"));
+    let pod = match evaluator {
+        Evaluator::Pods => Some(serde_json::from_value::<Pod>(obj.clone()).map_err(bad)?),
+        _ => None,
+    };
+    let usage = evaluate::object_usage(evaluator, obj, now).map_err(bad)?;
+    Ok((pod, usage))
+}
+
+/// Charges `delta` for the object `name` to every quota of `namespace` that
+/// covers it, or refuses it; retries on lost compare-and-swap races.
+#[allow(clippy::too_many_arguments)]
+async fn admit(
+    state: &ApiState,
+    res: &Resource,
+    namespace: &str,
+    name: &str,
+    evaluator: &Evaluator,
+    pod: Option<&Pod>,
+    delta: &Usage,
+    dry_run: bool,
+) -> ApiResult<Charge> {
     let mut charge = Charge {
         namespace: namespace.to_string(),
         entries: Vec::new(),
@@ -140,11 +222,7 @@ pub async fn admit_create(
         return Ok(charge);
     };
     let gr = res.group_resource();
-    let name = objects::name(obj).to_string();
-    let evaluator = Evaluator::for_resource(&res.info.group, &res.info.plural);
-    let now = jiff::Timestamp::now();
     let mut charged: BTreeSet<String> = BTreeSet::new();
-    let mut prepared: Option<(Option<Pod>, Usage)> = None;
     let mut last_conflict = String::new();
     if load_quotas(state, &quota_res, namespace).await?.is_empty() {
         return Ok(charge);
@@ -160,25 +238,12 @@ pub async fn admit_create(
         if loaded.is_empty() {
             return Ok(charge);
         }
-        if prepared.is_none() {
-            let bad =
-                |e: serde_json::Error| ApiError::bad_request(format!("measuring quota usage: {e}"));
-            let pod = match evaluator {
-                Evaluator::Pods => Some(serde_json::from_value::<Pod>(obj.clone()).map_err(bad)?),
-                _ => None,
-            };
-            let delta = evaluate::object_usage(&evaluator, obj, now).map_err(bad)?;
-            prepared = Some((pod, delta));
-        }
-        let Some((pod, delta)) = prepared.as_ref() else {
-            return Ok(charge);
-        };
         let quotas: Vec<ResourceQuota> = loaded.iter().map(|l| l.quota.clone()).collect();
-        let updates = match evaluate::check(&quotas, &evaluator, pod.as_ref(), delta) {
+        let updates = match evaluate::check(&quotas, evaluator, pod, delta) {
             Ok(u) => u,
             Err(refusal) => {
                 charge.refund_locked(state).await;
-                return Err(ApiError::forbidden(&gr, &name, &refusal.0));
+                return Err(ApiError::forbidden(&gr, name, &refusal.0));
             }
         };
         if dry_run {
