@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use super::backoff::{self, Backoff, Verdict};
 use super::events::EventType;
 use super::phase::{self, ConditionInputs, RestartPolicy};
-use super::probes::{ProbeKind, ProbeSet};
+use super::probes::{ProbeKind, ProbeSet, ProbeTarget};
 use super::record::{self, ContainerRecord, RecordState, Termination};
 use super::sandbox::{self, PodSandbox};
 use super::start::{self, StartRequest};
@@ -57,8 +57,6 @@ pub enum Message {
         kind: ProbeKind,
         /// Passed or not.
         success: bool,
-        /// Failure detail.
-        message: Option<String>,
     },
 }
 
@@ -195,8 +193,7 @@ impl PodWorker {
                 id,
                 kind,
                 success,
-                message,
-            } => self.probe_result(&name, &id, kind, success, message).await,
+            } => self.probe_result(&name, &id, kind, success).await,
         }
     }
 
