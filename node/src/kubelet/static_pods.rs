@@ -27,6 +27,9 @@ pub const HASH_ANNOTATION: &str = "kubernetes.io/config.hash";
 /// Annotation with the source (`file`).
 pub const SOURCE_ANNOTATION: &str = "kubernetes.io/config.source";
 
+/// How often to look for this node's Node object before it is registered.
+const NODE_POLL: Duration = Duration::from_millis(500);
+
 fn hash(bytes: &[u8]) -> String {
     let h = bytes.iter().fold(0xcbf29ce484222325u64, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
@@ -156,8 +159,12 @@ pub async fn run(client: Client, node_name: String, dir: std::path::PathBuf, eve
             .ok()
             .flatten()
             .and_then(|n| n.metadata.uid);
-        let (desired, errors) =
-            desired_mirrors(&read_manifests(&dir), &node_name, node_uid.as_deref());
+        // As the kubelet: mirror pods are owned by the Node, so wait until it is registered.
+        let Some(node_uid) = node_uid else {
+            tokio::time::sleep(NODE_POLL.min(every)).await;
+            continue;
+        };
+        let (desired, errors) = desired_mirrors(&read_manifests(&dir), &node_name, Some(&node_uid));
         for error in errors {
             tracing::warn!(%error, "invalid static pod manifest");
         }
