@@ -2,7 +2,7 @@
 //! and pod network"), for what `node_e2e.rs` does not already cover: an OOMKilled wasm guest,
 //! probe failures that restart containers (wasm and OCI), configMap and secret files in wasm
 //! and OCI pods, deletion that honours the grace period, a static pod with its mirror pod,
-//! and the node Ready.
+//! the node Ready, and the kubelet's `/metrics`.
 //!
 //! Needs the example guests (`examples/wasm-pods/build.sh`), a running dockerd and
 //! `busybox-static`; `.ci/test-all` provides all three.
@@ -514,4 +514,62 @@ spec:
         c.ok(&["get", "pods", "-A"])
     );
     wait_for(&c, &what, "{.status.phase}", "Running");
+
+    // The kubelet's metrics, scraped from its HTTPS endpoint with a cluster client certificate.
+    let text = kubelet_metrics(&c);
+    let running = metric(&text, "kubelet_running_pods");
+    assert_eq!(running, Some(1.0), "{text}");
+    assert_eq!(
+        metric(
+            &text,
+            "kubelet_running_containers{container_state=\"running\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    // Both mirror pods went Pending → Running.
+    let starts = metric(&text, "kubelet_pod_start_duration_seconds_count").unwrap_or(0.0);
+    assert!(starts >= 2.0, "{text}");
+}
+
+/// `GET /metrics` from the node's kubelet (address and port from the Node object).
+fn kubelet_metrics(c: &Cluster) -> String {
+    let ip = c.ok(&[
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={.items[0].status.addresses[?(@.type==\"InternalIP\")].address}",
+    ]);
+    let port = c.ok(&[
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={.items[0].status.daemonEndpoints.kubeletEndpoint.Port}",
+    ]);
+    let pki = c.dir.path().join("pki");
+    let out = Command::new("curl")
+        .arg("-sS")
+        .arg("-m")
+        .arg("10")
+        .arg("--cacert")
+        .arg(pki.join("ca.crt"))
+        .arg("--cert")
+        .arg(pki.join("admin.crt"))
+        .arg("--key")
+        .arg(pki.join("admin.key"))
+        .arg(format!("https://{ip}:{port}/metrics"))
+        .output()
+        .expect("run curl");
+    assert!(
+        out.status.success(),
+        "curl https://{ip}:{port}/metrics: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The value of one series in a Prometheus text exposition.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
