@@ -114,6 +114,7 @@ pub async fn run_node(
     let host = HostInfo::detect(&config.data_dir, config.node_ip);
     let mut tasks = tokio::task::JoinSet::new();
     let index = PodIndex::default();
+    let metrics = Arc::new(kubelet::metrics::KubeletMetrics::new());
 
     // The kubelet HTTPS server first: the port it bound is the one the Node advertises.
     let kubelet_port = match &config.server {
@@ -127,6 +128,7 @@ pub async fn run_node(
                 index: index.clone(),
                 logs_dir: config.logs_dir(),
                 runtimes: runtimes.clone(),
+                metrics: metrics.clone(),
             };
             let (addr, serving) =
                 server::serve(server_config.addr, server::router(state), tls).await?;
@@ -282,6 +284,7 @@ pub async fn run_node(
         network,
         recorder: kubelet::events::Recorder::new(client.clone(), config.node_name.clone()),
         index,
+        metrics,
     });
     tasks.spawn(kubelet::pods::run(kubelet.clone()));
 

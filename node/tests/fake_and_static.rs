@@ -133,3 +133,49 @@ async fn static_pods_get_mirror_pods() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn deleted_mirror_pods_come_back_at_once() {
+    let cluster = cluster().await;
+    let c = &cluster.client;
+    let fake = FakeRuntime::new();
+    fake.add_image("sleeper:v1", FakeImage::shell("sleep 1000"));
+    let mut registry = RuntimeRegistry::new();
+    registry.register(Arc::new(fake));
+    let manifests = tempfile::tempdir().expect("manifests");
+    std::fs::write(
+        manifests.path().join("static-web.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: static-web\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: app\n    image: sleeper:v1\n",
+    )
+    .expect("write manifest");
+    let dir = manifests.path().to_owned();
+    // Rescans too rare to matter: only the deletion watch can bring the mirror back in time.
+    let _node = start_node(c, registry, "n1", move |cfg| {
+        cfg.pod_manifest_path = Some(dir);
+        cfg.static_pod_rescan = Duration::from_secs(300);
+    });
+    let first = wait_pod(c, "static-web-n1", T, "mirror pod Running", |p| {
+        phase(p) == "Running"
+    })
+    .await;
+    let first_uid = first.metadata.uid.clone().expect("uid");
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
+    pods.delete("static-web-n1", &DeleteParams::default())
+        .await
+        .expect("delete mirror");
+    let again = wait_pod(
+        c,
+        "static-web-n1",
+        T,
+        "mirror pod recreated and Running",
+        |p| p.metadata.uid.as_deref() != Some(first_uid.as_str()) && phase(p) == "Running",
+    )
+    .await;
+    assert!(
+        again
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"))
+    );
+}

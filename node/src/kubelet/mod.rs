@@ -9,6 +9,7 @@
 pub mod backoff;
 pub mod env;
 pub mod events;
+pub mod metrics;
 pub mod phase;
 pub mod pods;
 pub mod probes;
@@ -108,6 +109,23 @@ impl PodIndex {
         }
     }
 
+    /// How many pods have a sandbox, and their containers by state.
+    pub fn census(&self) -> Census {
+        let map = self.inner.read();
+        let mut census = Census::default();
+        for entry in map.values().filter(|e| e.ip.is_some()) {
+            census.pods += 1;
+            for (_, _, _, running) in entry.containers.values() {
+                if *running {
+                    census.running_containers += 1;
+                } else {
+                    census.exited_containers += 1;
+                }
+            }
+        }
+        census
+    }
+
     /// The entry of a pod.
     pub fn get(&self, namespace: &str, name: &str) -> Option<PodEntry> {
         self.inner
@@ -115,6 +133,17 @@ impl PodIndex {
             .get(&(namespace.to_owned(), name.to_owned()))
             .cloned()
     }
+}
+
+/// Counts over the [`PodIndex`] ([`PodIndex::census`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Census {
+    /// Pods with a sandbox.
+    pub pods: usize,
+    /// Their running containers.
+    pub running_containers: usize,
+    /// Their containers that ran and ended (waiting for a restart, or done).
+    pub exited_containers: usize,
 }
 
 /// Everything a pod worker shares with the others.
@@ -131,6 +160,8 @@ pub struct Kubelet {
     pub recorder: events::Recorder,
     /// Running pods, for the server.
     pub index: PodIndex,
+    /// Prometheus metrics (`/metrics` on the kubelet server).
+    pub metrics: Arc<metrics::KubeletMetrics>,
 }
 
 impl Kubelet {

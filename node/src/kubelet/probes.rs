@@ -1,24 +1,35 @@
 //! Liveness, readiness and startup probes: one task per probe of a running container, which
-//! reports result changes to the pod worker ([`Message::Probe`]).
+//! records what the kubelet records for each run and reports result changes to the pod worker
+//! ([`Message::Probe`]).
 //!
-//! `httpGet` (status 200–399 passes) and `tcpSocket` connect to the pod IP, which the node
-//! reaches through the bridge (or the node IP for host-network pods). Liveness and readiness
-//! wait until the startup probe (if any) has passed. `exec` and `grpc` need a runtime exec
-//! call the runtime trait does not have yet: such probes are reported as passing, with a
-//! warning, rather than restarting healthy containers.
+//! The handlers are in [`checks`]: `httpGet` (status 200–399 passes), `tcpSocket` and `grpc`
+//! (`grpc.health.v1.Health/Check`, `SERVING` passes) connect to the pod IP, which the node
+//! reaches through the bridge (or the node IP for host-network pods); `exec` runs the command
+//! through the runtime's exec (exit code 0 passes). Liveness and readiness wait until the
+//! startup probe (if any) has passed.
+//!
+//! As in the kubelet, every failed run records an `Unhealthy` event (`Liveness probe failed:
+//! ...`), aggregated by the recorder, and a probe that cannot run at all — an `exec` probe on a
+//! wasm container, whose runtime has no exec — records `... probe errored and resulted in
+//! unknown state: ...` and its result is thrown away: such a readiness probe keeps the
+//! container unready, such a liveness probe never restarts it.
 //!
 //! [`Tracker`] is the pure threshold logic (`successThreshold`/`failureThreshold`).
 
+pub mod checks;
+
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use skiff_runtimes::Runtime;
 use tokio::sync::{mpsc, watch};
 
+use super::events::{EventType, Recorder};
 use super::worker::Message;
+use checks::Outcome;
 
 /// Which probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +99,23 @@ impl Tracker {
     }
 }
 
+/// What the probes of one container run look at.
+#[derive(Clone)]
+pub struct ProbeTarget {
+    /// The pod (for events).
+    pub pod: Arc<Pod>,
+    /// The container spec with the probes.
+    pub container: Container,
+    /// Runtime id of the run.
+    pub id: String,
+    /// The pod IP (or the node IP for host-network pods).
+    pub ip: IpAddr,
+    /// The runtime running the container (exec probes); `None` if it is gone.
+    pub runtime: Option<Arc<dyn Runtime>>,
+    /// Where `Unhealthy` events go.
+    pub recorder: Recorder,
+}
+
 /// The probe tasks of one container run.
 #[derive(Debug)]
 pub struct ProbeSet {
@@ -96,14 +124,9 @@ pub struct ProbeSet {
 }
 
 impl ProbeSet {
-    /// Spawn the container's probes against run `id` at `ip`.
-    pub fn spawn(
-        container: &Container,
-        id: &str,
-        ip: IpAddr,
-        _netns: Option<PathBuf>,
-        tx: mpsc::UnboundedSender<Message>,
-    ) -> ProbeSet {
+    /// Spawn the probes of `target`'s container; results go to `tx`.
+    pub fn spawn(target: ProbeTarget, tx: mpsc::UnboundedSender<Message>) -> ProbeSet {
+        let container = &target.container;
         let (started, started_rx) = watch::channel(container.startup_probe.is_none());
         let mut tasks = Vec::new();
         for (kind, probe) in [
@@ -115,9 +138,7 @@ impl ProbeSet {
             let ctx = ProbeTask {
                 kind,
                 probe,
-                container: container.clone(),
-                id: id.to_owned(),
-                ip,
+                target: target.clone(),
                 tx: tx.clone(),
                 started: started_rx.clone(),
             };
@@ -142,9 +163,7 @@ impl ProbeSet {
 struct ProbeTask {
     kind: ProbeKind,
     probe: Probe,
-    container: Container,
-    id: String,
-    ip: IpAddr,
+    target: ProbeTarget,
     tx: mpsc::UnboundedSender<Message>,
     started: watch::Receiver<bool>,
 }
@@ -164,31 +183,38 @@ impl ProbeTask {
                 }
             }
         }
-        if self.probe.exec.is_some() || self.probe.grpc.is_some() {
-            tracing::warn!(
-                container = %self.container.name,
-                kind = self.kind.as_str(),
-                "exec and grpc probes are not supported yet; treated as passing"
-            );
-        }
         tokio::time::sleep(initial).await;
         let mut tracker = Tracker::new(&self.probe);
+        let name = self.target.container.name.clone();
         loop {
-            let (ok, message) = match tokio::time::timeout(timeout, self.check()).await {
-                Ok(Ok(())) => (true, None),
-                Ok(Err(message)) => (false, Some(message)),
-                Err(_) => (false, Some(format!("timeout after {}s", timeout.as_secs()))),
+            // Each check honours the timeout itself; this only guards against a stuck one.
+            let outcome = tokio::time::timeout(timeout * 2, self.check(timeout))
+                .await
+                .unwrap_or_else(|_| {
+                    Outcome::Failure(format!("probe timed out after {}s", timeout.as_secs()))
+                });
+            let ok = match outcome {
+                Outcome::Success => Some(true),
+                Outcome::Failure(message) => {
+                    tracing::debug!(kind = self.kind.as_str(), container = %name, %message, "probe failed");
+                    self.event(format!("{} probe failed: {message}", self.kind.as_str()));
+                    Some(false)
+                }
+                Outcome::Errored(error) => {
+                    tracing::debug!(kind = self.kind.as_str(), container = %name, %error, "probe errored");
+                    self.event(format!(
+                        "{} probe errored and resulted in unknown state: {error}",
+                        self.kind.as_str()
+                    ));
+                    None
+                }
             };
-            if !ok {
-                tracing::debug!(kind = self.kind.as_str(), container = %self.container.name, ?message, "probe failed");
-            }
-            if let Some(result) = tracker.observe(ok) {
+            if let Some(result) = ok.and_then(|ok| tracker.observe(ok)) {
                 let sent = self.tx.send(Message::Probe {
-                    name: self.container.name.clone(),
-                    id: self.id.clone(),
+                    name: name.clone(),
+                    id: self.target.id.clone(),
                     kind: self.kind,
                     success: result,
-                    message,
                 });
                 if sent.is_err() {
                     return;
@@ -201,10 +227,21 @@ impl ProbeTask {
         }
     }
 
+    fn event(&self, message: String) {
+        self.target.recorder.pod_event(
+            &self.target.pod,
+            Some(&self.target.container.name),
+            EventType::Warning,
+            "Unhealthy",
+            message,
+        );
+    }
+
     fn port(&self, port: &IntOrString) -> Result<u16, String> {
         match port {
             IntOrString::Int(p) => u16::try_from(*p).map_err(|_| format!("invalid port {p}")),
             IntOrString::String(name) => self
+                .target
                 .container
                 .ports
                 .iter()
@@ -215,69 +252,44 @@ impl ProbeTask {
         }
     }
 
-    async fn check(&self) -> Result<(), String> {
+    async fn check(&self, timeout: Duration) -> Outcome {
+        match self.try_check(timeout).await {
+            Ok(outcome) => outcome,
+            Err(message) => Outcome::Errored(message),
+        }
+    }
+
+    async fn try_check(&self, timeout: Duration) -> Result<Outcome, String> {
+        let ip = self.target.ip;
         if let Some(http) = &self.probe.http_get {
             let port = self.port(&http.port)?;
             let host: IpAddr = match http.host.as_deref() {
                 Some(h) if !h.is_empty() => h.parse().map_err(|_| format!("invalid host {h}"))?,
-                _ => self.ip,
+                _ => ip,
             };
-            return http_get(
-                SocketAddr::new(host, port),
-                http.path.as_deref().unwrap_or("/"),
-            )
-            .await;
+            let path = http.path.as_deref().unwrap_or("/");
+            return Ok(checks::http_get(SocketAddr::new(host, port), path, timeout).await);
         }
         if let Some(tcp) = &self.probe.tcp_socket {
             let port = self.port(&tcp.port)?;
-            let addr = SocketAddr::new(self.ip, port);
-            return tokio::net::TcpStream::connect(addr)
-                .await
-                .map(drop)
-                .map_err(|e| format!("dial tcp {addr}: {e}"));
+            return Ok(checks::tcp_socket(SocketAddr::new(ip, port), timeout).await);
         }
-        if self.probe.exec.is_some() || self.probe.grpc.is_some() {
-            // Warned about once in `run`.
-            return Ok(());
+        if let Some(exec) = &self.probe.exec {
+            let runtime = self
+                .target
+                .runtime
+                .as_ref()
+                .ok_or_else(|| "the container's runtime is not available".to_owned())?;
+            let command = exec.command.clone().unwrap_or_default();
+            return Ok(checks::exec(runtime.as_ref(), &self.target.id, &command, timeout).await);
+        }
+        if let Some(grpc) = &self.probe.grpc {
+            let port =
+                u16::try_from(grpc.port).map_err(|_| format!("invalid port {}", grpc.port))?;
+            let service = grpc.service.as_deref().unwrap_or_default();
+            return Ok(checks::grpc(SocketAddr::new(ip, port), service, timeout).await);
         }
         Err("probe has no handler".to_owned())
-    }
-}
-
-/// `GET path` over HTTP/1.1; a status of 200–399 passes.
-async fn http_get(addr: SocketAddr, path: &str) -> Result<(), String> {
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("Get \"http://{addr}{path}\": dial tcp {addr}: {e}"))?;
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-    );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut buf = vec![0u8; 1024];
-    let mut read = 0;
-    while read < 12 {
-        let n = stream
-            .read(&mut buf[read..])
-            .await
-            .map_err(|e| e.to_string())?;
-        if n == 0 {
-            break;
-        }
-        read += n;
-    }
-    let head = String::from_utf8_lossy(&buf[..read]);
-    let code: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("malformed HTTP response from {addr}"))?;
-    if (200..400).contains(&code) {
-        Ok(())
-    } else {
-        Err(format!("HTTP probe failed with statuscode: {code}"))
     }
 }
 
@@ -312,31 +324,5 @@ mod tests {
         let mut t = Tracker::new(&probe(1, 2));
         assert_eq!(t.observe(false), None);
         assert_eq!(t.observe(false), Some(false));
-    }
-
-    #[tokio::test]
-    async fn http_and_tcp_checks() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = listener.accept().await {
-                let mut buf = [0u8; 512];
-                let n = s.read(&mut buf).await.unwrap_or(0);
-                let req = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let reply = if req.starts_with("GET /healthz") {
-                    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-                } else {
-                    "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"
-                };
-                let _ = s.write_all(reply.as_bytes()).await;
-            }
-        });
-        assert_eq!(http_get(addr, "/healthz").await, Ok(()));
-        let err = http_get(addr, "/broken").await.expect_err("500");
-        assert!(err.contains("500"), "{err}");
-        let closed = SocketAddr::new(addr.ip(), 1);
-        assert!(http_get(closed, "/").await.is_err());
     }
 }

@@ -4,17 +4,21 @@
 //!
 //! Skiff runs a static pod through its mirror: the mirror pod flows through the normal pod
 //! watch to a worker. A changed manifest replaces the mirror; a deleted manifest deletes it;
-//! a mirror deleted by a user comes back at the next scan. [`desired_mirrors`] is the pure
+//! a mirror deleted by a user comes back as soon as it is gone (a watch on this node's pods
+//! triggers a scan), or at the next scan at the latest. [`desired_mirrors`] is the pure
 //! part (manifests → mirror pods).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
+use tokio::sync::mpsc;
 
 /// Annotation naming the manifest hash on a mirror pod.
 pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
@@ -22,6 +26,9 @@ pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 pub const HASH_ANNOTATION: &str = "kubernetes.io/config.hash";
 /// Annotation with the source (`file`).
 pub const SOURCE_ANNOTATION: &str = "kubernetes.io/config.source";
+
+/// How often to look for this node's Node object before it is registered.
+const NODE_POLL: Duration = Duration::from_millis(500);
 
 fn hash(bytes: &[u8]) -> String {
     let h = bytes.iter().fold(0xcbf29ce484222325u64, |h, b| {
@@ -116,8 +123,33 @@ fn mirror_hash(pod: &Pod) -> Option<&str> {
         .map(String::as_str)
 }
 
-/// Keep mirror pods in line with the manifests in `dir`, every `every`.
+/// Wake the scan loop whenever a mirror pod on this node is finally deleted.
+async fn watch_mirror_deletions(client: Client, node_name: String, kick: mpsc::Sender<()>) {
+    let api: Api<Pod> = Api::all(client);
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
+    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(watcher::Event::Delete(pod)) if mirror_hash(&pod).is_some() => {
+                // A full channel already holds a wake-up.
+                let _ = kick.try_send(());
+            }
+            Ok(_) => {}
+            Err(error) => tracing::debug!(%error, "mirror pod watch failed; retrying"),
+        }
+    }
+}
+
+/// Keep mirror pods in line with the manifests in `dir`, every `every` and whenever a mirror
+/// pod is deleted.
 pub async fn run(client: Client, node_name: String, dir: std::path::PathBuf, every: Duration) {
+    let (kick, mut kicked) = mpsc::channel(1);
+    let deletions = tokio::spawn(watch_mirror_deletions(
+        client.clone(),
+        node_name.clone(),
+        kick,
+    ));
+    let _abort_on_drop = AbortOnDrop(deletions);
     let nodes: Api<Node> = Api::all(client.clone());
     let all_pods: Api<Pod> = Api::all(client.clone());
     loop {
@@ -127,8 +159,12 @@ pub async fn run(client: Client, node_name: String, dir: std::path::PathBuf, eve
             .ok()
             .flatten()
             .and_then(|n| n.metadata.uid);
-        let (desired, errors) =
-            desired_mirrors(&read_manifests(&dir), &node_name, node_uid.as_deref());
+        // As the kubelet: mirror pods are owned by the Node, so wait until it is registered.
+        let Some(node_uid) = node_uid else {
+            tokio::time::sleep(NODE_POLL.min(every)).await;
+            continue;
+        };
+        let (desired, errors) = desired_mirrors(&read_manifests(&dir), &node_name, Some(&node_uid));
         for error in errors {
             tracing::warn!(%error, "invalid static pod manifest");
         }
@@ -177,7 +213,19 @@ pub async fn run(client: Client, node_name: String, dir: std::path::PathBuf, eve
                 let _ = api.delete(&name, &DeleteParams::default()).await;
             }
         }
-        tokio::time::sleep(every).await;
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            Some(()) = kicked.recv() => {}
+        }
+    }
+}
+
+/// Stops the deletion watch with the scan loop.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use super::backoff::{self, Backoff, Verdict};
 use super::events::EventType;
 use super::phase::{self, ConditionInputs, RestartPolicy};
-use super::probes::{ProbeKind, ProbeSet};
+use super::probes::{ProbeKind, ProbeSet, ProbeTarget};
 use super::record::{self, ContainerRecord, RecordState, Termination};
 use super::sandbox::{self, PodSandbox};
 use super::start::{self, StartRequest};
@@ -57,8 +57,6 @@ pub enum Message {
         kind: ProbeKind,
         /// Passed or not.
         success: bool,
-        /// Failure detail.
-        message: Option<String>,
     },
 }
 
@@ -86,6 +84,10 @@ pub struct PodWorker {
     adopted_terminal: bool,
     removed: bool,
     warned: BTreeSet<String>,
+    /// When this worker first saw the pod (`kubelet_pod_start_duration_seconds`).
+    first_seen: std::time::Instant,
+    /// The pod's start was observed (or happened before this worker: not observable).
+    start_observed: bool,
 }
 
 fn key_of(pod: &Pod) -> String {
@@ -110,6 +112,8 @@ impl PodWorker {
         let init_reason = record::POD_INITIALIZING;
         let has_init = spec.init_containers.as_ref().is_some_and(|v| !v.is_empty());
         let backoff = Backoff::new(kubelet.config.backoff_initial, kubelet.config.backoff_max);
+        // A pod that already has a startTime started under an earlier kubelet run.
+        let started_before = pod.status.as_ref().is_some_and(|s| s.start_time.is_some());
         let adopted_terminal = matches!(
             pod.status.as_ref().and_then(|s| s.phase.as_deref()),
             Some("Succeeded" | "Failed")
@@ -148,6 +152,8 @@ impl PodWorker {
             adopted_terminal,
             removed: false,
             warned: BTreeSet::new(),
+            first_seen: std::time::Instant::now(),
+            start_observed: started_before,
         }
     }
 
@@ -195,8 +201,7 @@ impl PodWorker {
                 id,
                 kind,
                 success,
-                message,
-            } => self.probe_result(&name, &id, kind, success, message).await,
+            } => self.probe_result(&name, &id, kind, success).await,
         }
     }
 
@@ -380,6 +385,7 @@ impl PodWorker {
 
         // 5. Status, and terminal pods release their sandbox.
         let phase = self.post_status().await;
+        self.observe_start(&phase);
         if phase == "Succeeded" || phase == "Failed" {
             self.terminal = true;
             self.stop_all(Duration::ZERO).await;

@@ -8,6 +8,7 @@
 //! - `GET /containerLogs/{namespace}/{pod}/{container}` with `follow`, `tailLines`,
 //!   `sinceSeconds`, `sinceTime`, `timestamps`, `previous`, `limitBytes`.
 //! - `GET /healthz`.
+//! - `GET /metrics`: Prometheus metrics ([`KubeletMetrics`]).
 //! - `/portForward/{namespace}/{pod}`: SPDY/3.1 (`POST`, `Upgrade: SPDY/3.1`,
 //!   `portforward.k8s.io`) or the same SPDY bytes tunnelled in WebSocket binary messages
 //!   (`SPDY/3.1+portforward.k8s.io`), to any port of the pod IP ([`portforward`]).
@@ -42,6 +43,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::kubelet::PodIndex;
+use crate::kubelet::metrics::KubeletMetrics;
 use logs::LogOptions;
 
 /// What the server needs.
@@ -53,6 +55,8 @@ pub struct ServerState {
     pub logs_dir: PathBuf,
     /// The runtimes, by handler, for exec and attach.
     pub runtimes: skiff_runtimes::RuntimeRegistry,
+    /// The kubelet's metrics (`GET /metrics`).
+    pub metrics: Arc<KubeletMetrics>,
 }
 
 fn status(code: StatusCode, reason: &str, message: String) -> Response<Body> {
@@ -73,6 +77,7 @@ fn status(code: StatusCode, reason: &str, message: String) -> Response<Body> {
 pub fn router(state: ServerState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
         .route(
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
@@ -85,6 +90,18 @@ pub fn router(state: ServerState) -> Router {
             any(port_forward_uid),
         )
         .with_state(state)
+}
+
+/// `GET /metrics`: the kubelet's Prometheus metrics (OpenMetrics text).
+async fn metrics(State(state): State<ServerState>) -> Response<Body> {
+    let mut resp = Response::new(Body::from(state.metrics.encode(&state.index)));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+    );
+    resp
 }
 
 /// WebSocket subprotocol of tunnelled port-forward (kubectl 1.31+).
@@ -526,6 +543,7 @@ mod tests {
             index,
             logs_dir: dir.path().to_owned(),
             runtimes: skiff_runtimes::RuntimeRegistry::new(),
+            metrics: Default::default(),
         });
         assert_eq!(
             get(&router, "/containerLogs/default/web/app").await,
@@ -579,6 +597,7 @@ mod tests {
             index: index.clone(),
             logs_dir: dir.path().to_owned(),
             runtimes: skiff_runtimes::RuntimeRegistry::new(),
+            metrics: Default::default(),
         });
         let writer = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(300)).await;

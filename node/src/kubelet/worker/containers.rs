@@ -47,7 +47,6 @@ impl PodWorker {
         id: &str,
         kind: ProbeKind,
         success: bool,
-        message: Option<String>,
     ) {
         let pod = self.pod.clone();
         let Some(r) = self.record_mut(name) else {
@@ -77,17 +76,10 @@ impl PodWorker {
             }
             ProbeKind::Liveness => {}
         }
+        // The probe task recorded the `Unhealthy` event of the failed run.
         if success {
             return;
         }
-        let detail = message.unwrap_or_default();
-        self.kubelet.recorder.pod_event(
-            &pod,
-            Some(name),
-            EventType::Warning,
-            "Unhealthy",
-            format!("{} probe failed: {detail}", kind.as_str()),
-        );
         if matches!(kind, ProbeKind::Liveness | ProbeKind::Startup) {
             let message = format!(
                 "Container {name} failed {} probe, will be restarted",
@@ -229,8 +221,15 @@ impl PodWorker {
                 }
                 self.watch_exit(&c.name, &handler, &id);
                 if !init {
-                    let probes =
-                        ProbeSet::spawn(c, &id, sandbox.ip, sandbox.netns.clone(), self.tx.clone());
+                    let target = ProbeTarget {
+                        pod: self.pod.clone(),
+                        container: c.clone(),
+                        id: id.clone(),
+                        ip: sandbox.ip,
+                        runtime: self.kubelet.selector.runtime(&handler).ok(),
+                        recorder: self.kubelet.recorder.clone(),
+                    };
+                    let probes = ProbeSet::spawn(target, self.tx.clone());
                     if let Some(old) = self.probes.insert(c.name.clone(), probes) {
                         old.stop();
                     }

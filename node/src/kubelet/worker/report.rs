@@ -5,6 +5,16 @@
 use super::*;
 
 impl PodWorker {
+    /// The first Pending → Running transition feeds `kubelet_pod_start_duration_seconds`.
+    pub(super) fn observe_start(&mut self, phase: &str) {
+        if phase == "Running" && !self.start_observed {
+            self.start_observed = true;
+            self.kubelet
+                .metrics
+                .observe_pod_start(self.first_seen.elapsed().as_secs_f64());
+        }
+    }
+
     pub(super) fn publish(&self) {
         let ns = self.pod.metadata.namespace.clone().unwrap_or_default();
         let name = self.pod.metadata.name.clone().unwrap_or_default();

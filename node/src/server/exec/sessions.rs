@@ -85,6 +85,7 @@ impl Fixture {
             index,
             logs_dir: std::env::temp_dir(),
             runtimes,
+            metrics: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
