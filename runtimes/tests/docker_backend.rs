@@ -346,3 +346,102 @@ async fn the_benchmark_measures_create_to_running() {
     })
     .await;
 }
+
+/// A kubelet killed without stopping its pods leaves pause and app containers running; the
+/// next runtime of the same node removes those no live pod owns (and containers whose pause
+/// container is gone), keeps the live pod's, and never touches another node's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_removes_what_no_live_pod_owns() {
+    let what = "docker orphan cleanup";
+    let Some((cleanup, images)) = runtime_or_skip(what).await else {
+        return;
+    };
+    let instance = cleanup.config().instance.clone();
+    let stranger = DockerRuntime::new(DockerConfig::new(format!("other-{}", unique())));
+    let test = async {
+        let first = DockerRuntime::new(DockerConfig::new(instance.clone()));
+        let pod = |name: &str, uid: &str| {
+            let mut spec = SandboxSpec::new(name);
+            spec.uid = uid.to_owned();
+            spec
+        };
+        let sleeper = ContainerSpec::new("app", &images.sleep);
+        let run = |runtime: DockerRuntime, spec: SandboxSpec| {
+            let sleeper = sleeper.clone();
+            async move {
+                let sandbox = runtime.create_sandbox(&spec).await.expect("sandbox");
+                let id = runtime
+                    .create_container(&sandbox, &sleeper)
+                    .await
+                    .expect("create");
+                runtime.start_container(&id).await.expect("start");
+                (sandbox, id)
+            }
+        };
+        let (gone_sandbox, gone_app) = run(first.clone(), pod("gone", "uid-gone")).await;
+        let (live_sandbox, live_app) = run(first.clone(), pod("live", "uid-live")).await;
+        let (lost_sandbox, lost_app) = run(first.clone(), pod("lost", "uid-live-2")).await;
+        // Another node on the same daemon, with a pod of the same UID.
+        let (other_sandbox, other_app) = run(stranger.clone(), pod("gone", "uid-gone")).await;
+
+        // Someone removed one pod's pause container behind the node's back.
+        let docker = docker_api().await;
+        let force = bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .build();
+        docker
+            .remove_container(&lost_sandbox, Some(force))
+            .await
+            .expect("remove a pause container");
+
+        // The kubelet dies: nothing is stopped.
+        drop(first);
+
+        let second = DockerRuntime::new(DockerConfig::new(instance.clone()));
+        let keep = std::collections::HashSet::from(["uid-live".to_owned()]);
+        let removed = second.remove_orphans(&keep).await.expect("remove orphans");
+        let sandboxes: Vec<&str> = removed.sandboxes.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(sandboxes, [gone_sandbox.as_str()], "{removed:?}");
+        assert_eq!(removed.sandboxes[0].uid, "uid-gone");
+        assert_eq!(
+            removed.containers,
+            std::slice::from_ref(&lost_app),
+            "{removed:?}"
+        );
+
+        let exists = |id: String| {
+            let docker = docker.clone();
+            async move { docker.inspect_container(&id, None).await.is_ok() }
+        };
+        for id in [&gone_sandbox, &gone_app, &lost_app] {
+            assert!(!exists(id.clone()).await, "{id} was removed from Docker");
+        }
+        let running = |id: String| {
+            let docker = docker.clone();
+            async move {
+                let found = docker.inspect_container(&id, None).await.expect("inspect");
+                found.state.and_then(|s| s.running).unwrap_or(false)
+            }
+        };
+        for id in [&live_sandbox, &live_app] {
+            assert!(running(id.clone()).await, "the live pod's {id} runs on");
+        }
+        for id in [&other_sandbox, &other_app] {
+            assert!(
+                running(id.clone()).await,
+                "another node's {id} is untouched"
+            );
+        }
+        let listed = second.list_sandboxes().await.expect("list");
+        let listed: Vec<&str> = listed.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(listed, [live_sandbox.as_str()]);
+        assert!(
+            second
+                .remove_orphans(&keep)
+                .await
+                .expect("again")
+                .is_empty()
+        );
+    };
+    cleanly(&cleanup, cleanly(&stranger, test)).await;
+}
