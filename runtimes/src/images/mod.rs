@@ -1,4 +1,5 @@
-//! The local, content-addressed store of wasm images, registry pulls, and pull policies.
+//! The local, content-addressed store of wasm images, registry pulls and pushes, pull
+//! policies, and the progress messages pulls and pushes report.
 //!
 //! Layout under the data dir (shared by `skiff up`, `skiff node` and `skiff image import`):
 //!
@@ -14,7 +15,9 @@
 //! renamed, and `tags.json` is rewritten under an exclusive `flock`.
 
 pub mod policy;
+pub mod progress;
 pub mod pull;
+pub mod push;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -28,7 +31,9 @@ use sha2::{Digest, Sha256};
 use crate::status::ImageInfo;
 
 pub use policy::{PullPolicy, ensure_image};
-pub use pull::{PulledWasm, Puller};
+pub use progress::{ProgressEvent, TransferProgress};
+pub use pull::{ArtifactKind, PulledWasm, Puller};
+pub use push::PushedWasm;
 
 /// Errors of the image store.
 #[derive(Debug, thiserror::Error)]
