@@ -170,6 +170,30 @@ impl ImageStore {
         Ok(record)
     }
 
+    /// Point `target` at the image `source` points at (`skiff image tag`); `None` if
+    /// `source` is not in the store.
+    pub fn tag(&self, source: &str, target: &str) -> Result<Option<ImageRecord>, StoreError> {
+        let Some(found) = self.resolve(source)? else {
+            return Ok(None);
+        };
+        let name = Self::normalize(target)?;
+        let record = ImageRecord {
+            name: name.clone(),
+            digest: found.digest,
+            size: found.size,
+        };
+        self.update_tags(|tags| {
+            tags.insert(
+                name,
+                TagEntry {
+                    digest: record.digest.clone(),
+                    size: record.size,
+                },
+            );
+        })?;
+        Ok(Some(record))
+    }
+
     /// The record `reference` points at, if any.
     pub fn resolve(&self, reference: &str) -> Result<Option<ImageRecord>, StoreError> {
         let name = Self::normalize(reference)?;
@@ -379,6 +403,16 @@ mod tests {
         let again = ImageStore::open(dir.path()).expect("reopen");
         assert!(again.resolve("alias:v1").expect("resolve").is_some());
 
+        let tagged = store
+            .tag("one", "127.0.0.1:5000/one:v2")
+            .expect("tag")
+            .expect("source present");
+        assert_eq!(
+            (tagged.name.as_str(), tagged.digest.as_str()),
+            ("127.0.0.1:5000/one:v2", a.digest.as_str())
+        );
+        assert!(store.tag("absent", "x:y").expect("tag").is_none());
+        store.remove("127.0.0.1:5000/one:v2").expect("untag");
         store.remove("one:latest").expect("remove");
         assert!(store.resolve("one").expect("resolve").is_none());
         assert!(
