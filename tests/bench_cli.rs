@@ -55,16 +55,70 @@ fn bench_runtime_small_runs_every_container() {
         "20",
         "--concurrent",
         "20",
+        "--oci-samples",
+        "5",
     ]);
     assert_eq!(v["bench"], "runtime");
     assert_eq!(v["wasmtime"]["concurrent_running"], 20);
     assert_eq!(v["wasmtime"]["concurrent_requested"], 20);
+    let wasm_p50 = v["wasmtime"]["create_to_running_p50_us"]
+        .as_f64()
+        .unwrap_or(-1.0);
+    assert!(wasm_p50 > 0.0, "{v}");
     assert!(
         v["wasmtime"]["create_to_running_p99_ms"]
             .as_f64()
             .unwrap_or(-1.0)
             >= 0.0
     );
+
+    // OCI on Docker beside it: measured when dockerd answers (always under CI=true).
+    if v["oci"].is_null() {
+        let reason = v["oci_unavailable_reason"].as_str().unwrap_or_default();
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true needs the OCI figures, but: {reason}"
+        );
+        assert!(!reason.is_empty(), "a missing daemon is explained: {v}");
+        eprintln!("OCI figures not measured: {reason}");
+    } else {
+        assert_eq!(v["oci"]["samples"], 5, "{v}");
+        let p50 = v["oci_p50_ms"].as_f64().unwrap_or(-1.0);
+        let p99 = v["oci_p99_ms"].as_f64().unwrap_or(-1.0);
+        assert!(0.0 < p50 && p50 <= p99, "{v}");
+        assert_eq!(v["oci"]["create_to_running_p50_ms"], v["oci_p50_ms"]);
+        let ratio = v["oci_to_wasm_p50_ratio"].as_f64().unwrap_or(-1.0);
+        let expected = p50 * 1000.0 / wasm_p50;
+        assert!(
+            (ratio - expected).abs() <= expected * 0.05 + 0.01,
+            "ratio {ratio} vs p50s {p50} ms / {wasm_p50} µs: {v}"
+        );
+        assert!(
+            v["oci_to_wasm_p99_ratio"].as_f64().unwrap_or(-1.0) > 0.0,
+            "{v}"
+        );
+    }
+
+    // Without a daemon the run still succeeds and says why OCI is missing.
+    let v = bench(&[
+        "runtime",
+        "--samples",
+        "5",
+        "--cycles",
+        "5",
+        "--concurrent",
+        "5",
+        "--docker-socket",
+        "/nonexistent/docker.sock",
+    ]);
+    assert!(v["oci"].is_null(), "{v}");
+    assert!(v["oci_p50_ms"].is_null(), "{v}");
+    let reason = v["oci_unavailable_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("unix:///nonexistent/docker.sock"),
+        "the reason names the socket: {v}"
+    );
+    assert_eq!(v["wasmtime"]["concurrent_running"], 5);
 }
 
 #[test]

@@ -56,10 +56,10 @@
 //!
 //! Cases: sandbox lifecycle, create/start/wait, exit codes, log content and order, stop with
 //! grace then kill, memory and CPU limits, namespace sharing within a pod and isolation
-//! between pods and from the host, idempotent removal, errors for unknown ids and
-//! unsupported specs, and exec/attach (stdout and stderr kept apart, stdin round trip, exit
-//! codes, refusal for stopped containers) — or, for a backend without them, a clear
-//! not-supported error.
+//! between pods and from the host, idempotent removal, removal of orphaned sandboxes,
+//! errors for unknown ids and unsupported specs, and exec/attach (stdout and stderr kept
+//! apart, stdin round trip, exit codes, refusal for stopped containers) — or, for a backend
+//! without them, a clear not-supported error.
 //!
 //! # How wasm guests end up in the pod's network namespace
 //!
@@ -89,7 +89,7 @@ pub mod throttle;
 pub mod wasmtime;
 
 pub use error::{BoxError, Error, Result};
-pub use runtime::{RegistryAuth, Runtime, RuntimeRegistry};
+pub use runtime::{RegistryAuth, RemovedOrphans, Runtime, RuntimeRegistry};
 pub use spec::{ContainerSpec, Mount, NetworkMode, Resources, SandboxSpec};
 pub use status::{
     ContainerState, ContainerStats, ContainerStatus, ExitInfo, ExitReason, ImageInfo, SandboxState,

@@ -4,7 +4,7 @@
 //! who knows containerd can guess every method, and narrowly enough that a backend only sees
 //! Skiff's own spec types. The kubelet holds backends as `Arc<dyn Runtime>`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +29,22 @@ pub enum RegistryAuth {
         /// Password or token.
         password: String,
     },
+}
+
+/// What [`Runtime::remove_orphans`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemovedOrphans {
+    /// Sandboxes of pods that were not kept, removed with their containers.
+    pub sandboxes: Vec<SandboxStatus>,
+    /// Ids of containers left without their sandbox, removed on their own.
+    pub containers: Vec<String>,
+}
+
+impl RemovedOrphans {
+    /// True if nothing was removed.
+    pub fn is_empty(&self) -> bool {
+        self.sandboxes.is_empty() && self.containers.is_empty()
+    }
 }
 
 /// A container runtime backend, CRI-shaped.
@@ -98,6 +114,69 @@ pub trait Runtime: Send + Sync + 'static {
     async fn remove_image(&self, image: &str) -> Result<()>;
     /// Add a local file to the store under `name` (`skiff image import app.wasm app:v1`).
     async fn import_image(&self, file: &Path, name: &str) -> Result<ImageInfo>;
+
+    /// Remove what an earlier kubelet of this node left behind: every sandbox whose pod UID
+    /// is not in `keep` (with its containers), then every container whose sandbox no longer
+    /// exists. Only this runtime instance's own sandboxes and containers are considered (a
+    /// Docker runtime sees only those labelled with its instance name), so other nodes
+    /// sharing a daemon are never touched.
+    ///
+    /// A kubelet calls it once at start-up, before it starts pod workers, with the UIDs of
+    /// the pods whose sandboxes it will adopt (an empty set when it adopts none). Backends
+    /// whose sandboxes die with the process (Wasmtime) find nothing. Removal is best effort
+    /// past the first listing: a sandbox that cannot be removed fails the call after the
+    /// others were tried.
+    async fn remove_orphans(&self, keep: &HashSet<String>) -> Result<RemovedOrphans> {
+        let mut removed = RemovedOrphans::default();
+        let mut first_error = None;
+        let mut remaining = HashSet::new();
+        for sandbox in self.list_sandboxes().await? {
+            if keep.contains(&sandbox.uid) {
+                remaining.insert(sandbox.id);
+                continue;
+            }
+            match self.remove_sandbox(&sandbox.id).await {
+                Ok(()) => {
+                    tracing::info!(
+                        runtime = self.handler(),
+                        sandbox = %sandbox.id,
+                        pod = %format!("{}/{}", sandbox.namespace, sandbox.name),
+                        uid = %sandbox.uid,
+                        "removed orphaned pod sandbox"
+                    );
+                    removed.sandboxes.push(sandbox);
+                }
+                Err(error) => {
+                    remaining.insert(sandbox.id);
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        for container in self.list_containers(None).await? {
+            if remaining.contains(&container.sandbox_id) {
+                continue;
+            }
+            match self.remove_container(&container.id).await {
+                Ok(()) => {
+                    tracing::info!(
+                        runtime = self.handler(),
+                        container = %container.id,
+                        name = %container.name,
+                        sandbox = %container.sandbox_id,
+                        "removed container without a sandbox"
+                    );
+                    removed.containers.push(container.id);
+                }
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(removed),
+        }
+    }
 
     /// Run a command in a running container (CRI `Exec`, `kubectl exec`), with the
     /// container's environment, working directory and namespaces.

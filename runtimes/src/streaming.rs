@@ -121,8 +121,10 @@ pub struct ExecSession {
     pub stdout: Option<BoxedRead>,
     /// Standard error, when asked for and there is no terminal.
     pub stderr: Option<BoxedRead>,
-    /// Terminal resizes, present with a terminal. Send the client's size as it changes; the
-    /// backend applies them in order and logs failures (as the kubelet does).
+    /// Terminal resizes, present with a terminal. Send the client's initial size right away
+    /// (a backend may hold a terminal exec's start for a moment until it arrives, so the
+    /// command starts at that size — Docker does), then sizes as they change; the backend
+    /// applies them in order and logs failures (as the kubelet does).
     pub resize: Option<mpsc::Sender<TerminalSize>>,
     /// The exit code of the command, or for attach the container's exit code once it exits.
     pub exit: ExitFuture,

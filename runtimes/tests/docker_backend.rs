@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
-use docker_support::{cleanly, eventually, runtime_or_skip, unique};
+use docker_support::{DaemonProxy, cleanly, eventually, runtime_or_skip, unique};
 use skiff_runtimes::docker::bench::{DockerBenchOptions, run_docker_bench};
 use skiff_runtimes::docker::{DockerConfig, DockerRuntime, labels, pause};
 use skiff_runtimes::logs::{Stream, lines_of, read_records};
@@ -343,6 +343,238 @@ async fn the_benchmark_measures_create_to_running() {
             runtime.list_sandboxes().await.expect("list").is_empty(),
             "bench cleans up"
         );
+    })
+    .await;
+}
+
+/// A kubelet killed without stopping its pods leaves pause and app containers running; the
+/// next runtime of the same node removes those no live pod owns (and containers whose pause
+/// container is gone), keeps the live pod's, and never touches another node's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_removes_what_no_live_pod_owns() {
+    let what = "docker orphan cleanup";
+    let Some((cleanup, images)) = runtime_or_skip(what).await else {
+        return;
+    };
+    let instance = cleanup.config().instance.clone();
+    let stranger = DockerRuntime::new(DockerConfig::new(format!("other-{}", unique())));
+    let test = async {
+        let first = DockerRuntime::new(DockerConfig::new(instance.clone()));
+        let pod = |name: &str, uid: &str| {
+            let mut spec = SandboxSpec::new(name);
+            spec.uid = uid.to_owned();
+            spec
+        };
+        let sleeper = ContainerSpec::new("app", &images.sleep);
+        let run = |runtime: DockerRuntime, spec: SandboxSpec| {
+            let sleeper = sleeper.clone();
+            async move {
+                let sandbox = runtime.create_sandbox(&spec).await.expect("sandbox");
+                let id = runtime
+                    .create_container(&sandbox, &sleeper)
+                    .await
+                    .expect("create");
+                runtime.start_container(&id).await.expect("start");
+                (sandbox, id)
+            }
+        };
+        let (gone_sandbox, gone_app) = run(first.clone(), pod("gone", "uid-gone")).await;
+        let (live_sandbox, live_app) = run(first.clone(), pod("live", "uid-live")).await;
+        let (lost_sandbox, lost_app) = run(first.clone(), pod("lost", "uid-live-2")).await;
+        // Another node on the same daemon, with a pod of the same UID.
+        let (other_sandbox, other_app) = run(stranger.clone(), pod("gone", "uid-gone")).await;
+
+        // Someone removed one pod's pause container behind the node's back.
+        let docker = docker_api().await;
+        let force = bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .build();
+        docker
+            .remove_container(&lost_sandbox, Some(force))
+            .await
+            .expect("remove a pause container");
+
+        // The kubelet dies: nothing is stopped.
+        drop(first);
+
+        let second = DockerRuntime::new(DockerConfig::new(instance.clone()));
+        let keep = std::collections::HashSet::from(["uid-live".to_owned()]);
+        let removed = second.remove_orphans(&keep).await.expect("remove orphans");
+        let sandboxes: Vec<&str> = removed.sandboxes.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(sandboxes, [gone_sandbox.as_str()], "{removed:?}");
+        assert_eq!(removed.sandboxes[0].uid, "uid-gone");
+        assert_eq!(
+            removed.containers,
+            std::slice::from_ref(&lost_app),
+            "{removed:?}"
+        );
+
+        let exists = |id: String| {
+            let docker = docker.clone();
+            async move { docker.inspect_container(&id, None).await.is_ok() }
+        };
+        for id in [&gone_sandbox, &gone_app, &lost_app] {
+            assert!(!exists(id.clone()).await, "{id} was removed from Docker");
+        }
+        let running = |id: String| {
+            let docker = docker.clone();
+            async move {
+                let found = docker.inspect_container(&id, None).await.expect("inspect");
+                found.state.and_then(|s| s.running).unwrap_or(false)
+            }
+        };
+        for id in [&live_sandbox, &live_app] {
+            assert!(running(id.clone()).await, "the live pod's {id} runs on");
+        }
+        for id in [&other_sandbox, &other_app] {
+            assert!(
+                running(id.clone()).await,
+                "another node's {id} is untouched"
+            );
+        }
+        let listed = second.list_sandboxes().await.expect("list");
+        let listed: Vec<&str> = listed.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(listed, [live_sandbox.as_str()]);
+        assert!(
+            second
+                .remove_orphans(&keep)
+                .await
+                .expect("again")
+                .is_empty()
+        );
+    };
+    cleanly(&cleanup, cleanly(&stranger, test)).await;
+}
+
+/// Read `stdout` until it contains `want` (or fail after 15 s); returns what was read.
+async fn read_until(
+    stdout: &mut skiff_runtimes::streaming::BoxedRead,
+    seen: &mut String,
+    want: &str,
+) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    let found = tokio::time::timeout(Duration::from_secs(15), async {
+        while !seen.contains(want) {
+            let n = stdout.read(&mut buf).await.expect("read exec output");
+            if n == 0 {
+                break;
+            }
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    })
+    .await;
+    assert!(
+        found.is_ok() && seen.contains(want),
+        "waiting for {want:?}, got {seen:?}"
+    );
+}
+
+/// A terminal exec is created with the client's first size (`ConsoleSize`, which daemons
+/// with API 1.42+ start the process at; older ones get it as a resize at once), and later
+/// resizes reach the running command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_with_a_terminal_gets_the_clients_first_size_then_resizes() {
+    use skiff_runtimes::{ExecSpec, TerminalSize};
+    let what = "docker exec terminal size";
+    let Some((cleanup, images)) = runtime_or_skip(what).await else {
+        return;
+    };
+    let mut proxy = DaemonProxy::new();
+    let traffic = proxy.start_recording();
+    let runtime = DockerRuntime::new(DockerConfig {
+        socket: proxy.socket.clone(),
+        ..DockerConfig::new(cleanup.config().instance.clone())
+    });
+    cleanly(&cleanup, async {
+        let sandbox = runtime
+            .create_sandbox(&SandboxSpec::new("tty-size"))
+            .await
+            .expect("sandbox");
+        let id = runtime
+            .create_container(&sandbox, &ContainerSpec::new("sleeper", &images.sleep))
+            .await
+            .expect("create");
+        runtime.start_container(&id).await.expect("start");
+
+        // busybox `stty size` prints nothing (or `0 0`) while the terminal has no size.
+        let script = r#"size() { stty size 2>/dev/null; }
+until s=$(size) && [ -n "$s" ] && [ "$s" != "0 0" ]; do sleep 0.02; done
+echo "first $s"
+while [ "$(size)" = "$s" ]; do sleep 0.02; done
+echo "then $(size)""#;
+        let mut session = runtime
+            .exec(&id, &ExecSpec::new(["sh", "-c", script]).with_tty())
+            .await
+            .expect("exec");
+        let resize = session.resize.take().expect("a terminal can be resized");
+        resize
+            .send(TerminalSize {
+                width: 132,
+                height: 43,
+            })
+            .await
+            .expect("first size");
+        let mut stdout = session.stdout.take().expect("stdout");
+        let mut seen = String::new();
+        read_until(&mut stdout, &mut seen, "first 43 132").await;
+        resize
+            .send(TerminalSize {
+                width: 100,
+                height: 50,
+            })
+            .await
+            .expect("resize");
+        read_until(&mut stdout, &mut seen, "then 50 100").await;
+        let code = tokio::time::timeout(Duration::from_secs(15), session.exit)
+            .await
+            .expect("exits in time");
+        assert_eq!(code.expect("exit code"), 0, "{seen:?}");
+        let sent = String::from_utf8_lossy(&traffic.lock()).into_owned();
+        assert!(
+            sent.contains(r#""ConsoleSize":[43,132]"#),
+            "the exec is created with the first size"
+        );
+
+        // Standard input reaches a terminal exec, even when written before it started.
+        let mut session = runtime
+            .exec(
+                &id,
+                &ExecSpec::new(["sh", "-c", "read line; echo \"got $line\""])
+                    .with_tty()
+                    .with_stdin(),
+            )
+            .await
+            .expect("exec with stdin");
+        let mut stdin = session.stdin.take().expect("stdin");
+        tokio::io::AsyncWriteExt::write_all(&mut stdin, b"typed\n")
+            .await
+            .expect("write stdin");
+        let resize = session.resize.take().expect("resize");
+        resize
+            .send(TerminalSize {
+                width: 80,
+                height: 24,
+            })
+            .await
+            .expect("size");
+        let mut stdout = session.stdout.take().expect("stdout");
+        let mut seen = String::new();
+        read_until(&mut stdout, &mut seen, "got typed").await;
+        drop(stdin);
+        assert_eq!(session.exit.await.expect("exit"), 0, "{seen:?}");
+
+        // Without a size the command still runs (after a short wait), at 0×0.
+        let mut session = runtime
+            .exec(&id, &ExecSpec::new(["echo", "no size"]).with_tty())
+            .await
+            .expect("exec");
+        let _keep_resize_open = session.resize.take();
+        let mut stdout = session.stdout.take().expect("stdout");
+        let mut seen = String::new();
+        read_until(&mut stdout, &mut seen, "no size").await;
+        assert_eq!(session.exit.await.expect("exit"), 0);
+        runtime.remove_sandbox(&sandbox).await.expect("remove");
     })
     .await;
 }

@@ -76,4 +76,5 @@ docker_cases!(
     exec_refused_unless_running,
     exec_with_a_terminal,
     attach_round_trip,
+    remove_orphans_keeps_live_pods,
 );

@@ -1,5 +1,6 @@
 //! Pulling wasm OCI artifacts from a real registry: Debian's `docker-registry` on loopback,
-//! filled with oci-client pushes. Also the pull-policy helper end to end.
+//! filled with oci-client pushes. Also the pull-policy helper end to end, and a push from the
+//! wasm store read back with progress.
 
 mod common;
 
@@ -12,7 +13,9 @@ use oci_client::secrets::RegistryAuth as OciAuth;
 use skiff_runtimes::images::pull::{
     WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE_V1,
 };
-use skiff_runtimes::images::{PullPolicy, ensure_image};
+use skiff_runtimes::images::{
+    ArtifactKind, ImageStore, ProgressEvent, PullPolicy, Puller, TransferProgress, ensure_image,
+};
 use skiff_runtimes::wasmtime::{WasmtimeConfig, WasmtimeRuntime};
 use skiff_runtimes::{ContainerSpec, NetworkMode, RegistryAuth, Runtime, SandboxSpec};
 
@@ -173,4 +176,140 @@ async fn pulls_wasm_artifacts_and_applies_pull_policies() {
     // ... but an absent image cannot be conjured.
     let missing = ensure_image(&rt, &not_wasm, PullPolicy::Always, &anonymous).await;
     assert_eq!(missing.err().map(|e| e.reason()), Some("ErrImagePull"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_wasm_image_pulls_back_with_progress() {
+    common::init_tracing();
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let hello = common::fixture("hello");
+    let data = tempfile::tempdir().expect("tempdir");
+    let store = ImageStore::open(data.path()).expect("store");
+    let local = store.import_bytes(&hello, "hello:v1").expect("import");
+
+    let puller = Puller::default();
+    let reference = format!("{}/skiff/pushed:v1", registry.address);
+    let mut pushed_events = Vec::new();
+    let pushed = puller
+        .push_wasm(
+            &reference,
+            store.read_blob(&local.digest).expect("blob"),
+            &RegistryAuth::Anonymous,
+            &mut |e| pushed_events.push(e.clone()),
+        )
+        .await
+        .expect("push");
+    assert_eq!(pushed.layer_digest, local.digest);
+    assert_eq!(pushed.size, hello.len() as u64);
+    assert!(pushed.manifest_digest.starts_with("sha256:"), "{pushed:?}");
+    assert!(
+        pushed_events.iter().any(|e| e.status == "Pushed"),
+        "{pushed_events:?}"
+    );
+    // Pushing again finds the layer there.
+    let mut again = Vec::new();
+    let second = puller
+        .push_wasm(
+            &reference,
+            hello.clone(),
+            &RegistryAuth::Anonymous,
+            &mut |e| again.push(e.clone()),
+        )
+        .await
+        .expect("push again");
+    assert_eq!(second.manifest_digest, pushed.manifest_digest);
+    assert!(
+        again.iter().any(|e| e.status == "Layer already exists"),
+        "{again:?}"
+    );
+
+    // The registry says what it is, and a pull returns the same bytes with progress.
+    let kind = puller
+        .artifact_kind(&reference, &RegistryAuth::Anonymous)
+        .await
+        .expect("kind");
+    assert_eq!(kind, ArtifactKind::Wasm);
+    let mut events: Vec<ProgressEvent> = Vec::new();
+    let mut progress = TransferProgress::default();
+    let pulled = puller
+        .pull_with_progress(&reference, &RegistryAuth::Anonymous, &mut |e| {
+            progress.update(e);
+            events.push(e.clone());
+        })
+        .await
+        .expect("pull");
+    assert_eq!(pulled.bytes, hello);
+    assert_eq!(pulled.media_type, WASM_LAYER_MEDIA_TYPE);
+    assert_eq!(
+        pulled.manifest_digest.as_deref(),
+        Some(pushed.manifest_digest.as_str())
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.status == "Downloading" && e.total == Some(hello.len() as u64)),
+        "{events:?}"
+    );
+    assert_eq!(progress.layers(), (1, 1), "{events:?}");
+    assert_eq!(progress.bytes_done(), hello.len() as u64);
+    // The digest reference works too.
+    let by_digest = format!(
+        "{}/skiff/pushed@{}",
+        registry.address, pushed.manifest_digest
+    );
+    assert_eq!(
+        puller
+            .pull(&by_digest, &RegistryAuth::Anonymous)
+            .await
+            .expect("pull by digest")
+            .bytes,
+        hello
+    );
+
+    // A container image (a tar layer) is told apart.
+    let tarball = registry
+        .push(
+            "skiff/tarball:v1",
+            "application/vnd.oci.image.layer.v1.tar",
+            b"not a wasm layer".to_vec(),
+        )
+        .await;
+    // That push used the wasm config type; a plain image config makes it a container image.
+    let image = format!("{}/skiff/image:v1", registry.address);
+    let client = oci_client::Client::new(ClientConfig {
+        protocol: ClientProtocol::Http,
+        ..Default::default()
+    });
+    client
+        .push(
+            &image.parse().expect("reference"),
+            &[ImageLayer::oci_v1(b"layer".to_vec(), None)],
+            Config::oci_v1(b"{}".to_vec(), None),
+            &OciAuth::Anonymous,
+            None,
+        )
+        .await
+        .expect("push an image");
+    let kind = puller
+        .artifact_kind(&image, &RegistryAuth::Anonymous)
+        .await
+        .expect("kind");
+    assert_eq!(kind, ArtifactKind::ContainerImage);
+    assert_eq!(
+        puller
+            .artifact_kind(&tarball, &RegistryAuth::Anonymous)
+            .await
+            .expect("kind"),
+        ArtifactKind::Wasm,
+        "the wasm config type marks an artifact as wasm"
+    );
+    let missing = puller
+        .artifact_kind(
+            &format!("{}/skiff/missing:v1", registry.address),
+            &RegistryAuth::Anonymous,
+        )
+        .await;
+    assert!(missing.is_err(), "{missing:?}");
 }

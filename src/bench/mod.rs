@@ -16,7 +16,7 @@ use clap::Subcommand;
 pub enum BenchCommand {
     /// API server + redb store: create/get/list throughput and latency, watch delivery, RSS, start time.
     Api(api::ApiBenchArgs),
-    /// Wasmtime runtime: create→running latency, start/stop cycles, memory per container, 1,000 concurrent.
+    /// Wasmtime runtime: create→running latency, start/stop cycles, memory per container, 1,000 concurrent; OCI on Docker beside it.
     Runtime(runtime::RuntimeBenchArgs),
     /// Pods: startup latency of wasm and OCI pods side by side, and 1,000 wasm pods on one node.
     Pods(pods::PodsBenchArgs),

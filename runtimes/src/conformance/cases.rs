@@ -612,3 +612,47 @@ fn http_get(port: u16) -> std::io::Result<String> {
     stream.read_to_string(&mut reply)?;
     Ok(reply.lines().next().unwrap_or_default().to_owned())
 }
+
+/// `remove_orphans` removes the sandboxes (and containers) of pods that are not kept, leaves
+/// the kept pod running, and finds nothing more on a second call.
+pub async fn remove_orphans_keeps_live_pods(h: &Harness) {
+    let rt = &h.runtime;
+    let kept_sandbox = h.sandbox("kept").await;
+    let kept_uid = rt
+        .sandbox_status(&kept_sandbox)
+        .await
+        .expect("kept sandbox status")
+        .uid;
+    let kept = h.run(&kept_sandbox, &h.spec("kept", &h.images.sleep)).await;
+    let orphan_sandbox = h.sandbox("orphan").await;
+    let orphan = h
+        .run(&orphan_sandbox, &h.spec("orphan", &h.images.sleep))
+        .await;
+
+    let keep = std::collections::HashSet::from([kept_uid]);
+    let removed = within(EXIT_LIMIT, "remove_orphans", rt.remove_orphans(&keep))
+        .await
+        .expect("remove orphans");
+    let removed_ids: Vec<&str> = removed.sandboxes.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(removed_ids, [orphan_sandbox.as_str()], "{removed:?}");
+    assert_eq!(removed.sandboxes[0].name, "orphan");
+    let gone = rt.sandbox_status(&orphan_sandbox).await;
+    assert!(
+        matches!(gone, Err(Error::SandboxNotFound { .. })),
+        "{gone:?}"
+    );
+    let gone = rt.container_status(&orphan).await;
+    assert!(
+        matches!(gone, Err(Error::ContainerNotFound { .. })),
+        "the orphan's container goes with it: {gone:?}"
+    );
+    let status = rt.container_status(&kept).await.expect("kept container");
+    assert!(
+        status.state.is_running(),
+        "the kept pod runs on: {status:?}"
+    );
+
+    let again = rt.remove_orphans(&keep).await.expect("second call");
+    assert!(again.is_empty(), "nothing left to remove: {again:?}");
+    rt.remove_sandbox(&kept_sandbox).await.expect("remove");
+}

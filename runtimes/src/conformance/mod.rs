@@ -237,6 +237,7 @@ macro_rules! conformance_suite {
             exec_refused_unless_running,
             exec_with_a_terminal,
             attach_round_trip,
+            remove_orphans_keeps_live_pods,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {

@@ -6,6 +6,15 @@
 //! unless there is a terminal, in which case it sends raw bytes; bollard decodes both. One
 //! pump task per session copies the decoded frames into bounded pipes, so a slow reader
 //! slows the process down rather than growing a buffer.
+//!
+//! **Terminal size.** A Docker exec's terminal starts at 0×0 unless it is created with a
+//! size, and the size is only known once the client sends it on the session's resize
+//! channel — which the kubelet does right after `exec` returns. So an exec with a terminal
+//! is created and started by a task that first waits (up to [`FIRST_SIZE_WAIT`]) for that
+//! size: the exec is created with it as `ConsoleSize` (daemons with API 1.42 and later start
+//! the process at that size), and the same size is sent as a resize together with the start
+//! (older daemons hold it until the process runs and apply it at once). Later sizes are
+//! applied in order while the command runs.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -14,16 +23,19 @@ use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
+use bollard::models::ExecConfig;
 use bollard::query_parameters::{AttachContainerOptionsBuilder, ResizeContainerTTYOptionsBuilder};
 use futures::{Stream, StreamExt};
-use tokio::io::{AsyncWrite, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::DockerRuntime;
 use super::client::{is_not_found, message_of, status_of};
 use crate::lifecycle::{container_not_found, require_running};
-use crate::streaming::{AttachSpec, ExecSession, ExecSpec, TerminalSize, output_pipe, stdin_pipe};
+use crate::streaming::{
+    AttachSpec, ExecSession, ExecSpec, PIPE_BUFFER, TerminalSize, output_pipe, stdin_pipe,
+};
 use crate::{Error, Result};
 
 type Output = Pin<Box<dyn Stream<Item = Result<LogOutput, BollardError>> + Send>>;
@@ -31,6 +43,10 @@ type Output = Pin<Box<dyn Stream<Item = Result<LogOutput, BollardError>> + Send>
 /// Longest pause between two polls of an exec instance that has closed its output but not
 /// yet been reaped.
 const MAX_POLL: Duration = Duration::from_millis(500);
+
+/// How long an exec with a terminal waits for the client's first size before it starts
+/// anyway (at 0×0, resized when a size comes).
+pub const FIRST_SIZE_WAIT: Duration = Duration::from_millis(300);
 
 /// Which streams the caller asked for, after applying the terminal rules.
 #[derive(Clone, Copy)]
@@ -57,6 +73,9 @@ pub(super) async fn exec(rt: &DockerRuntime, id: &str, spec: &ExecSpec) -> Resul
         stderr: spec.stderr && !spec.tty,
         tty: spec.tty,
     };
+    if wanted.tty {
+        return Ok(exec_with_terminal(rt.clone(), docker, id, spec, wanted));
+    }
     let config = CreateExecOptions::<String> {
         attach_stdin: Some(wanted.stdin),
         attach_stdout: Some(wanted.stdout),
@@ -88,21 +107,6 @@ pub(super) async fn exec(rt: &DockerRuntime, id: &str, spec: &ExecSpec) -> Resul
     tracing::debug!(container = id, exec = %created.id, command = ?spec.command, "docker exec started");
     let (mut session, pump) = splice(output, input, wanted);
     let exec_id = created.id;
-    if wanted.tty {
-        let docker = docker.clone();
-        let exec_id = exec_id.clone();
-        session.resize = Some(resizer(move |size| {
-            let docker = docker.clone();
-            let exec_id = exec_id.clone();
-            async move {
-                let options = ResizeExecOptions {
-                    width: size.width,
-                    height: size.height,
-                };
-                docker.resize_exec(&exec_id, options).await
-            }
-        }));
-    }
     let connection_error = {
         let rt = rt.clone();
         move |e| rt.inner.connection.error("inspect exec", e)
@@ -116,6 +120,128 @@ pub(super) async fn exec(rt: &DockerRuntime, id: &str, spec: &ExecSpec) -> Resul
             .map_err(connection_error)
     });
     Ok(session)
+}
+
+/// An exec with a terminal: the session now, the exec created and started by a task once
+/// the client's first terminal size is known (see the module docs).
+fn exec_with_terminal(
+    rt: DockerRuntime,
+    docker: Docker,
+    id: &str,
+    spec: &ExecSpec,
+    wanted: Wanted,
+) -> ExecSession {
+    let (resize, mut sizes) = mpsc::channel::<TerminalSize>(16);
+    let mut session = ExecSession::new(async { Ok(0) });
+    session.resize = Some(resize);
+    let stdin = wanted.stdin.then(|| {
+        let (writer, reader) = tokio::io::duplex(PIPE_BUFFER);
+        session.stdin = Some(Box::pin(writer));
+        reader
+    });
+    let stdout = wanted.stdout.then(|| {
+        let (writer, reader) = output_pipe();
+        session.stdout = Some(reader);
+        writer
+    });
+    let id = id.to_owned();
+    let command = spec.command.clone();
+    let task = tokio::spawn(async move {
+        let first = tokio::time::timeout(FIRST_SIZE_WAIT, sizes.recv())
+            .await
+            .ok()
+            .flatten()
+            .filter(|size| size.width > 0 && size.height > 0);
+        let config = ExecConfig {
+            attach_stdin: Some(wanted.stdin),
+            attach_stdout: Some(wanted.stdout),
+            attach_stderr: Some(false),
+            tty: Some(true),
+            cmd: Some(command.clone()),
+            console_size: first.map(|s| vec![usize::from(s.height), usize::from(s.width)]),
+            ..ExecConfig::default()
+        };
+        let created = docker
+            .create_exec(&id, config)
+            .await
+            .map_err(|e| refused(&rt, &id, "exec", e))?;
+        let exec_id = created.id;
+        // Sent alongside the start: dockerd holds it until the process runs.
+        let early =
+            first.map(|size| tokio::spawn(resize_exec(docker.clone(), exec_id.clone(), size)));
+        let options = StartExecOptions {
+            detach: false,
+            tty: true,
+            output_capacity: None,
+        };
+        let started = docker
+            .start_exec(&exec_id, Some(options))
+            .await
+            .map_err(|e| refused(&rt, &id, "exec", e));
+        let (output, input) = match started {
+            Ok(StartExecResults::Attached { output, input }) => (output, input),
+            Ok(StartExecResults::Detached) => {
+                return Err(Error::Container {
+                    id: id.clone(),
+                    operation: "exec",
+                    message: "dockerd started the exec detached".to_owned(),
+                });
+            }
+            Err(error) => {
+                if let Some(early) = early {
+                    early.abort();
+                }
+                return Err(error);
+            }
+        };
+        tracing::debug!(container = %id, exec = %exec_id, ?command, ?first, "docker exec with a terminal started");
+        if let Some(stdin) = stdin {
+            tokio::spawn(feed(stdin, input));
+        }
+        let resizes = tokio::spawn({
+            let docker = docker.clone();
+            let exec_id = exec_id.clone();
+            async move {
+                if let Some(early) = early {
+                    let _ = early.await;
+                }
+                while let Some(size) = sizes.recv().await {
+                    resize_exec(docker.clone(), exec_id.clone(), size).await;
+                }
+            }
+        });
+        pump(output, stdout, None, true).await;
+        resizes.abort();
+        exec_exit_code(&docker, &exec_id)
+            .await
+            .map_err(|e| rt.inner.connection.error("inspect exec", e))
+    });
+    session.exit = Box::pin(async move {
+        match task.await {
+            Ok(result) => result,
+            Err(error) => Err(Error::internal("docker exec", error)),
+        }
+    });
+    session
+}
+
+/// Apply one terminal size to an exec; failures are logged (as the kubelet does).
+async fn resize_exec(docker: Docker, exec_id: String, size: TerminalSize) {
+    let options = ResizeExecOptions {
+        width: size.width,
+        height: size.height,
+    };
+    if let Err(error) = docker.resize_exec(&exec_id, options).await {
+        tracing::debug!(%error, ?size, exec = %exec_id, "cannot resize the exec's terminal");
+    }
+}
+
+/// Copy the caller's stdin into the exec; end-of-file closes the exec's stdin.
+async fn feed(mut from: impl AsyncRead + Unpin, mut to: Pin<Box<dyn AsyncWrite + Send>>) {
+    if let Err(error) = tokio::io::copy(&mut from, &mut to).await {
+        tracing::debug!(%error, "exec stdin closed early");
+    }
+    let _ = to.shutdown().await;
 }
 
 pub(super) async fn attach(rt: &DockerRuntime, id: &str, spec: &AttachSpec) -> Result<ExecSession> {

@@ -6,7 +6,6 @@
 //! image archive written by `docker save` (`docker load`), told apart by the archive's
 //! `manifest.json`.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use bollard::Docker;
@@ -19,112 +18,23 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 
 use super::client::{Connection, DockerError, is_not_found, message_of, status_of};
+pub use crate::images::progress::{ProgressEvent, TransferProgress};
 use crate::status::ImageInfo;
 use crate::{Error, RegistryAuth};
 
-/// One progress message from Docker during a pull or push.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProgressEvent {
-    /// The layer (short digest) the message is about; `None` for whole-image messages.
-    pub layer: Option<String>,
-    /// Docker's status text: `Pulling fs layer`, `Downloading`, `Pull complete`, `Pushed`, ...
-    pub status: String,
-    /// Bytes done so far for this layer, when Docker says.
-    pub current: Option<u64>,
-    /// The layer's size, when Docker says.
-    pub total: Option<u64>,
-}
-
-impl ProgressEvent {
-    fn new(id: Option<String>, status: Option<String>, detail: Option<ProgressDetail>) -> Self {
-        let to_u64 = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
-        let detail = detail.unwrap_or_default();
-        ProgressEvent {
-            layer: id,
-            status: status.unwrap_or_default(),
-            current: to_u64(detail.current),
-            total: to_u64(detail.total).filter(|t| *t > 0),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct LayerProgress {
-    current: u64,
-    total: Option<u64>,
-    done: bool,
-}
-
-/// Per-layer progress folded into totals, for one progress bar.
-#[derive(Debug, Clone, Default)]
-pub struct TransferProgress {
-    layers: BTreeMap<String, LayerProgress>,
-}
-
-/// Layer statuses meaning the layer needs no more transfer.
-const DONE_STATUSES: &[&str] = &[
-    "Download complete",
-    "Pull complete",
-    "Already exists",
-    "Pushed",
-    "Layer already exists",
-    "Mounted from",
-];
-
-/// Layer statuses whose `current`/`total` count transferred bytes (not extraction).
-const TRANSFER_STATUSES: &[&str] = &["Downloading", "Pushing"];
-
-impl TransferProgress {
-    /// Fold in one event.
-    pub fn update(&mut self, event: &ProgressEvent) {
-        let Some(layer) = &event.layer else { return };
-        // Whole-image messages carry the tag or digest as their id; layers have statuses.
-        let is_layer_status = event.status.starts_with("Pulling fs layer")
-            || event.status.starts_with("Waiting")
-            || event.status.starts_with("Preparing")
-            || TRANSFER_STATUSES
-                .iter()
-                .any(|s| event.status.starts_with(s))
-            || DONE_STATUSES.iter().any(|s| event.status.starts_with(s))
-            || event.status.starts_with("Verifying")
-            || event.status.starts_with("Extracting");
-        if !is_layer_status {
-            return;
-        }
-        let entry = self.layers.entry(layer.clone()).or_default();
-        if TRANSFER_STATUSES
-            .iter()
-            .any(|s| event.status.starts_with(s))
-        {
-            if let Some(total) = event.total {
-                entry.total = Some(total);
-            }
-            if let Some(current) = event.current {
-                entry.current = current.max(entry.current);
-            }
-        }
-        if DONE_STATUSES.iter().any(|s| event.status.starts_with(s)) {
-            entry.done = true;
-            if let Some(total) = entry.total {
-                entry.current = total;
-            }
-        }
-    }
-
-    /// Bytes transferred so far over all layers.
-    pub fn bytes_done(&self) -> u64 {
-        self.layers.values().map(|l| l.current).sum()
-    }
-
-    /// Bytes to transfer over all layers whose size is known yet.
-    pub fn bytes_known(&self) -> u64 {
-        self.layers.values().filter_map(|l| l.total).sum()
-    }
-
-    /// Layers seen and layers finished.
-    pub fn layers(&self) -> (usize, usize) {
-        let done = self.layers.values().filter(|l| l.done).count();
-        (self.layers.len(), done)
+/// A progress message from Docker's pull or push stream.
+fn event_of(
+    id: Option<String>,
+    status: Option<String>,
+    detail: Option<ProgressDetail>,
+) -> ProgressEvent {
+    let to_u64 = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+    let detail = detail.unwrap_or_default();
+    ProgressEvent {
+        layer: id,
+        status: status.unwrap_or_default(),
+        current: to_u64(detail.current),
+        total: to_u64(detail.total).filter(|t| *t > 0),
     }
 }
 
@@ -193,11 +103,7 @@ pub(crate) async fn pull(
     let mut stream = docker.create_image(Some(options), None, credentials(auth, &reference));
     while let Some(item) = stream.next().await {
         match item {
-            Ok(info) => progress(&ProgressEvent::new(
-                info.id,
-                info.status,
-                info.progress_detail,
-            )),
+            Ok(info) => progress(&event_of(info.id, info.status, info.progress_detail)),
             Err(e) => {
                 let message = pull_message(&e);
                 return Err(pull_error(
@@ -248,7 +154,7 @@ pub(crate) async fn push(
     let mut stream = docker.push_image(repo, Some(options), credentials(auth, &reference));
     while let Some(item) = stream.next().await {
         match item {
-            Ok(info) => progress(&ProgressEvent::new(None, info.status, info.progress_detail)),
+            Ok(info) => progress(&event_of(None, info.status, info.progress_detail)),
             Err(e) => {
                 return Err(push_error(
                     message_of(&e),
@@ -429,47 +335,6 @@ fn info_of(image: ImageInspect) -> ImageInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn event(layer: &str, status: &str, current: Option<u64>, total: Option<u64>) -> ProgressEvent {
-        ProgressEvent {
-            layer: Some(layer.to_owned()),
-            status: status.to_owned(),
-            current,
-            total,
-        }
-    }
-
-    #[test]
-    fn progress_sums_layers_and_ignores_extraction() {
-        let mut progress = TransferProgress::default();
-        progress.update(&ProgressEvent {
-            layer: Some("v1".into()),
-            status: "Pulling from app".into(),
-            current: None,
-            total: None,
-        });
-        assert_eq!(
-            progress.layers(),
-            (0, 0),
-            "image-level messages are not layers"
-        );
-        progress.update(&event("a", "Pulling fs layer", None, None));
-        progress.update(&event("b", "Pulling fs layer", None, None));
-        progress.update(&event("a", "Downloading", Some(100), Some(1000)));
-        progress.update(&event("b", "Downloading", Some(50), Some(500)));
-        assert_eq!((progress.bytes_done(), progress.bytes_known()), (150, 1500));
-        progress.update(&event("a", "Download complete", None, None));
-        assert_eq!(progress.bytes_done(), 1050);
-        progress.update(&event("a", "Extracting", Some(10), Some(4000)));
-        assert_eq!(
-            (progress.bytes_done(), progress.bytes_known()),
-            (1050, 1500),
-            "extraction does not count as transfer"
-        );
-        progress.update(&event("b", "Already exists", None, None));
-        assert_eq!(progress.bytes_done(), 1500);
-        assert_eq!(progress.layers(), (2, 2));
-    }
 
     #[test]
     fn normalizes_references() {

@@ -11,10 +11,13 @@
 //! - **Containers** carry everything Skiff knows about them in labels ([`labels`]): owner
 //!   instance, sandbox id, pod name/namespace/UID, container name, log path. Docker is the
 //!   source of truth; a restarted node finds its sandboxes and containers with
-//!   `list_sandboxes` / `list_containers` and resumes their logs ([`DockerRuntime::recover`]).
+//!   `list_sandboxes` / `list_containers` and resumes their logs ([`DockerRuntime::recover`]);
+//!   what no live pod owns any more (a kubelet killed without stopping its pods) goes with
+//!   [`Runtime::remove_orphans`].
 //! - **Logs** are copied from Docker into the CRI log file by a `logs` pump per container.
 //! - **Exec and attach** are Docker's exec instances and attach endpoint (`exec`), with the
-//!   container's `stdin`/`stdinOnce`/`tty` from its spec.
+//!   container's `stdin`/`stdinOnce`/`tty` from its spec; an exec with a terminal starts at
+//!   the client's first size and follows its resizes.
 //! - **Stop** is Docker's stop: SIGTERM, SIGKILL when the grace period (rounded up to whole
 //!   seconds) ends. An OOM kill is read from inspect (`State.OOMKilled`) → `OOMKilled`.
 //! - **Images** live in Docker's store: pull/push with per-layer progress ([`images`]),

@@ -1,4 +1,5 @@
-//! The local, content-addressed store of wasm images, registry pulls, and pull policies.
+//! The local, content-addressed store of wasm images, registry pulls and pushes, pull
+//! policies, and the progress messages pulls and pushes report.
 //!
 //! Layout under the data dir (shared by `skiff up`, `skiff node` and `skiff image import`):
 //!
@@ -14,7 +15,9 @@
 //! renamed, and `tags.json` is rewritten under an exclusive `flock`.
 
 pub mod policy;
+pub mod progress;
 pub mod pull;
+pub mod push;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -28,7 +31,9 @@ use sha2::{Digest, Sha256};
 use crate::status::ImageInfo;
 
 pub use policy::{PullPolicy, ensure_image};
-pub use pull::{PulledWasm, Puller};
+pub use progress::{ProgressEvent, TransferProgress};
+pub use pull::{ArtifactKind, PulledWasm, Puller};
+pub use push::PushedWasm;
 
 /// Errors of the image store.
 #[derive(Debug, thiserror::Error)]
@@ -163,6 +168,30 @@ impl ImageStore {
             );
         })?;
         Ok(record)
+    }
+
+    /// Point `target` at the image `source` points at (`skiff image tag`); `None` if
+    /// `source` is not in the store.
+    pub fn tag(&self, source: &str, target: &str) -> Result<Option<ImageRecord>, StoreError> {
+        let Some(found) = self.resolve(source)? else {
+            return Ok(None);
+        };
+        let name = Self::normalize(target)?;
+        let record = ImageRecord {
+            name: name.clone(),
+            digest: found.digest,
+            size: found.size,
+        };
+        self.update_tags(|tags| {
+            tags.insert(
+                name,
+                TagEntry {
+                    digest: record.digest.clone(),
+                    size: record.size,
+                },
+            );
+        })?;
+        Ok(Some(record))
     }
 
     /// The record `reference` points at, if any.
@@ -374,6 +403,16 @@ mod tests {
         let again = ImageStore::open(dir.path()).expect("reopen");
         assert!(again.resolve("alias:v1").expect("resolve").is_some());
 
+        let tagged = store
+            .tag("one", "127.0.0.1:5000/one:v2")
+            .expect("tag")
+            .expect("source present");
+        assert_eq!(
+            (tagged.name.as_str(), tagged.digest.as_str()),
+            ("127.0.0.1:5000/one:v2", a.digest.as_str())
+        );
+        assert!(store.tag("absent", "x:y").expect("tag").is_none());
+        store.remove("127.0.0.1:5000/one:v2").expect("untag");
         store.remove("one:latest").expect("remove");
         assert!(store.resolve("one").expect("resolve").is_none());
         assert!(

@@ -181,20 +181,56 @@ impl DaemonProxy {
 
     /// Listen and forward to `/var/run/docker.sock`.
     pub fn start(&mut self) {
+        self.listen(None);
+    }
+
+    /// Like [`start`](Self::start), also recording every byte the clients send (requests
+    /// and their bodies) into the returned buffer.
+    pub fn start_recording(&mut self) -> std::sync::Arc<parking_lot::Mutex<Vec<u8>>> {
+        let traffic = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        self.listen(Some(traffic.clone()));
+        traffic
+    }
+
+    fn listen(&mut self, traffic: Option<std::sync::Arc<parking_lot::Mutex<Vec<u8>>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let _ = std::fs::remove_file(&self.socket);
         let listener = tokio::net::UnixListener::bind(&self.socket).expect("bind proxy socket");
         self.task = Some(tokio::spawn(async move {
             loop {
-                let Ok((mut client, _)) = listener.accept().await else {
+                let Ok((client, _)) = listener.accept().await else {
                     return;
                 };
+                let traffic = traffic.clone();
                 tokio::spawn(async move {
-                    if let Ok(mut daemon) =
+                    let Ok(daemon) =
                         tokio::net::UnixStream::connect(skiff_runtimes::docker::DEFAULT_SOCKET)
                             .await
-                    {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut daemon).await;
-                    }
+                    else {
+                        return;
+                    };
+                    let (mut from_client, mut to_client) = client.into_split();
+                    let (mut from_daemon, mut to_daemon) = daemon.into_split();
+                    let upstream = async {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        while let Ok(n) = from_client.read(&mut buf).await {
+                            if n == 0 {
+                                break;
+                            }
+                            if let Some(traffic) = &traffic {
+                                traffic.lock().extend_from_slice(&buf[..n]);
+                            }
+                            if to_daemon.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to_daemon.shutdown().await;
+                    };
+                    let downstream = async {
+                        let _ = tokio::io::copy(&mut from_daemon, &mut to_client).await;
+                        let _ = to_client.shutdown().await;
+                    };
+                    tokio::join!(upstream, downstream);
                 });
             }
         }));
