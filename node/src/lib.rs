@@ -270,6 +270,10 @@ pub async fn run_node(
         });
     }
 
+    // Sandboxes an earlier agent of this node left behind (killed before it could stop its
+    // pods) belong to no worker: remove them before the workers start their own.
+    remove_orphans(&runtimes).await;
+
     // Pod workers.
     let mut kubelet_config =
         KubeletConfig::new(&config.node_name, host.internal_ip, &config.data_dir);
@@ -313,4 +317,22 @@ pub async fn run_node(
         }
     }
     Ok(())
+}
+
+/// Removes every sandbox (and container) an earlier agent of this node left in each runtime.
+/// No sandbox is adopted across restarts, so none is kept; a runtime that cannot be asked (a
+/// Docker daemon that is down) is logged and skipped.
+async fn remove_orphans(runtimes: &RuntimeRegistry) {
+    let keep = std::collections::HashSet::new();
+    for handler in runtimes.handlers() {
+        let Ok(runtime) = runtimes.get(handler) else {
+            continue;
+        };
+        match runtime.remove_orphans(&keep).await {
+            Ok(removed) => tracing::debug!(runtime = handler, ?removed, "orphans removed"),
+            Err(err) => {
+                tracing::warn!(runtime = handler, %err, "could not remove sandboxes left by an earlier agent")
+            }
+        }
+    }
 }
