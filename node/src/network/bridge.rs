@@ -356,7 +356,7 @@ impl PodNetwork for BridgeNetwork {
     async fn attach(&self, uid: &str, netns_path: &Path) -> Result<IpAddr, NetworkError> {
         let ipam = self.ipam()?;
         let cidr = ipam.cidr();
-        let _guard = self.lock.lock().await;
+        let guard = self.lock.lock().await;
         let ip = ipam.allocate(uid)?;
         let netns =
             skiff_runtimes::netns::Netns::open(netns_path).map_err(|e| NetworkError::Netns {
@@ -432,6 +432,9 @@ impl PodNetwork for BridgeNetwork {
         }
         .await;
         connection.abort();
+        // The pod's own namespace is configured without the lock: nothing in it is shared,
+        // and holding the lock here serialized every pod start behind the slowest step.
+        drop(guard);
         if let Err(error) = result {
             let _ = ipam.release(uid);
             return Err(error);
