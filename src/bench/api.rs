@@ -389,5 +389,6 @@ async fn watch_phase(server: &Server, watchers: usize, events: usize) -> anyhow:
         errors: expected.saturating_sub(got),
         samples,
         secs: 1.0,
+        per_worker: Vec::new(),
     })
 }
