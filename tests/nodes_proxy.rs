@@ -25,8 +25,8 @@ fn node_field(c: &Cluster, jsonpath: &str) -> String {
     ])
 }
 
-/// A one-request-at-a-time HTTP server on all addresses that answers every request with
-/// `<method> <target> <body>`.
+/// A one-request-at-a-time HTTP/1.1 server on all addresses that answers every request with
+/// `<method> <target> <body>` (the body sized by Content-Length or chunked).
 fn echo_server() -> u16 {
     let listener = TcpListener::bind("0.0.0.0:0").expect("bind echo server");
     let port = listener.local_addr().expect("addr").port();
@@ -39,20 +39,39 @@ fn echo_server() -> u16 {
             if reader.read_line(&mut line).is_err() {
                 continue;
             }
-            let mut length = 0usize;
+            let (mut length, mut chunked) = (0usize, false);
             loop {
                 let mut header = String::new();
                 if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
                     break;
                 }
-                if let Some((name, value)) = header.split_once(':')
-                    && name.eq_ignore_ascii_case("content-length")
-                {
+                let Some((name, value)) = header.split_once(':') else {
+                    continue;
+                };
+                if name.eq_ignore_ascii_case("content-length") {
                     length = value.trim().parse().unwrap_or(0);
+                } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                    chunked = value.trim().eq_ignore_ascii_case("chunked");
                 }
             }
-            let mut body = vec![0u8; length];
-            let _ = reader.read_exact(&mut body);
+            let mut body = Vec::new();
+            if chunked {
+                loop {
+                    let mut size = String::new();
+                    if reader.read_line(&mut size).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+                    let mut chunk = vec![0u8; size + 2]; // the data and its CRLF
+                    if size == 0 || reader.read_exact(&mut chunk).is_err() {
+                        break;
+                    }
+                    body.extend_from_slice(&chunk[..size]);
+                }
+            } else {
+                body.resize(length, 0);
+                let _ = reader.read_exact(&mut body);
+            }
             let mut words = line.split_whitespace();
             let answer = format!(
                 "{} {} {}",
