@@ -46,6 +46,73 @@ fn bench_scheduler_small_reports_all_pods_bound() {
 }
 
 #[test]
+fn bench_scheduler_core_small_places_every_pod() {
+    // 20 nodes × 40 pods (cpu-bound: 4 cpu / 100m) = 800 slots; 10 + 100 fit.
+    let v = bench(&[
+        "scheduler",
+        "--core",
+        "--nodes",
+        "20",
+        "--init-pods",
+        "10",
+        "--pods",
+        "100",
+    ]);
+    assert_eq!(v["bench"], "scheduler");
+    assert_eq!(v["mode"], "core");
+    assert_eq!(v["measured_pods"], 100);
+    assert_eq!(v["placed"], 100, "{v}");
+    assert!(v["pods_per_second"].as_f64().unwrap_or(0.0) > 0.0, "{v}");
+    let p50 = v["latency_p50_ms"].as_f64().unwrap_or(-1.0);
+    let p99 = v["latency_p99_ms"].as_f64().unwrap_or(-1.0);
+    assert!(0.0 <= p50 && p50 <= p99, "{v}");
+
+    // Past capacity the rest are reported unplaced, not as an error.
+    let v = bench(&[
+        "scheduler",
+        "--core",
+        "--nodes",
+        "2",
+        "--init-pods",
+        "0",
+        "--pods",
+        "90",
+    ]);
+    assert_eq!(v["placed"], 80, "{v}");
+}
+
+#[test]
+fn bench_store_small_reports_each_writer_count() {
+    let v = bench(&[
+        "store",
+        "--writers",
+        "1,4",
+        "--seconds",
+        "0.3",
+        "--bare-commits",
+        "20",
+    ]);
+    assert_eq!(v["bench"], "store");
+    let phases = v["durable_creates"].as_array().cloned().unwrap_or_default();
+    assert_eq!(phases.len(), 2, "{v}");
+    for (phase, writers) in phases.iter().zip([1, 4]) {
+        assert_eq!(phase["writers"], writers, "{v}");
+        assert!(phase["creates"].as_u64().unwrap_or(0) >= writers, "{v}");
+        assert!(
+            phase["creates_per_second"].as_f64().unwrap_or(0.0) > 0.0,
+            "{v}"
+        );
+        let p50 = phase["p50_ms"].as_f64().unwrap_or(-1.0);
+        let p99 = phase["p99_ms"].as_f64().unwrap_or(-1.0);
+        assert!(0.0 < p50 && p50 <= p99, "{v}");
+    }
+    assert_eq!(v["bare_commit"]["commits"], 20, "{v}");
+    let p50 = v["bare_commit"]["p50_ms"].as_f64().unwrap_or(-1.0);
+    let p99 = v["bare_commit"]["p99_ms"].as_f64().unwrap_or(-1.0);
+    assert!(0.0 <= p50 && p50 <= p99, "{v}");
+}
+
+#[test]
 fn bench_runtime_small_runs_every_container() {
     let v = bench(&[
         "runtime",

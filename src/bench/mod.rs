@@ -7,6 +7,7 @@ pub mod pods;
 pub mod runtime;
 pub mod scheduler;
 pub mod stats;
+pub mod store;
 pub mod up;
 
 use clap::Subcommand;
@@ -24,8 +25,10 @@ pub enum BenchCommand {
     Up(up::UpBenchArgs),
     /// Deployment: 1,000 wasm replicas on fake nodes to available, then a rolling update.
     Deployment(deployment::DeploymentBenchArgs),
-    /// Scheduler: kube-scheduler's scheduler_perf SchedulingBasic (5,000 fake nodes, 10,000 pods) through the API server.
+    /// Scheduler: kube-scheduler's scheduler_perf SchedulingBasic (5,000 fake nodes, 10,000 pods) through the API server, or the algorithm alone (`--core`).
     Scheduler(scheduler::SchedulerBenchArgs),
+    /// Store alone: durable creates through the redb store with 1, 10 and 100 writers, and bare redb commit latency.
+    Store(store::StoreBenchArgs),
 }
 
 /// Runs one benchmark and prints its JSON line last.
@@ -37,6 +40,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Pods(args) => pods::run(args).await?,
         BenchCommand::Up(args) => up::run(args).await?,
         BenchCommand::Deployment(args) => deployment::run(args).await?,
+        BenchCommand::Store(args) => store::run(args).await?,
     };
     println!("{}", serde_json::to_string(&figures)?);
     Ok(())

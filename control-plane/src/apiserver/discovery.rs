@@ -222,6 +222,7 @@ mod tests {
             "pods/status",
             "pods/binding",
             "namespaces/finalize",
+            "nodes/proxy",
         ] {
             assert!(names.contains(&n), "{n} missing");
         }

@@ -269,7 +269,14 @@ pub fn builtin_resources() -> Vec<Resource> {
             short: &["no"],
             all: false,
             verbs: ALL_VERBS,
-            subs: vec![st("", "Node")],
+            subs: vec![
+                sub(
+                    "proxy",
+                    "NodeProxyOptions",
+                    &["create", "delete", "get", "patch", "update"],
+                ),
+                st("", "Node"),
+            ],
         },
         Spec {
             id: K::Pod,

@@ -1,8 +1,15 @@
-//! The API server's side of `pods/log`, `pods/exec`, `pods/attach` and
-//! `pods/portforward`: find the pod's kubelet and forward the request to it
-//! over HTTPS, as kube-apiserver does. Streaming protocols (WebSocket v5,
-//! SPDY/3.1) are spoken by the kubelet; here an upgrade is only spliced
-//! through, byte for byte, so every protocol and kubectl version works the same.
+//! The API server's side of `pods/log`, `pods/exec`, `pods/attach`,
+//! `pods/portforward` and `nodes/proxy`: find the kubelet and forward the
+//! request to it over HTTPS, as kube-apiserver does. Streaming protocols
+//! (WebSocket v5, SPDY/3.1) are spoken by the kubelet; here an upgrade is only
+//! spliced through, byte for byte, so every protocol and kubectl version works
+//! the same.
+//!
+//! `nodes/{name}/proxy/{path}` ([`proxy_to_node`]) sends any method to
+//! `{path}` on the node's kubelet (`kubectl get --raw
+//! /api/v1/nodes/<node>/proxy/metrics`); the name may carry a port
+//! (`name:port`, `scheme:name:port`), and a port other than the kubelet's is
+//! reached over plain HTTP on the node's address.
 
 use std::sync::Arc;
 
@@ -11,6 +18,12 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::errors::{ApiError, ApiResult};
+use super::kinds::Resource;
+use super::path::ResourcePath;
+use super::{ApiState, ops};
 
 /// Where the kubelet of a node listens, from the Node object.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -186,18 +199,47 @@ pub async fn forward(
     tls: Arc<rustls::ClientConfig>,
     addr: &KubeletAddress,
     path: &str,
-    mut req: Request<Body>,
+    req: Request<Body>,
 ) -> Result<Response<Body>, ProxyError> {
     let dial = |e: &dyn std::fmt::Display| ProxyError::Dial(e.to_string());
-    let tcp = tokio::net::TcpStream::connect((addr.host.as_str(), addr.port))
-        .await
-        .map_err(|e| dial(&format!("dial tcp {}:{}: {e}", addr.host, addr.port)))?;
-    let _ = tcp.set_nodelay(true);
+    let tcp = connect(addr).await?;
     let server_name = ServerName::try_from(addr.host.clone()).map_err(|e| dial(&e))?;
     let stream = tokio_rustls::TlsConnector::from(tls)
         .connect(server_name, tcp)
         .await
         .map_err(|e| dial(&e))?;
+    forward_over(stream, addr, path, req).await
+}
+
+/// Forwards `req` to `addr` under `path` over plain HTTP (a node port other
+/// than the kubelet's), splicing upgrades.
+pub async fn forward_plain(
+    addr: &KubeletAddress,
+    path: &str,
+    req: Request<Body>,
+) -> Result<Response<Body>, ProxyError> {
+    let tcp = connect(addr).await?;
+    forward_over(tcp, addr, path, req).await
+}
+
+async fn connect(addr: &KubeletAddress) -> Result<tokio::net::TcpStream, ProxyError> {
+    let tcp = tokio::net::TcpStream::connect((addr.host.as_str(), addr.port))
+        .await
+        .map_err(|e| ProxyError::Dial(format!("dial tcp {}:{}: {e}", addr.host, addr.port)))?;
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+async fn forward_over<S>(
+    stream: S,
+    addr: &KubeletAddress,
+    path: &str,
+    mut req: Request<Body>,
+) -> Result<Response<Body>, ProxyError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let dial = |e: &dyn std::fmt::Display| ProxyError::Dial(e.to_string());
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| dial(&e))?;
@@ -266,6 +308,113 @@ pub async fn forward(
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     }
     Ok(back)
+}
+
+/// The target of `nodes/{id}/proxy`: Kubernetes' `SplitSchemeNamePort` of
+/// `id` (`name`, `name:port` or `scheme:name:port`, scheme `http` or `https`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeProxyTarget {
+    /// `http`, `https` or empty.
+    pub scheme: String,
+    /// The node name.
+    pub node: String,
+    /// The requested port, if any.
+    pub port: Option<String>,
+}
+
+/// Splits a `nodes/{id}/proxy` id; `None` for an invalid one.
+pub fn split_scheme_name_port(id: &str) -> Option<NodeProxyTarget> {
+    let parts: Vec<&str> = id.split(':').collect();
+    let (scheme, node, port) = match parts.as_slice() {
+        [name] => ("", *name, None),
+        [name, port] => ("", *name, Some(*port)),
+        [scheme, name, port] => (*scheme, *name, Some(*port)),
+        _ => return None,
+    };
+    (!node.is_empty() && matches!(scheme, "" | "http" | "https")).then(|| NodeProxyTarget {
+        scheme: scheme.to_string(),
+        node: node.to_string(),
+        port: port.filter(|p| !p.is_empty()).map(String::from),
+    })
+}
+
+/// The path and query to request from the node for a raw request path
+/// `/api/v1/nodes/{id}/proxy[/{path}]`: `/{path}` with its trailing slash
+/// and encoding kept, `/` for none.
+pub fn node_proxy_path(raw_path: &str, query: Option<&str>) -> Option<String> {
+    let after = raw_path.strip_prefix("/api/v1/nodes/")?;
+    let (_, rest) = after.split_once('/')?;
+    let rest = rest.strip_prefix("proxy")?;
+    let path = match rest {
+        "" => "/",
+        r if r.starts_with('/') => r,
+        _ => return None,
+    };
+    Some(match query.filter(|q| !q.is_empty()) {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    })
+}
+
+/// `nodes/{id}/proxy/{path}` (any method): forwarded to the node's kubelet
+/// over HTTPS with the kubelet client certificate, or, for a port other than
+/// the kubelet's, over plain HTTP to that port on the node's address. 503
+/// without a kubelet client config or when the node cannot be reached.
+pub async fn proxy_to_node(
+    state: &ApiState,
+    res: &Resource,
+    rp: &ResourcePath,
+    req: Request<Body>,
+) -> ApiResult<Response<Body>> {
+    let id = rp.name.as_deref().unwrap_or_default();
+    let target = split_scheme_name_port(id)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid node request {id:?}")))?;
+    let path = node_proxy_path(req.uri().path(), req.uri().query())
+        .ok_or_else(ApiError::path_not_found)?;
+    let node = ops::get(state, res, None, &target.node).await?;
+    let kubelet = kubelet_address(&node).map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let requested = match target.port.as_deref() {
+        None => None,
+        Some(p) => Some(
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| ApiError::bad_request(format!("invalid port {p:?}")))?,
+        ),
+    };
+    let unreachable = |e: ProxyError| {
+        let message = match e {
+            ProxyError::Dial(m) => m,
+            other => other.to_string(),
+        };
+        ApiError::unavailable(format!("error trying to reach service: {message}"))
+    };
+    tracing::debug!(node = %target.node, %path, method = %req.method(), "nodes/proxy");
+    match requested {
+        Some(port) if port != kubelet.port => {
+            if target.scheme == "https" {
+                return Err(ApiError::bad_request(format!(
+                    "https to port {port} of node {} is not supported; use the kubelet port {}",
+                    target.node, kubelet.port
+                )));
+            }
+            let addr = KubeletAddress {
+                host: kubelet.host,
+                port,
+            };
+            forward_plain(&addr, &path, req).await.map_err(unreachable)
+        }
+        _ => {
+            let Some(tls) = state.config().kubelet_client_tls.clone() else {
+                return Err(ApiError::unavailable(
+                    "nodes/proxy is not available: the API server has no kubelet client configuration",
+                ));
+            };
+            forward(tls, &kubelet, &path, req)
+                .await
+                .map_err(unreachable)
+        }
+    }
 }
 
 /// A TLS client config for talking to kubelets: trusts `ca_pem` and presents
@@ -378,6 +527,58 @@ mod tests {
             Some("/portForward/ns/p")
         );
         assert_eq!(kubelet_path("log", "ns", "p", None, None), None);
+    }
+
+    #[test]
+    fn node_proxy_ids_split_like_kubernetes() {
+        let t = |scheme: &str, node: &str, port: Option<&str>| NodeProxyTarget {
+            scheme: scheme.into(),
+            node: node.into(),
+            port: port.map(String::from),
+        };
+        assert_eq!(split_scheme_name_port("n1"), Some(t("", "n1", None)));
+        assert_eq!(
+            split_scheme_name_port("n1:10250"),
+            Some(t("", "n1", Some("10250")))
+        );
+        assert_eq!(
+            split_scheme_name_port("https:n1:10250"),
+            Some(t("https", "n1", Some("10250")))
+        );
+        assert_eq!(split_scheme_name_port("n1:"), Some(t("", "n1", None)));
+        assert_eq!(split_scheme_name_port("ftp:n1:21"), None);
+        assert_eq!(split_scheme_name_port(":80"), None);
+        assert_eq!(split_scheme_name_port("a:b:c:d"), None);
+    }
+
+    #[test]
+    fn node_proxy_paths_keep_the_rest_of_the_url() {
+        assert_eq!(
+            node_proxy_path("/api/v1/nodes/n1/proxy/metrics", None).as_deref(),
+            Some("/metrics")
+        );
+        assert_eq!(
+            node_proxy_path(
+                "/api/v1/nodes/n1:10250/proxy/metrics/cadvisor/",
+                Some("a=1")
+            )
+            .as_deref(),
+            Some("/metrics/cadvisor/?a=1")
+        );
+        assert_eq!(
+            node_proxy_path("/api/v1/nodes/n1/proxy", None).as_deref(),
+            Some("/")
+        );
+        assert_eq!(
+            node_proxy_path("/api/v1/nodes/n1/proxy/", Some("")).as_deref(),
+            Some("/")
+        );
+        assert_eq!(
+            node_proxy_path("/api/v1/nodes/proxy/proxy/a%20b", None).as_deref(),
+            Some("/a%20b")
+        );
+        assert_eq!(node_proxy_path("/api/v1/nodes/n1/proxyx", None), None);
+        assert_eq!(node_proxy_path("/api/v1/nodes/n1/status", None), None);
     }
 
     #[test]

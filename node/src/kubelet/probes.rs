@@ -2,7 +2,8 @@
 //! records what the kubelet records for each run and reports result changes to the pod worker
 //! ([`Message::Probe`]).
 //!
-//! The handlers are in [`checks`]: `httpGet` (status 200–399 passes), `tcpSocket` and `grpc`
+//! The handlers are in [`http_get`] (status 200–399 passes; `scheme: HTTPS` without certificate
+//! verification; `httpHeaders`, a `Host` header overriding the Host) and [`checks`]: `tcpSocket` and `grpc`
 //! (`grpc.health.v1.Health/Check`, `SERVING` passes) connect to the pod IP, which the node
 //! reaches through the bridge (or the node IP for host-network pods); `exec` runs the command
 //! through the runtime's exec (exit code 0 passes). Liveness and readiness wait until the
@@ -17,6 +18,7 @@
 //! [`Tracker`] is the pure threshold logic (`successThreshold`/`failureThreshold`).
 
 pub mod checks;
+pub mod http_get;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -262,13 +264,22 @@ impl ProbeTask {
     async fn try_check(&self, timeout: Duration) -> Result<Outcome, String> {
         let ip = self.target.ip;
         if let Some(http) = &self.probe.http_get {
-            let port = self.port(&http.port)?;
-            let host: IpAddr = match http.host.as_deref() {
-                Some(h) if !h.is_empty() => h.parse().map_err(|_| format!("invalid host {h}"))?,
-                _ => ip,
+            let request = http_get::HttpGet {
+                scheme: http_get::Scheme::parse(http.scheme.as_deref()),
+                host: match http.host.as_deref() {
+                    Some(h) if !h.is_empty() => h.to_owned(),
+                    _ => ip.to_string(),
+                },
+                port: self.port(&http.port)?,
+                path: http.path.clone().unwrap_or_default(),
+                headers: http
+                    .http_headers
+                    .iter()
+                    .flatten()
+                    .map(|h| (h.name.clone(), h.value.clone()))
+                    .collect(),
             };
-            let path = http.path.as_deref().unwrap_or("/");
-            return Ok(checks::http_get(SocketAddr::new(host, port), path, timeout).await);
+            return Ok(http_get::http_get(&request, timeout).await);
         }
         if let Some(tcp) = &self.probe.tcp_socket {
             let port = self.port(&tcp.port)?;

@@ -146,6 +146,9 @@ async fn resource(state: ApiState, rp: ResourcePath, req: Request) -> ApiResult<
     {
         return subresources::proxy_to_kubelet(&state, &res, &rp, req).await;
     }
+    if res.id == KindId::Node && rp.name.is_some() && rp.subresource.as_deref() == Some("proxy") {
+        return super::kubelet_proxy::proxy_to_node(&state, &res, &rp, req).await;
+    }
     let (parts, body) = req.into_parts();
     let ctx = Ctx {
         query: Query::parse(parts.uri.query())?,

@@ -1,5 +1,6 @@
-//! One run of each probe handler, with the results and messages the kubelet reports
-//! (`pkg/probe/{http,tcp,exec,grpc}` in Kubernetes).
+//! One run of the `tcpSocket`, `exec` and `grpc` probe handlers (`httpGet` is in
+//! [`http_get`](super::http_get)), with the results and messages the kubelet reports
+//! (`pkg/probe/{tcp,exec,grpc}` in Kubernetes).
 //!
 //! Every check honours `timeoutSeconds` itself, so a timeout reads as it does in Kubernetes
 //! (`command "..." timed out`, `timeout: health rpc did not complete within 1s`, ...). A check
@@ -10,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use skiff_runtimes::{ExecSession, ExecSpec, Runtime};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -19,7 +20,7 @@ use tonic_health::pb::health_client::HealthClient;
 pub const MAX_EXEC_OUTPUT: usize = 10 * 1024;
 
 /// The user agent of HTTP and gRPC probes.
-const USER_AGENT: &str = "kube-probe/1.33";
+pub(super) const USER_AGENT: &str = "kube-probe/1.33";
 
 /// The result of one probe run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,55 +41,6 @@ fn go_duration(d: Duration) -> String {
         format!("{}ms", d.as_millis())
     } else {
         format!("{}s", d.as_secs_f64())
-    }
-}
-
-/// `GET path` over HTTP/1.1; a status of 200–399 passes.
-pub async fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Outcome {
-    let url = format!("http://{addr}{path}");
-    match tokio::time::timeout(timeout, http_get_inner(addr, path)).await {
-        Ok(Ok(())) => Outcome::Success,
-        Ok(Err(message)) => Outcome::Failure(message),
-        Err(_) => Outcome::Failure(format!(
-            "Get \"{url}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
-        )),
-    }
-}
-
-async fn http_get_inner(addr: SocketAddr, path: &str) -> Result<(), String> {
-    let url = format!("http://{addr}{path}");
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("Get \"{url}\": dial tcp {addr}: {e}"))?;
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: {USER_AGENT}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-    );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| format!("Get \"{url}\": {e}"))?;
-    let mut buf = vec![0u8; 1024];
-    let mut read = 0;
-    while read < 12 {
-        let n = stream
-            .read(&mut buf[read..])
-            .await
-            .map_err(|e| format!("Get \"{url}\": {e}"))?;
-        if n == 0 {
-            break;
-        }
-        read += n;
-    }
-    let head = String::from_utf8_lossy(&buf[..read]);
-    let code: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("Get \"{url}\": malformed HTTP response"))?;
-    if (200..400).contains(&code) {
-        Ok(())
-    } else {
-        Err(format!("HTTP probe failed with statuscode: {code}"))
     }
 }
 

@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use skiff_runtimes::fake::{FakeImage, FakeRuntime};
 use skiff_runtimes::{ContainerSpec, NetworkMode, Runtime, SandboxSpec};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
 
@@ -18,48 +17,14 @@ fn durations_read_as_go_prints_them() {
 }
 
 #[tokio::test]
-async fn http_and_tcp_checks() {
+async fn tcp_checks() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let mut buf = [0u8; 512];
-            let n = s.read(&mut buf).await.unwrap_or(0);
-            let req = String::from_utf8_lossy(&buf[..n]).into_owned();
-            let reply = if req.starts_with("GET /healthz") {
-                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-            } else if req.starts_with("GET /slow") {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
-            } else {
-                "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"
-            };
-            let _ = s.write_all(reply.as_bytes()).await;
-        }
-    });
-    assert_eq!(http_get(addr, "/healthz", SECOND).await, Outcome::Success);
-    assert_eq!(
-        http_get(addr, "/broken", SECOND).await,
-        Outcome::Failure("HTTP probe failed with statuscode: 500".to_owned())
-    );
-    assert_eq!(
-        http_get(addr, "/slow", Duration::from_millis(200)).await,
-        Outcome::Failure(format!(
-            "Get \"http://{addr}/slow\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
-        ))
-    );
-    let closed = SocketAddr::new(addr.ip(), 1);
-    let Outcome::Failure(message) = http_get(closed, "/", SECOND).await else {
-        panic!("a closed port fails");
-    };
-    assert!(
-        message.starts_with("Get \"http://127.0.0.1:1/\": dial tcp 127.0.0.1:1: "),
-        "{message}"
-    );
-
+    tokio::spawn(async move { while listener.accept().await.is_ok() {} });
     assert_eq!(tcp_socket(addr, SECOND).await, Outcome::Success);
+    let closed = SocketAddr::new(addr.ip(), 1);
     let Outcome::Failure(message) = tcp_socket(closed, SECOND).await else {
         panic!("a closed port fails");
     };
