@@ -19,6 +19,7 @@ use async_trait::async_trait;
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use parking_lot::Mutex;
+use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkInfo, LinkMessage};
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use super::ipam::{self, Ipam};
@@ -99,6 +100,24 @@ pub fn host_veth_name(uid: &str) -> String {
 
 fn peer_veth_name(uid: &str) -> String {
     format!("skp{:011x}", fnv(uid) & 0xfff_ffff_ffff)
+}
+
+/// A veth pair `host` ↔ `peer` whose `peer` end is created directly in the namespace open
+/// at `netns_fd`.
+fn veth_into_namespace(host: &str, peer: &str, netns_fd: std::os::fd::RawFd) -> LinkMessage {
+    let mut message = LinkVeth::new(host, peer).build();
+    for attribute in &mut message.attributes {
+        if let LinkAttribute::LinkInfo(infos) = attribute {
+            for info in infos.iter_mut() {
+                if let LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_message))) = info {
+                    peer_message
+                        .attributes
+                        .push(LinkAttribute::NetNsFd(netns_fd));
+                }
+            }
+        }
+    }
+    message
 }
 
 fn fnv(s: &str) -> u64 {
@@ -380,9 +399,16 @@ impl PodNetwork for BridgeNetwork {
             if let Some(stale) = link_index(&handle, &peer).await? {
                 let _ = handle.link().del(stale).execute().await;
             }
+            // The peer is created inside the pod's namespace: moving an interface between
+            // namespaces waits for an RCU grace period under the kernel's rtnl lock (~25 ms
+            // each), which serialized every pod start on the node.
+            let ns_file = std::fs::File::open(netns_path).map_err(|e| NetworkError::Netns {
+                path: netns_path.to_owned(),
+                message: e.to_string(),
+            })?;
             handle
                 .link()
-                .add(LinkVeth::new(&host, &peer).build())
+                .add(veth_into_namespace(&host, &peer, ns_file.as_raw_fd()))
                 .execute()
                 .await
                 .map_err(netlink_error(format!("create veth {host}")))?;
@@ -392,13 +418,6 @@ impl PodNetwork for BridgeNetwork {
                     .ok_or_else(|| NetworkError::Netlink {
                         operation: format!("create veth {host}"),
                         message: "veth missing after creation".to_owned(),
-                    })?;
-            let peer_index =
-                link_index(&handle, &peer)
-                    .await?
-                    .ok_or_else(|| NetworkError::Netlink {
-                        operation: format!("create veth {peer}"),
-                        message: "veth peer missing after creation".to_owned(),
                     })?;
             handle
                 .link()
@@ -414,20 +433,6 @@ impl PodNetwork for BridgeNetwork {
                     "attach {host} to {}",
                     self.config.bridge
                 )))?;
-            let ns_file = std::fs::File::open(netns_path).map_err(|e| NetworkError::Netns {
-                path: netns_path.to_owned(),
-                message: e.to_string(),
-            })?;
-            handle
-                .link()
-                .set(
-                    LinkUnspec::new_with_index(peer_index)
-                        .setns_by_fd(ns_file.as_raw_fd())
-                        .build(),
-                )
-                .execute()
-                .await
-                .map_err(netlink_error(format!("move {peer} into the pod namespace")))?;
             Ok::<_, NetworkError>(())
         }
         .await;
