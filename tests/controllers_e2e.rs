@@ -8,45 +8,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Cluster, eventually, free_port};
+use common::{Cluster, eventually, example, free_port, skiff};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn example(name: &str) -> PathBuf {
-    let target = if name.starts_with("http-") {
-        "wasm32-wasip2"
-    } else {
-        "wasm32-wasip1"
-    };
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples/wasm-pods/target")
-        .join(target)
-        .join("release")
-        .join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: run examples/wasm-pods/build.sh",
-        path.display()
-    );
-    path
-}
-
-fn skiff(args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args(args)
-        .output()
-        .expect("run skiff");
-    assert!(
-        out.status.success(),
-        "skiff {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Imports example guests into `data` as `(guest, image)` pairs.
 fn import(data: &Path, images: &[(&str, &str)]) {

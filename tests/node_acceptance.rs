@@ -9,45 +9,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Cluster, eventually};
+use common::{Cluster, eventually, example, skiff};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn example(name: &str) -> PathBuf {
-    let target = if name.starts_with("http-") {
-        "wasm32-wasip2"
-    } else {
-        "wasm32-wasip1"
-    };
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples/wasm-pods/target")
-        .join(target)
-        .join("release")
-        .join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: run examples/wasm-pods/build.sh",
-        path.display()
-    );
-    path
-}
-
-fn skiff(args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args(args)
-        .output()
-        .expect("run skiff");
-    assert!(
-        out.status.success(),
-        "skiff {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A data dir with the given example guests imported as `<name>:latest`.
 fn data_dir_with(examples: &[&str]) -> tempfile::TempDir {

@@ -288,3 +288,37 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// The release build of example wasm guest `name` (built by `.ci/test-all`).
+pub fn example(name: &str) -> PathBuf {
+    let target = if name.starts_with("http-") {
+        "wasm32-wasip2"
+    } else {
+        "wasm32-wasip1"
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/wasm-pods/target")
+        .join(target)
+        .join("release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run examples/wasm-pods/build.sh",
+        path.display()
+    );
+    path
+}
+
+/// Runs `skiff args...` to completion and asserts it succeeded.
+pub fn skiff(args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(args)
+        .output()
+        .expect("run skiff");
+    assert!(
+        out.status.success(),
+        "skiff {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
