@@ -396,9 +396,6 @@ impl PodNetwork for BridgeNetwork {
                 // A previous attempt (or a previous sandbox of this pod) left it: start over.
                 let _ = handle.link().del(stale).execute().await;
             }
-            if let Some(stale) = link_index(&handle, &peer).await? {
-                let _ = handle.link().del(stale).execute().await;
-            }
             // The peer is created inside the pod's namespace: moving an interface between
             // namespaces waits for an RCU grace period under the kernel's rtnl lock (~25 ms
             // each), which serialized every pod start on the node.
