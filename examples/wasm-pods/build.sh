@@ -3,8 +3,8 @@
 #   rustup target add wasm32-wasip1 wasm32-wasip2   (once)
 set -eu
 cd "$(dirname "$0")"
-cargo build --release --target wasm32-wasip1 -p hello -p crasher -p cpu-burner -p memory-hog
-cargo build --release --target wasm32-wasip2 -p http-server -p http-get
+cargo build --release --target-dir target --target wasm32-wasip1 -p hello -p crasher -p cpu-burner -p memory-hog
+cargo build --release --target-dir target --target wasm32-wasip2 -p http-server -p http-get
 if command -v skiff >/dev/null 2>&1; then
     for name in hello crasher cpu-burner memory-hog; do
         skiff image import "target/wasm32-wasip1/release/$name.wasm" "$name:latest"
