@@ -117,13 +117,16 @@ impl Drop for EpochTicker {
     }
 }
 
+/// One image's artifact, loaded or compiled once however many pods start it at the same time.
+type Slot = Arc<tokio::sync::OnceCell<Arc<Artifact>>>;
+
 /// Compiles, caches and links artifacts by image digest.
 pub(crate) struct ArtifactCache {
     engine: Engine,
     dir: PathBuf,
     p1: wasmtime::Linker<P1>,
     p2: wasmtime::component::Linker<P2>,
-    loaded: Mutex<HashMap<String, Arc<Artifact>>>,
+    loaded: Mutex<HashMap<String, Slot>>,
 }
 
 impl ArtifactCache {
@@ -156,16 +159,28 @@ impl ArtifactCache {
     }
 
     /// The linked artifact for the image with `digest`, whose wasm `read_wasm` returns.
-    /// Compiles (on a blocking thread) only if neither memory nor disk has it.
+    /// Compiles (on a blocking thread) only if neither memory nor disk has it. Concurrent
+    /// callers for one digest share a single load or compile: a burst of pods of a new image
+    /// compiled it once per pod before (156 compiles for 240 pods of one component).
     pub(crate) async fn get(
         &self,
         image: &str,
         digest: &str,
         read_wasm: impl FnOnce() -> Result<Vec<u8>, Error>,
     ) -> Result<Arc<Artifact>, Error> {
-        if let Some(artifact) = self.loaded.lock().get(digest) {
-            return Ok(Arc::clone(artifact));
-        }
+        let slot = Arc::clone(self.loaded.lock().entry(digest.to_owned()).or_default());
+        let artifact = slot
+            .get_or_try_init(|| async { self.load_or_compile(image, digest, read_wasm).await })
+            .await?;
+        Ok(Arc::clone(artifact))
+    }
+
+    async fn load_or_compile(
+        &self,
+        image: &str,
+        digest: &str,
+        read_wasm: impl FnOnce() -> Result<Vec<u8>, Error>,
+    ) -> Result<Arc<Artifact>, Error> {
         let invalid = |reason: String| Error::InvalidImage {
             image: image.to_owned(),
             reason,
@@ -175,38 +190,33 @@ impl ArtifactCache {
             Ok(Some(kind)) => self.load(&path, kind).ok(),
             _ => None,
         };
-        let artifact = match cached {
-            Some(artifact) => artifact,
-            None => {
-                let wasm = read_wasm()?;
-                let kind = wasm_kind(&wasm).ok_or_else(|| {
-                    invalid("not a WebAssembly module or component (bad header)".to_owned())
-                })?;
-                let engine = self.engine.clone();
-                let started = std::time::Instant::now();
-                let compiled = tokio::task::spawn_blocking(move || match kind {
-                    WasmKind::Module => engine.precompile_module(&wasm),
-                    WasmKind::Component => engine.precompile_component(&wasm),
-                })
-                .await
-                .map_err(|e| Error::internal("compile task", e))?
-                .map_err(|e| invalid(format!("compile: {e:#}")))?;
-                tracing::info!(image, digest, ?kind, took = ?started.elapsed(), "compiled wasm");
-                crate::images::write_atomically(&path, &compiled)
-                    .map_err(|e| Error::internal("write compile cache", e))?;
-                let kind = match kind {
-                    WasmKind::Module => Precompiled::Module,
-                    WasmKind::Component => Precompiled::Component,
-                };
-                self.load(&path, kind)
-                    .map_err(|e| invalid(format!("load compiled artifact: {e}")))?
-            }
+        if let Some(artifact) = cached {
+            return Ok(Arc::new(artifact));
+        }
+        let wasm = read_wasm()?;
+        let kind = wasm_kind(&wasm).ok_or_else(|| {
+            invalid("not a WebAssembly module or component (bad header)".to_owned())
+        })?;
+        let engine = self.engine.clone();
+        let started = std::time::Instant::now();
+        let compiled = tokio::task::spawn_blocking(move || match kind {
+            WasmKind::Module => engine.precompile_module(&wasm),
+            WasmKind::Component => engine.precompile_component(&wasm),
+        })
+        .await
+        .map_err(|e| Error::internal("compile task", e))?
+        .map_err(|e| invalid(format!("compile: {e:#}")))?;
+        tracing::info!(image, digest, ?kind, took = ?started.elapsed(), "compiled wasm");
+        crate::images::write_atomically(&path, &compiled)
+            .map_err(|e| Error::internal("write compile cache", e))?;
+        let kind = match kind {
+            WasmKind::Module => Precompiled::Module,
+            WasmKind::Component => Precompiled::Component,
         };
-        let artifact = Arc::new(artifact);
-        self.loaded
-            .lock()
-            .insert(digest.to_owned(), Arc::clone(&artifact));
-        Ok(artifact)
+        let artifact = self
+            .load(&path, kind)
+            .map_err(|e| invalid(format!("load compiled artifact: {e}")))?;
+        Ok(Arc::new(artifact))
     }
 
     /// Deserialize and link; a link failure (missing imports, no `_start`, not a command)
@@ -265,5 +275,50 @@ mod tests {
         assert_eq!(wasm_kind(b"\0asm\x0d\0\x01\0"), Some(WasmKind::Component));
         assert_eq!(wasm_kind(b"\0asm\x01\0"), None);
         assert_eq!(wasm_kind(b"#!/bin/sh\necho"), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_starts_of_a_new_image_compile_it_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = crate::wasmtime::WasmtimeConfig {
+            max_containers: 4,
+            ..crate::wasmtime::WasmtimeConfig::new(dir.path())
+        };
+        let engine = build_engine(&config).expect("engine");
+        let cache = Arc::new(ArtifactCache::new(&engine, dir.path()).expect("cache"));
+        let wasm = wat::parse_str(r#"(module (func (export "_start")))"#).expect("wat");
+        let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..16 {
+            let (cache, wasm, reads) = (Arc::clone(&cache), wasm.clone(), Arc::clone(&reads));
+            tasks.spawn(async move {
+                cache
+                    .get("idle:v1", "sha256:idle", || {
+                        reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        Ok(wasm)
+                    })
+                    .await
+                    .map(|_| ())
+            });
+        }
+        while let Some(result) = tasks.join_next().await {
+            result.expect("task").expect("artifact");
+        }
+        assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        // A failed compile is not remembered: the next start tries again.
+        let bad = cache.get("bad:v1", "sha256:bad", || {
+            Ok(b"\0asm\x01\0\0\0junk".to_vec())
+        });
+        assert!(matches!(bad.await, Err(Error::InvalidImage { .. })));
+        let retried = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&retried);
+        let _ = cache
+            .get("bad:v1", "sha256:bad", move || {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(b"\0asm\x01\0\0\0junk".to_vec())
+            })
+            .await;
+        assert!(retried.load(std::sync::atomic::Ordering::SeqCst));
     }
 }
