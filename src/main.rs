@@ -2,11 +2,8 @@
 //! control plane and a node in one process; the other subcommands run the
 //! pieces separately, manage images and run benchmarks.
 
-/// mimalloc instead of glibc malloc: the API server, scheduler and kubelet allocate many small,
-/// short-lived objects (JSON values, watch events), where glibc spent a third of the CPU.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
+#[cfg(feature = "mimalloc")]
+mod alloc;
 mod apply;
 mod bench;
 mod cli;
@@ -18,6 +15,8 @@ mod up;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    #[cfg(feature = "mimalloc")]
+    alloc::tune();
     let cli = cli::Cli::parse();
     init_tracing(cli.verbose);
     // Exactly one rustls crypto provider (see MEASURED.md).
