@@ -156,7 +156,10 @@ async fn indexed_job_and_ttl_after_finished() -> Result<()> {
     let jobs: Api<Job> = Api::default_namespaced(client.clone());
     jobs.create(
         &PostParams::default(),
-        &job_json("idx", json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed"}))?,
+        &job_json(
+            "idx",
+            json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed"}),
+        )?,
     )
     .await?;
     let pods = eventually("3 indexed pods", T, || async {
