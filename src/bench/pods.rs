@@ -43,6 +43,10 @@ pub struct PodsBenchArgs {
     /// Create requests in flight during the burst.
     #[arg(long, default_value_t = 32)]
     pub parallelism: usize,
+    /// Run the pods in the node's network namespace instead of the pod network, to tell
+    /// the pod network's share of the figures from the rest.
+    #[arg(long)]
+    pub host_network: bool,
 }
 
 /// Pod name → when its create request was sent, and the latencies seen by the watch.
@@ -135,6 +139,11 @@ pub async fn run(args: PodsBenchArgs) -> anyhow::Result<serde_json::Value> {
             bridge: "skfbench0".to_owned(),
             pod_cidr: PodCidrSource::Static("10.250.0.0/20".parse()?),
             cluster_cidr: "10.250.0.0/16".parse()?,
+            mode: if args.host_network {
+                skiff_node::NetworkMode::Host
+            } else {
+                skiff_node::NetworkMode::Auto
+            },
             ..NetworkConfig::default()
         },
         ready: Some(ready_tx),

@@ -43,8 +43,8 @@ pub struct BridgeConfig {
 pub struct BridgeNetwork {
     config: BridgeConfig,
     ipam: Arc<Mutex<Option<Arc<Ipam>>>>,
-    /// Serializes attach/detach so veth names and bridge state never race.
-    lock: Arc<tokio::sync::Mutex<()>>,
+    /// (Re)configuring the bridge excludes attach/detach; attaches and detaches share it.
+    lock: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl std::fmt::Debug for BridgeNetwork {
@@ -132,7 +132,7 @@ impl BridgeNetwork {
         BridgeNetwork {
             config,
             ipam: Arc::new(Mutex::new(None)),
-            lock: Arc::new(tokio::sync::Mutex::new(())),
+            lock: Arc::new(tokio::sync::RwLock::new(())),
         }
     }
 
@@ -144,7 +144,7 @@ impl BridgeNetwork {
     /// Set up the bridge, forwarding and NAT for `cidr`. Idempotent; a different CIDR
     /// replaces the previous one (new pods get addresses from it).
     pub async fn configure(&self, cidr: Ipv4Net) -> Result<(), NetworkError> {
-        let _guard = self.lock.lock().await;
+        let _guard = self.lock.write().await;
         if self.cidr() == Some(cidr) {
             return Ok(());
         }
@@ -375,7 +375,10 @@ impl PodNetwork for BridgeNetwork {
     async fn attach(&self, uid: &str, netns_path: &Path) -> Result<IpAddr, NetworkError> {
         let ipam = self.ipam()?;
         let cidr = ipam.cidr();
-        let guard = self.lock.lock().await;
+        // Shared: pods attach in parallel (each has its own veth names and address; the
+        // kernel's rtnl lock orders the netlink calls). An exclusive lock here serialized
+        // every pod's netlink round trips in a burst.
+        let guard = self.lock.read().await;
         let ip = ipam.allocate(uid)?;
         let netns =
             skiff_runtimes::netns::Netns::open(netns_path).map_err(|e| NetworkError::Netns {
@@ -459,7 +462,7 @@ impl PodNetwork for BridgeNetwork {
     }
 
     async fn detach(&self, uid: &str, _netns: Option<&Path>) -> Result<(), NetworkError> {
-        let _guard = self.lock.lock().await;
+        let _guard = self.lock.read().await;
         let host = host_veth_name(uid);
         let (handle, connection) = connect()?;
         let result = async {
