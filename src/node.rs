@@ -81,16 +81,19 @@ pub async fn stop_all_pods(registry: &RuntimeRegistry, grace: std::time::Duratio
     let stops = runtimes.iter().map(|runtime| async move {
         let containers = runtime.list_containers(None).await.unwrap_or_default();
         futures::future::join_all(containers.iter().map(|c| async move {
-            if let Err(err) = runtime.stop_container(&c.id, grace).await {
-                tracing::warn!(container = %c.name, %err, "cannot stop container");
+            match runtime.stop_container(&c.id, grace).await {
+                // Removed since it was listed (its pod's deletion finished meanwhile).
+                Ok(()) | Err(skiff_runtimes::Error::ContainerNotFound { .. }) => {}
+                Err(err) => tracing::warn!(container = %c.name, %err, "cannot stop container"),
             }
             let _ = runtime.remove_container(&c.id).await;
         }))
         .await;
         for sandbox in runtime.list_sandboxes().await.unwrap_or_default() {
             let _ = runtime.stop_sandbox(&sandbox.id).await;
-            if let Err(err) = runtime.remove_sandbox(&sandbox.id).await {
-                tracing::warn!(pod = %sandbox.name, %err, "cannot remove pod sandbox");
+            match runtime.remove_sandbox(&sandbox.id).await {
+                Ok(()) | Err(skiff_runtimes::Error::SandboxNotFound { .. }) => {}
+                Err(err) => tracing::warn!(pod = %sandbox.name, %err, "cannot remove pod sandbox"),
             }
         }
     });
