@@ -4,9 +4,9 @@
 //! is created with the gateway address (`.1`), IP forwarding is switched on, and iptables
 //! gets a MASQUERADE rule for pod traffic leaving the cluster range plus FORWARD accepts for
 //! the bridge (Docker sets the FORWARD policy to DROP). [`PodNetwork::attach`] creates a veth
-//! pair in the host namespace, plugs the host end into the bridge, moves the other end into
-//! the pod's namespace and, on a thread inside it, renames it `eth0`, gives it the pod IP and
-//! a default route via the gateway. Netlink sockets belong to the namespace of the thread
+//! pair whose pod end (`eth0`) is created directly in the pod's namespace, plugs the host end
+//! into the bridge and, on a thread inside the pod's namespace, gives `eth0` the pod IP and a
+//! default route via the gateway. Netlink sockets belong to the namespace of the thread
 //! that opens them, which is why the pod side runs on its own thread
 //! ([`Netns::run`](skiff_runtimes::netns::Netns::run)).
 
@@ -93,18 +93,24 @@ async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, NetworkE
     }
 }
 
+/// The pod's end of its veth pair, as Kubernetes' CNI plugins name it.
+const POD_INTERFACE: &str = "eth0";
+
 /// The host-side veth name for a pod: `veth` + 11 hex chars of a hash of its UID (15 max).
 pub fn host_veth_name(uid: &str) -> String {
     format!("veth{:011x}", fnv(uid) & 0xfff_ffff_ffff)
 }
 
-fn peer_veth_name(uid: &str) -> String {
-    format!("skp{:011x}", fnv(uid) & 0xfff_ffff_ffff)
-}
-
 /// A veth pair `host` ↔ `peer` whose `peer` end is created directly in the namespace open
 /// at `netns_fd`.
+///
+/// Renaming an interface, or trimming a new veth's queues to one (what the kernel does when
+/// the request names no queue counts and the machine has several CPUs), each waits for an
+/// expedited RCU grace period under the kernel's rtnl lock, which serializes every pod start
+/// on the node. So the peer gets its final name (`eth0`) at creation, and both ends ask for
+/// one queue each way.
 fn veth_into_namespace(host: &str, peer: &str, netns_fd: std::os::fd::RawFd) -> LinkMessage {
+    let single_queues = [LinkAttribute::NumTxQueues(1), LinkAttribute::NumRxQueues(1)];
     let mut message = LinkVeth::new(host, peer).build();
     for attribute in &mut message.attributes {
         if let LinkAttribute::LinkInfo(infos) = attribute {
@@ -113,10 +119,12 @@ fn veth_into_namespace(host: &str, peer: &str, netns_fd: std::os::fd::RawFd) -> 
                     peer_message
                         .attributes
                         .push(LinkAttribute::NetNsFd(netns_fd));
+                    peer_message.attributes.extend(single_queues.clone());
                 }
             }
         }
     }
+    message.attributes.extend(single_queues);
     message
 }
 
@@ -282,10 +290,9 @@ fn iptables_rules(
     Ok(())
 }
 
-/// Inside the pod's namespace: rename `peer` to `eth0`, address it, bring it up, route.
+/// Inside the pod's namespace: address `eth0`, bring it and `lo` up, add the default route.
 fn configure_inside(
     netns: &skiff_runtimes::netns::Netns,
-    peer: String,
     ip: Ipv4Addr,
     cidr: Ipv4Net,
 ) -> Result<(), NetworkError> {
@@ -306,26 +313,12 @@ fn configure_inside(
             runtime.block_on(async move {
                 let (handle, connection) = connect()?;
                 let result = async {
-                    let index = link_index(&handle, &peer).await?;
-                    let index = match index {
-                        Some(index) => index,
-                        None => link_index(&handle, "eth0").await?.ok_or_else(|| {
-                            NetworkError::Netlink {
-                                operation: "find pod interface".to_owned(),
-                                message: format!("neither {peer} nor eth0 in the namespace"),
-                            }
-                        })?,
-                    };
-                    handle
-                        .link()
-                        .set(
-                            LinkUnspec::new_with_index(index)
-                                .name("eth0".to_owned())
-                                .build(),
-                        )
-                        .execute()
-                        .await
-                        .map_err(netlink_error("rename pod interface to eth0"))?;
+                    let index = link_index(&handle, POD_INTERFACE).await?.ok_or_else(|| {
+                        NetworkError::Netlink {
+                            operation: "find pod interface".to_owned(),
+                            message: format!("no {POD_INTERFACE} in the namespace"),
+                        }
+                    })?;
                     match handle
                         .address()
                         .add(index, IpAddr::V4(ip), cidr.prefix_len())
@@ -386,7 +379,6 @@ impl PodNetwork for BridgeNetwork {
                 message: e.to_string(),
             })?;
         let host = host_veth_name(uid);
-        let peer = peer_veth_name(uid);
         let (handle, connection) = connect()?;
         let result = async {
             let bridge = link_index(&handle, &self.config.bridge)
@@ -408,7 +400,11 @@ impl PodNetwork for BridgeNetwork {
             })?;
             handle
                 .link()
-                .add(veth_into_namespace(&host, &peer, ns_file.as_raw_fd()))
+                .add(veth_into_namespace(
+                    &host,
+                    POD_INTERFACE,
+                    ns_file.as_raw_fd(),
+                ))
                 .execute()
                 .await
                 .map_err(netlink_error(format!("create veth {host}")))?;
@@ -445,14 +441,13 @@ impl PodNetwork for BridgeNetwork {
             return Err(error);
         }
         let (ip4, cidr4) = (ip, cidr);
-        let inside =
-            tokio::task::spawn_blocking(move || configure_inside(&netns, peer, ip4, cidr4))
-                .await
-                .map_err(|e| NetworkError::Host {
-                    operation: "configure pod interface".to_owned(),
-                    message: e.to_string(),
-                })
-                .and_then(|r| r);
+        let inside = tokio::task::spawn_blocking(move || configure_inside(&netns, ip4, cidr4))
+            .await
+            .map_err(|e| NetworkError::Host {
+                operation: "configure pod interface".to_owned(),
+                message: e.to_string(),
+            })
+            .and_then(|r| r);
         if let Err(error) = inside {
             let _ = ipam.release(uid);
             return Err(error);
@@ -495,7 +490,6 @@ mod tests {
         let b = host_veth_name("0d4f3c1e-aaaa-bbbb-cccc-000000000002");
         assert!(a.len() <= 15 && a.starts_with("veth"), "{a}");
         assert_ne!(a, b);
-        assert!(peer_veth_name("x").len() <= 15);
         assert_eq!(host_veth_name("x"), host_veth_name("x"));
     }
 }
