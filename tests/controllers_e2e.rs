@@ -10,11 +10,8 @@ mod common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use common::{Cluster, eventually, example, free_port, skiff};
-
-const WAIT: Duration = Duration::from_secs(60);
+use common::{Cluster, WAIT, eventually, example, free_port, skiff};
 
 /// Imports example guests into `data` as `(guest, image)` pairs.
 fn import(data: &Path, images: &[(&str, &str)]) {
@@ -46,31 +43,9 @@ fn apply(c: &Cluster, yaml: &str) {
     common::assert_ok(&out, &["apply", "-f", "-"]);
 }
 
-fn jsonpath(c: &Cluster, what: &[&str], path: &str) -> String {
-    let mut args = vec!["get"];
-    args.extend_from_slice(what);
-    let output = format!("jsonpath={path}");
-    args.extend_from_slice(&["-o", &output]);
-    let out = c.kubectl(&args);
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn wait_for(c: &Cluster, what: &[&str], path: &str, want: &str) {
-    let ok = eventually(WAIT, || jsonpath(c, what, path) == want);
-    let mut describe = vec!["describe"];
-    describe.extend_from_slice(what);
-    assert!(
-        ok,
-        "{what:?} {path} never became {want:?} (now {:?}); describe:\n{}",
-        jsonpath(c, what, path),
-        String::from_utf8_lossy(&c.kubectl(&describe).stdout)
-    );
-}
-
 /// Names of the objects of `kind` labelled `selector` (terminating ones included).
 fn names(c: &Cluster, kind: &str, selector: &str) -> Vec<String> {
-    jsonpath(
-        c,
+    c.jsonpath(
         &[kind, "-l", selector],
         "{range .items[*]}{.metadata.name}{\"\\n\"}{end}",
     )
@@ -162,12 +137,11 @@ fn deployment_delete_honours_each_propagation_policy() {
     let rs = names(&c, "replicasets", "app=orphan");
     assert_eq!(rs.len(), 1, "{rs:?}");
     let rs_ref = format!("replicaset/{}", rs[0]);
-    wait_for(&c, &[&rs_ref], "{.metadata.ownerReferences}", "");
-    assert_eq!(jsonpath(&c, &[&rs_ref], "{.status.readyReplicas}"), "2");
+    c.wait_for(&[&rs_ref], "{.metadata.ownerReferences}", "");
+    assert_eq!(c.jsonpath(&[&rs_ref], "{.status.readyReplicas}"), "2");
     let pods = names(&c, "pods", "app=orphan");
     assert_eq!(pods.len(), 2, "{pods:?}");
-    let owners = jsonpath(
-        &c,
+    let owners = c.jsonpath(
         &["pods", "-l", "app=orphan"],
         "{.items[*].metadata.ownerReferences[0].kind}",
     );
@@ -214,11 +188,8 @@ fn join_node(c: &Cluster, images: &[(&str, &str)]) -> (Proc, String, tempfile::T
 
 /// `node pod-image` for each live pod labelled `app=agent`, sorted.
 fn agent_pods(c: &Cluster) -> Vec<String> {
-    let out = jsonpath(
-        c,
-        &["pods", "-l", "app=agent"],
-        "{range .items[*]}{.spec.nodeName} {.spec.containers[0].image} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
-    );
+    let out = c.jsonpath(&["pods", "-l", "app=agent"],
+        "{range .items[*]}{.spec.nodeName} {.spec.containers[0].image} {.metadata.deletionTimestamp}{\"\\n\"}{end}",);
     let mut rows: Vec<String> = out
         .lines()
         .filter(|l| l.split_whitespace().count() == 2)
@@ -278,7 +249,7 @@ spec:
             format!("{b} http-server:latest")
         ]
     );
-    wait_for(&c, &["ds/agent"], "{.status.numberReady}", "2");
+    c.wait_for(&["ds/agent"], "{.status.numberReady}", "2");
 
     // A new template is rolled out node by node and recorded as revision 2; `rollout
     // undo` brings revision 1's template back as revision 3.
@@ -321,12 +292,12 @@ spec:
     // cordoning the other node does not (daemon pods tolerate `unschedulable`).
     c.ok(&["cordon", &a]);
     c.ok(&["taint", "node", &b, "dedicated=infra:NoExecute"]);
-    wait_for(&c, &["ds/agent"], "{.status.desiredNumberScheduled}", "1");
+    c.wait_for(&["ds/agent"], "{.status.desiredNumberScheduled}", "1");
     let only_a = eventually(WAIT, || {
         agent_pods(&c) == [format!("{a} http-server:latest")]
     });
     assert!(only_a, "{:?}", agent_pods(&c));
-    wait_for(&c, &["ds/agent"], "{.status.numberReady}", "1");
+    c.wait_for(&["ds/agent"], "{.status.numberReady}", "1");
 }
 
 #[test]
@@ -371,23 +342,21 @@ spec:
         "job/ok",
         "--timeout=60s",
     ]);
-    assert_eq!(jsonpath(&c, &["job/ok"], "{.status.succeeded}"), "2");
+    assert_eq!(c.jsonpath(&["job/ok"], "{.status.succeeded}"), "2");
     let logs = c.ok(&["logs", "job/ok"]);
     assert!(logs.contains("Hello from a Skiff wasm pod!"), "{logs}");
 
     // One failure, a 10 s backoff, a second failure: over backoffLimit 1.
     c.ok(&["wait", "--for=condition=failed", "job/bad", "--timeout=60s"]);
     assert_eq!(
-        jsonpath(
-            &c,
+        c.jsonpath(
             &["job/bad"],
             "{.status.conditions[?(@.type==\"Failed\")].reason}"
         ),
         "BackoffLimitExceeded"
     );
-    assert_eq!(jsonpath(&c, &["job/bad"], "{.status.failed}"), "2");
-    let exits = jsonpath(
-        &c,
+    assert_eq!(c.jsonpath(&["job/bad"], "{.status.failed}"), "2");
+    let exits = c.jsonpath(
         &["pods", "-l", "job-name=bad"],
         "{.items[*].status.containerStatuses[0].state.terminated.exitCode}",
     );
@@ -405,7 +374,7 @@ spec:
 fn quota_refuses_the_third_pod_with_kubernetes_message() {
     let c = up_with(&[("http-server", "http-server:latest")]);
     c.ok(&["create", "quota", "q", "--hard=pods=2"]);
-    wait_for(&c, &["quota/q"], "{.status.used.pods}", "0");
+    c.wait_for(&["quota/q"], "{.status.used.pods}", "0");
     for p in ["p1", "p2"] {
         c.ok(&[
             "run",
@@ -421,21 +390,19 @@ fn quota_refuses_the_third_pod_with_kubernetes_message() {
         "Error from server (Forbidden): pods \"p3\" is forbidden: exceeded quota: q, \
          requested: pods=1, used: pods=2, limited: pods=2"
     );
-    wait_for(&c, &["quota/q"], "{.status.used.pods}", "2");
+    c.wait_for(&["quota/q"], "{.status.used.pods}", "2");
 
     // A ReplicaSet refused by the quota says so in a FailedCreate event, and creates its
     // pod once a running pod is deleted.
     apply(&c, &deployment("web", 1));
     let event = eventually(WAIT, || {
-        jsonpath(
-            &c,
+        c.jsonpath(
             &["events", "--field-selector", "reason=FailedCreate"],
             "{.items[*].message}",
         )
         .contains("exceeded quota")
     });
-    let message = jsonpath(
-        &c,
+    let message = c.jsonpath(
         &["events", "--field-selector", "reason=FailedCreate"],
         "{.items[0].involvedObject.kind} {.items[0].message}",
     );
@@ -448,7 +415,7 @@ fn quota_refuses_the_third_pod_with_kubernetes_message() {
     );
     c.ok(&["delete", "pod", "p1", "--wait=false"]);
     c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
-    wait_for(&c, &["quota/q"], "{.status.used.pods}", "2");
+    c.wait_for(&["quota/q"], "{.status.used.pods}", "2");
 }
 
 /// True if `m` reads `Error creating: pods "web-<hash>-<suffix>" is forbidden: exceeded

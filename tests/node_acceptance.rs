@@ -13,9 +13,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Cluster, eventually, example, skiff};
-
-const WAIT: Duration = Duration::from_secs(60);
+use common::{Cluster, WAIT, eventually, example, skiff};
 
 /// A data dir with the given example guests imported as `<name>:latest`.
 fn data_dir_with(examples: &[&str]) -> tempfile::TempDir {
@@ -83,23 +81,8 @@ fn up(dir: tempfile::TempDir, extra: &[&str]) -> Cluster {
     c
 }
 
-fn jsonpath(c: &Cluster, what: &str, path: &str) -> String {
-    let out = c.kubectl(&["get", what, "-o", &format!("jsonpath={path}")]);
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn describe(c: &Cluster, what: &str) -> String {
     String::from_utf8_lossy(&c.kubectl(&["describe", what]).stdout).into_owned()
-}
-
-fn wait_for(c: &Cluster, what: &str, path: &str, want: &str) {
-    let ok = eventually(WAIT, || jsonpath(c, what, path) == want);
-    assert!(
-        ok,
-        "{what} {path} never became {want:?} (now {:?}); describe:\n{}",
-        jsonpath(c, what, path),
-        describe(c, what)
-    );
 }
 
 fn apply(c: &Cluster, manifest: &str) {
@@ -110,9 +93,8 @@ fn apply(c: &Cluster, manifest: &str) {
 }
 
 fn restarts(c: &Cluster, pod: &str) -> u32 {
-    jsonpath(
-        c,
-        &format!("pod/{pod}"),
+    c.jsonpath(
+        &[&format!("pod/{pod}")],
         "{.status.containerStatuses[0].restartCount}",
     )
     .parse()
@@ -190,10 +172,9 @@ spec:
     apply(&c, manifest);
 
     // The guest grows past its limit: OOMKilled, as kubectl shows it.
-    wait_for(&c, "pod/hog", "{.status.phase}", "Failed");
-    let reason = jsonpath(
-        &c,
-        "pod/hog",
+    c.wait_for(&["pod/hog"], "{.status.phase}", "Failed");
+    let reason = c.jsonpath(
+        &["pod/hog"],
         "{.status.containerStatuses[0].state.terminated.reason}",
     );
     assert_eq!(reason, "OOMKilled", "{}", describe(&c, "pod/hog"));
@@ -221,11 +202,10 @@ spec:
         events.contains("exec is not supported for wasm containers"),
         "{events}"
     );
-    assert_eq!(jsonpath(&c, "pod/wasm-exec", "{.status.phase}"), "Running");
+    assert_eq!(c.jsonpath(&["pod/wasm-exec"], "{.status.phase}"), "Running");
     assert_eq!(
-        jsonpath(
-            &c,
-            "pod/wasm-exec",
+        c.jsonpath(
+            &["pod/wasm-exec"],
             "{.status.conditions[?(@.type==\"Ready\")].status}"
         ),
         "False"
@@ -282,15 +262,15 @@ spec:
     // Deletion: the pod stays (Terminating) until its container has stopped, which takes
     // the trap's 2 s for `graceful` (well under its 30 s grace) and the whole 3 s grace for
     // `stubborn` (PID 1 ignores SIGTERM, so it is killed when the grace period ends).
-    wait_for(&c, "pod/graceful", "{.status.phase}", "Running");
-    wait_for(&c, "pod/stubborn", "{.status.phase}", "Running");
+    c.wait_for(&["pod/graceful"], "{.status.phase}", "Running");
+    c.wait_for(&["pod/stubborn"], "{.status.phase}", "Running");
     assert!(eventually(WAIT, || c
         .ok(&["logs", "graceful"])
         .contains("ready")));
     let deleted_at = Instant::now();
     c.ok(&["delete", "pod", "graceful", "stubborn", "--wait=false"]);
     for pod in ["graceful", "stubborn"] {
-        let stamp = jsonpath(&c, &format!("pod/{pod}"), "{.metadata.deletionTimestamp}");
+        let stamp = c.jsonpath(&[&format!("pod/{pod}")], "{.metadata.deletionTimestamp}");
         assert!(
             stamp.starts_with("20"),
             "{pod}: deletionTimestamp {stamp:?}"
@@ -330,9 +310,8 @@ spec:
         "liveness-exec",
         "Killing: Container app failed liveness probe, will be restarted",
     );
-    let exit = jsonpath(
-        &c,
-        "pod/liveness-exec",
+    let exit = c.jsonpath(
+        &["pod/liveness-exec"],
         "{.status.containerStatuses[0].lastState.terminated.exitCode}",
     );
     assert!(!exit.is_empty() && exit != "0", "last exit code {exit:?}");
@@ -396,8 +375,8 @@ spec:
 "#
     );
     apply(&c, &manifest);
-    wait_for(&c, "pod/files-wasm", "{.status.phase}", "Succeeded");
-    wait_for(&c, "pod/files-oci", "{.status.phase}", "Succeeded");
+    c.wait_for(&["pod/files-wasm"], "{.status.phase}", "Succeeded");
+    c.wait_for(&["pod/files-oci"], "{.status.phase}", "Succeeded");
 
     let config = c.ok(&["logs", "files-wasm", "-c", "config"]);
     assert!(
@@ -457,23 +436,22 @@ spec:
     });
     assert!(listed, "{}", c.ok(&["get", "pods", "-A", "-o", "wide"]));
     let what = format!("pod/{mirror}");
-    let annotation = jsonpath(
-        &c,
-        &what,
+    let annotation = c.jsonpath(
+        &[&what],
         "{.metadata.annotations.kubernetes\\.io/config\\.mirror}",
     );
     assert!(!annotation.is_empty(), "{}", describe(&c, &what));
-    assert_eq!(jsonpath(&c, &what, "{.spec.nodeName}"), node);
+    assert_eq!(c.jsonpath(&[&what], "{.spec.nodeName}"), node);
     assert_eq!(
-        jsonpath(&c, &what, "{.metadata.ownerReferences[0].kind}"),
+        c.jsonpath(&[&what], "{.metadata.ownerReferences[0].kind}"),
         "Node"
     );
 
     // Deleted through the API, the mirror pod comes back (a new object).
-    let uid = jsonpath(&c, &what, "{.metadata.uid}");
+    let uid = c.jsonpath(&[&what], "{.metadata.uid}");
     c.ok(&["delete", "pod", &mirror, "--wait=true", "--timeout=60s"]);
     let back = eventually(WAIT, || {
-        let now = jsonpath(&c, &what, "{.metadata.uid}");
+        let now = c.jsonpath(&[&what], "{.metadata.uid}");
         !now.is_empty() && now != uid
     });
     assert!(
@@ -481,7 +459,7 @@ spec:
         "mirror pod not recreated: {}",
         c.ok(&["get", "pods", "-A"])
     );
-    wait_for(&c, &what, "{.status.phase}", "Running");
+    c.wait_for(&[&what], "{.status.phase}", "Running");
 
     // The kubelet's metrics, scraped from its HTTPS endpoint with a cluster client certificate.
     let text = kubelet_metrics(&c);

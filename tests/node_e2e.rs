@@ -11,9 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Cluster, eventually, example, skiff};
-
-const WAIT: Duration = Duration::from_secs(60);
+use common::{Cluster, WAIT, eventually, example, skiff};
 
 /// A data dir with the example guests imported as `<name>:latest`.
 fn data_dir_with_examples() -> tempfile::TempDir {
@@ -80,21 +78,6 @@ fn up(dir: tempfile::TempDir) -> Cluster {
     c
 }
 
-fn jsonpath(c: &Cluster, what: &str, path: &str) -> String {
-    let out = c.kubectl(&["get", what, "-o", &format!("jsonpath={path}")]);
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn wait_for(c: &Cluster, what: &str, path: &str, want: &str) {
-    let ok = eventually(WAIT, || jsonpath(c, what, path) == want);
-    assert!(
-        ok,
-        "{what} {path} never became {want:?} (now {:?}); describe:\n{}",
-        jsonpath(c, what, path),
-        String::from_utf8_lossy(&c.kubectl(&["describe", what]).stdout)
-    );
-}
-
 #[test]
 fn wasm_pods_run_log_and_crash_loop() {
     let c = up(data_dir_with_examples());
@@ -121,13 +104,12 @@ fn wasm_pods_run_log_and_crash_loop() {
         "--restart=Never",
         "--env=GREETING=hi there",
     ]);
-    wait_for(&c, "pod/hello", "{.status.phase}", "Succeeded");
+    c.wait_for(&["pod/hello"], "{.status.phase}", "Succeeded");
     let logs = c.ok(&["logs", "hello"]);
     assert!(logs.contains("Hello from a Skiff wasm pod!"), "{logs}");
     assert!(logs.contains("GREETING=hi there"), "{logs}");
-    let reason = jsonpath(
-        &c,
-        "pod/hello",
+    let reason = c.jsonpath(
+        &["pod/hello"],
         "{.status.containerStatuses[0].state.terminated.reason}",
     );
     assert_eq!(reason, "Completed");
@@ -143,9 +125,8 @@ fn wasm_pods_run_log_and_crash_loop() {
     let looped = eventually(WAIT, || {
         let out = c.ok(&["get", "pod", "crasher"]);
         out.contains("CrashLoopBackOff")
-            && jsonpath(
-                &c,
-                "pod/crasher",
+            && c.jsonpath(
+                &["pod/crasher"],
                 "{.status.containerStatuses[0].restartCount}",
             )
             .parse::<u32>()
@@ -153,9 +134,8 @@ fn wasm_pods_run_log_and_crash_loop() {
                 >= 1
     });
     assert!(looped, "{}", c.ok(&["describe", "pod", "crasher"]));
-    let exit = jsonpath(
-        &c,
-        "pod/crasher",
+    let exit = c.jsonpath(
+        &["pod/crasher"],
         "{.status.containerStatuses[0].lastState.terminated.exitCode}",
     );
     assert_eq!(exit, "3");
@@ -207,11 +187,10 @@ spec:
     );
     let out = c.kubectl_stdin(&["apply", "-f", "-"], &manifest);
     common::assert_ok(&out, &["apply"]);
-    wait_for(&c, "pod/bb", "{.status.phase}", "Running");
-    wait_for(&c, "pod/mixed", "{.status.phase}", "Running");
-    wait_for(
-        &c,
-        "pod/mixed",
+    c.wait_for(&["pod/bb"], "{.status.phase}", "Running");
+    c.wait_for(&["pod/mixed"], "{.status.phase}", "Running");
+    c.wait_for(
+        &["pod/mixed"],
         "{.status.conditions[?(@.type==\"Ready\")].status}",
         "True",
     );
@@ -228,7 +207,7 @@ spec:
     });
     assert!(local, "{}", c.ok(&["logs", "mixed", "-c", "shell"]));
     // ...and a pod of another runtime reaches it on the pod IP, across the node bridge.
-    let ip = jsonpath(&c, "pod/mixed", "{.status.podIP}");
+    let ip = c.jsonpath(&["pod/mixed"], "{.status.podIP}");
     assert!(ip.starts_with("10."), "pod IP {ip:?}");
     c.ok(&[
         "run",
@@ -240,7 +219,7 @@ spec:
         "-qO-",
         &format!("http://{ip}:8080/"),
     ]);
-    wait_for(&c, "pod/fetch", "{.status.phase}", "Succeeded");
+    c.wait_for(&["pod/fetch"], "{.status.phase}", "Succeeded");
     let remote = c.ok(&["logs", "fetch"]);
     assert!(remote.contains("hello from skiff wasm"), "{remote}");
 
@@ -295,9 +274,9 @@ fn deployment_rollout_scale_and_undo() {
     c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
     c.ok(&["scale", "deployment/web", "--replicas=5"]);
     c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
-    wait_for(&c, "deployment/web", "{.status.readyReplicas}", "5");
+    c.wait_for(&["deployment/web"], "{.status.readyReplicas}", "5");
     c.ok(&["scale", "deployment/web", "--replicas=2"]);
-    wait_for(&c, "deployment/web", "{.status.replicas}", "2");
+    c.wait_for(&["deployment/web"], "{.status.replicas}", "2");
 
     c.ok(&[
         "set",
@@ -320,13 +299,12 @@ fn deployment_rollout_scale_and_undo() {
 
     c.ok(&["rollout", "undo", "deployment/web"]);
     c.ok(&["rollout", "status", "deployment/web", "--timeout=90s"]);
-    let image = jsonpath(
-        &c,
-        "deployment/web",
+    let image = c.jsonpath(
+        &["deployment/web"],
         "{.spec.template.spec.containers[0].image}",
     );
     assert_eq!(image, "http-server:latest");
-    wait_for(&c, "deployment/web", "{.status.readyReplicas}", "2");
+    c.wait_for(&["deployment/web"], "{.status.readyReplicas}", "2");
 }
 
 #[test]
@@ -339,8 +317,8 @@ fn restart_on_the_same_data_dir_brings_the_cluster_back() {
         "--image=http-server:latest",
         "--env=PORT=8080",
     ]);
-    wait_for(&c, "pod/web", "{.status.phase}", "Running");
-    let uid = jsonpath(&c, "pod/web", "{.metadata.uid}");
+    c.wait_for(&["pod/web"], "{.status.phase}", "Running");
+    let uid = c.jsonpath(&["pod/web"], "{.metadata.uid}");
     let dir = c.stop();
 
     let c = up(dir);
@@ -348,11 +326,10 @@ fn restart_on_the_same_data_dir_brings_the_cluster_back() {
         c.ok(&["get", "configmap", "keep", "-o", "jsonpath={.data.k}"]),
         "v"
     );
-    assert_eq!(jsonpath(&c, "pod/web", "{.metadata.uid}"), uid);
-    wait_for(&c, "pod/web", "{.status.phase}", "Running");
-    wait_for(
-        &c,
-        "pod/web",
+    assert_eq!(c.jsonpath(&["pod/web"], "{.metadata.uid}"), uid);
+    c.wait_for(&["pod/web"], "{.status.phase}", "Running");
+    c.wait_for(
+        &["pod/web"],
         "{.status.conditions[?(@.type==\"Ready\")].status}",
         "True",
     );
@@ -427,8 +404,8 @@ spec:
         &c.kubectl_stdin(&["apply", "-f", "-"], &manifest),
         &["apply"],
     );
-    wait_for(&c, "pod/bb", "{.status.phase}", "Running");
-    wait_for(&c, "pod/web", "{.status.phase}", "Running");
+    c.wait_for(&["pod/bb"], "{.status.phase}", "Running");
+    c.wait_for(&["pod/web"], "{.status.phase}", "Running");
 
     // kubectl on PATH (≥ 1.30: WebSocket v5) and 1.29 (SPDY/3.1 only).
     let old = common::versioned_kubectls()

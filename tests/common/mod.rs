@@ -100,7 +100,33 @@ pub fn test_slot(dir: &Path) -> u32 {
     panic!("no free test slot under {}", slots.display());
 }
 
+/// How long an end-to-end test waits for the cluster to reach a state.
+pub const WAIT: Duration = Duration::from_secs(60);
+
 impl Cluster {
+    /// `kubectl get <what...> -o jsonpath=<path>`'s output (empty if kubectl failed).
+    pub fn jsonpath(&self, what: &[&str], path: &str) -> String {
+        let output = format!("jsonpath={path}");
+        let mut args = vec!["get"];
+        args.extend_from_slice(what);
+        args.extend_from_slice(&["-o", &output]);
+        String::from_utf8_lossy(&self.kubectl(&args).stdout).into_owned()
+    }
+
+    /// Waits up to [`WAIT`] for [`Cluster::jsonpath`] to print `want`; fails with what it
+    /// printed last and `kubectl describe <what...>`.
+    pub fn wait_for(&self, what: &[&str], path: &str, want: &str) {
+        let ok = eventually(WAIT, || self.jsonpath(what, path) == want);
+        let mut describe = vec!["describe"];
+        describe.extend_from_slice(what);
+        assert!(
+            ok,
+            "{what:?} {path} never became {want:?} (now {:?}); describe:\n{}",
+            self.jsonpath(what, path),
+            String::from_utf8_lossy(&self.kubectl(&describe).stdout)
+        );
+    }
+
     /// `skiff <subcommand> --data-dir <tmp> --api-port <free> <extra...>`, waiting until ready.
     pub fn start(subcommand: &str, extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
