@@ -199,11 +199,11 @@ async fn binds_pods_explains_failures_and_retries_on_node_events() -> Result<()>
 
     // The loop counts a pod when the binding's response reaches it, which can be just after
     // a reader already sees the pod bound.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while health.scheduled() < 3 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert!(health.scheduled() >= 3, "scheduled {}", health.scheduled());
+    let counted = eventually(5, "the loop to count 3 bindings", || async {
+        Ok((health.scheduled() >= 3).then_some(()))
+    })
+    .await;
+    assert!(counted.is_ok(), "scheduled {}", health.scheduled());
     assert!(health.check().is_ok());
     sched.abort();
     Ok(())

@@ -269,9 +269,14 @@ impl Drop for Cluster {
 
 /// Panics with kubectl's output unless it succeeded.
 pub fn assert_ok(out: &Output, args: &[&str]) {
+    assert_succeeded("kubectl", out, args);
+}
+
+/// Panics with `program`'s output unless it succeeded.
+fn assert_succeeded(program: &str, out: &Output, args: &[&str]) {
     assert!(
         out.status.success(),
-        "kubectl {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+        "{program} {args:?} failed ({}):\nstdout: {}\nstderr: {}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
@@ -341,10 +346,5 @@ pub fn skiff(args: &[&str]) {
         .args(args)
         .output()
         .expect("run skiff");
-    assert!(
-        out.status.success(),
-        "skiff {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded("skiff", &out, args);
 }
