@@ -112,6 +112,28 @@ async fn pods_get_ips_on_the_bridge_and_reach_each_other() {
         .expect("pod ip");
     assert_ne!(ip, "10.251.7.1", "the gateway is the bridge's");
 
+    // IPv4 only: neither veth end has IPv6 on (its neighbour discovery and MLD chatter would be
+    // flooded to every pod on the bridge).
+    let ipv6_off = |interface: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{interface}/disable_ipv6"))
+            .map(|v| v.trim() == "1")
+            .unwrap_or(true)
+    };
+    let server_uid = server.metadata.uid.clone().expect("uid");
+    assert!(ipv6_off(&skiff_node::network::bridge::host_veth_name(
+        &server_uid
+    )));
+    let namespaces: Vec<_> = std::fs::read_dir(netns_dir.path())
+        .expect("netns dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(namespaces.len(), 1, "{namespaces:?}");
+    let pod_side = skiff_runtimes::netns::Netns::open(&namespaces[0])
+        .expect("open netns")
+        .run(move || ipv6_off("eth0"))
+        .expect("run in netns");
+    assert!(pod_side, "eth0 in the pod has IPv6 on");
+
     // The node reaches the pod IP through the bridge.
     let body = eventually(T, "HTTP from the node to the pod IP", || {
         let ip = ip.clone();

@@ -269,34 +269,44 @@ impl Runtime for WasmtimeRuntime {
             context: context.to_owned(),
             source: source.into(),
         };
-        let netns = match &spec.network {
-            NetworkMode::Host => None,
-            NetworkMode::Pod => {
-                if netns::supported() || self.inner.config.require_pod_network {
-                    let name = format!("skiff-{id}");
-                    Some(
-                        Netns::create(&self.inner.config.netns_dir, &name)
-                            .map_err(|e| sandbox_error("create network namespace", e))?,
-                    )
-                } else {
-                    tracing::warn!(%pod, "cannot create network namespaces (not root): host network");
-                    None
+        let network = spec.network.clone();
+        let warn_pod = pod.clone();
+        let config = self.inner.config.clone();
+        let short_id = id[..8].to_owned();
+        let ns_name = format!("skiff-{id}");
+        // Creating a namespace and the pod's threads blocks (helper threads are spawned and
+        // joined, `unshare` and `mount` wait in the kernel): on the runtime's few worker
+        // threads that stalled every other task of the node during a burst of pod starts.
+        let (netns, executor) = tokio::task::spawn_blocking(move || {
+            let netns = match &network {
+                NetworkMode::Host => None,
+                NetworkMode::Pod => {
+                    if netns::supported() || config.require_pod_network {
+                        Some(
+                            Netns::create(&config.netns_dir, &ns_name)
+                                .map_err(|e| ("create network namespace", e))?,
+                        )
+                    } else {
+                        tracing::warn!(pod = %warn_pod, "cannot create network namespaces (not root): host network");
+                        None
+                    }
                 }
-            }
-            NetworkMode::Existing(path) => {
-                Some(Netns::open(path).map_err(|e| sandbox_error("open network namespace", e))?)
-            }
-        };
-        let executor = match &netns {
-            Some(ns) => Some(
-                ns.executor(&id[..8], self.inner.config.pod_threads)
-                    .map_err(|e| {
-                        let _ = ns.remove();
-                        sandbox_error("start pod threads", e)
-                    })?,
-            ),
-            None => None,
-        };
+                NetworkMode::Existing(path) => {
+                    Some(Netns::open(path).map_err(|e| ("open network namespace", e))?)
+                }
+            };
+            let executor = match &netns {
+                Some(ns) => Some(ns.executor(&short_id, config.pod_threads).map_err(|e| {
+                    let _ = ns.remove();
+                    ("start pod threads", e)
+                })?),
+                None => None,
+            };
+            Ok((netns, executor))
+        })
+        .await
+        .map_err(|e| Error::internal("set up the pod sandbox", e))?
+        .map_err(|(context, e)| sandbox_error(context, e))?;
         let handle = match &executor {
             Some(rt) => rt.handle().clone(),
             None => tokio::runtime::Handle::current(),
