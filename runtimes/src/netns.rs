@@ -7,8 +7,10 @@
 //!    its `/proc/thread-self/ns/net` onto a file (by default `/run/netns/skiff-<id>`, so
 //!    `ip netns exec` works on it too) and brings `lo` up over rtnetlink — or an existing
 //!    namespace joined by path (a Docker pause container's `/proc/<pid>/ns/net`);
-//! 2. an [`executor`](Netns::executor): a tokio runtime whose every thread (workers and blocking
-//!    pool) `setns`es into that namespace in `on_thread_start`, before it runs any task.
+//! 2. an [`executor`](Netns::executor): threads that run the pod's tasks — by default one
+//!    thread with a current-thread runtime, which enters the namespace (or, with
+//!    [`Netns::create_with_executor`], creates it) before it runs any task; its blocking-pool
+//!    threads `setns` into the namespace in `on_thread_start`.
 //!
 //! Backends run all of a pod's guests on that runtime, so every socket a guest opens (and
 //! every process the fake backend forks) is inside the pod's namespace: containers of one pod
@@ -78,17 +80,7 @@ impl Netns {
     /// Create a new namespace bind-mounted at `dir/name`, with `lo` up. Needs root
     /// (`CAP_SYS_ADMIN`).
     pub fn create(dir: &Path, name: &str) -> Result<Netns, NetnsError> {
-        std::fs::create_dir_all(dir).map_err(|source| NetnsError::Io {
-            operation: "create directory",
-            path: dir.to_owned(),
-            source,
-        })?;
-        let path = dir.join(name);
-        File::create(&path).map_err(|source| NetnsError::Io {
-            operation: "create mount point",
-            path: path.clone(),
-            source,
-        })?;
+        let path = mount_point(dir, name)?;
         let thread_path = path.clone();
         let created = std::thread::Builder::new()
             .name("skiff-netns-new".to_owned())
@@ -102,11 +94,32 @@ impl Netns {
             .map_err(|_| NetnsError::ThreadPanicked)
             .and_then(|r| r);
         if let Err(error) = created {
-            let _ = nix::mount::umount2(&path, MntFlags::MNT_DETACH);
-            let _ = std::fs::remove_file(&path);
+            discard(&path);
             return Err(error);
         }
-        let file = open(&path)?;
+        Self::created(path)
+    }
+
+    /// [`Netns::create`] and a one-thread [`NetnsExecutor`] in it, in one go: the executor's
+    /// thread creates the namespace itself, so no helper thread is spawned and joined.
+    pub fn create_with_executor(
+        dir: &Path,
+        name: &str,
+        thread_name: &str,
+    ) -> Result<(Netns, NetnsExecutor), NetnsError> {
+        let path = mount_point(dir, name)?;
+        let thread_path = path.clone();
+        let executor = NetnsExecutor::spawn(thread_name, path.clone(), move || {
+            new_namespace_on_this_thread(&thread_path)?;
+            open(Path::new("/proc/thread-self/ns/net"))
+        })
+        .inspect_err(|_| discard(&path))?;
+        Ok((Self::created(path)?, executor))
+    }
+
+    /// The namespace just mounted at `path`; unmounted and removed if it cannot be opened.
+    fn created(path: PathBuf) -> Result<Netns, NetnsError> {
+        let file = open(&path).inspect_err(|_| discard(&path))?;
         tracing::debug!(path = %path.display(), "created network namespace");
         Ok(Netns {
             path,
@@ -161,11 +174,24 @@ impl Netns {
     /// Every thread `setns`es in `on_thread_start` before running any task. If that fails
     /// (it cannot once [`Netns::enter`] worked on another thread), the process aborts: running
     /// a guest in the host namespace instead would silently break pod isolation.
-    pub fn executor(
-        &self,
-        name: &str,
-        worker_threads: usize,
-    ) -> Result<tokio::runtime::Runtime, NetnsError> {
+    ///
+    /// One thread (`worker_threads` = 1) is a thread of its own running a current-thread
+    /// runtime; more are a multi-thread runtime.
+    pub fn executor(&self, name: &str, worker_threads: usize) -> Result<NetnsExecutor, NetnsError> {
+        if worker_threads <= 1 {
+            let file = Arc::clone(&self.file);
+            let path = self.path.clone();
+            return NetnsExecutor::spawn(&format!("pod-{name}"), self.path.clone(), move || {
+                nix::sched::setns(&*file, CloneFlags::CLONE_NEWNET).map_err(|source| {
+                    NetnsError::Sys {
+                        operation: "setns",
+                        path,
+                        source,
+                    }
+                })?;
+                open(Path::new("/proc/thread-self/ns/net"))
+            });
+        }
         // Prove the namespace can be entered before handing it to threads that abort.
         let probe_file = Arc::clone(&self.file);
         let probe_path = self.path.clone();
@@ -197,6 +223,10 @@ impl Netns {
                 }
             })
             .build()
+            .map(|runtime| NetnsExecutor {
+                handle: runtime.handle().clone(),
+                owner: ExecutorOwner::Runtime(Some(runtime)),
+            })
             .map_err(|source| NetnsError::Io {
                 operation: "start executor threads for",
                 path: self.path.clone(),
@@ -235,6 +265,131 @@ impl Netns {
         }
         remove_path(&self.path)
     }
+}
+
+/// Threads inside a namespace that run a pod's tasks: spawn on [`NetnsExecutor::handle`].
+/// Dropping it stops them; tasks still running are dropped, nothing waits for them.
+pub struct NetnsExecutor {
+    handle: tokio::runtime::Handle,
+    owner: ExecutorOwner,
+}
+
+enum ExecutorOwner {
+    /// A thread of its own blocks on this channel; closing it ends the thread.
+    Thread(#[allow(dead_code)] tokio::sync::oneshot::Sender<()>),
+    /// A multi-thread runtime.
+    Runtime(Option<tokio::runtime::Runtime>),
+}
+
+impl std::fmt::Debug for NetnsExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetnsExecutor").finish_non_exhaustive()
+    }
+}
+
+impl NetnsExecutor {
+    /// Where to spawn the pod's tasks.
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+
+    /// A thread named `name` that runs `enter` (which puts the thread into the namespace and
+    /// returns that namespace's file) and then a current-thread runtime until the executor
+    /// is dropped. The runtime's blocking-pool threads `setns` into the same namespace.
+    fn spawn(
+        name: &str,
+        path: PathBuf,
+        enter: impl FnOnce() -> Result<File, NetnsError> + Send + 'static,
+    ) -> Result<NetnsExecutor, NetnsError> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+        let thread_path = path.clone();
+        let spawned = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                let started = enter().and_then(|file| {
+                    let file = Arc::new(file);
+                    let blocking_path = thread_path.clone();
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .on_thread_start(move || {
+                            if let Err(error) = nix::sched::setns(&*file, CloneFlags::CLONE_NEWNET)
+                            {
+                                tracing::error!(
+                                    path = %blocking_path.display(), %error,
+                                    "cannot enter pod network namespace; aborting to keep pods isolated"
+                                );
+                                std::process::abort();
+                            }
+                        })
+                        .build()
+                        .map_err(|source| NetnsError::Io {
+                            operation: "start executor thread for",
+                            path: thread_path,
+                            source,
+                        })
+                });
+                let runtime = match started {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _ = ready_tx.send(Err(error));
+                        return;
+                    }
+                };
+                let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+                if ready_tx.send(Ok((runtime.handle().clone(), stop_tx))).is_err() {
+                    return;
+                }
+                runtime.block_on(async {
+                    let _ = stop_rx.await;
+                });
+                // Tasks still running are dropped with the runtime, on this thread.
+            });
+        if let Err(source) = spawned {
+            return Err(NetnsError::Io {
+                operation: "spawn executor thread for",
+                path,
+                source,
+            });
+        }
+        let (handle, stop) = ready_rx.recv().map_err(|_| NetnsError::ThreadPanicked)??;
+        Ok(NetnsExecutor {
+            handle,
+            owner: ExecutorOwner::Thread(stop),
+        })
+    }
+}
+
+impl Drop for NetnsExecutor {
+    fn drop(&mut self) {
+        if let ExecutorOwner::Runtime(runtime) = &mut self.owner
+            && let Some(runtime) = runtime.take()
+        {
+            // Dropping a runtime blocks; this may run in async context.
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Undo a namespace's bind mount and its file, best effort (a failed creation).
+fn discard(path: &Path) {
+    let _ = nix::mount::umount2(path, MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_file(path);
+}
+
+/// Create `dir` and the empty file `dir/name` a namespace is bind-mounted on.
+fn mount_point(dir: &Path, name: &str) -> Result<PathBuf, NetnsError> {
+    std::fs::create_dir_all(dir).map_err(|source| NetnsError::Io {
+        operation: "create directory",
+        path: dir.to_owned(),
+        source,
+    })?;
+    let path = dir.join(name);
+    File::create(&path).map_err(|source| NetnsError::Io {
+        operation: "create mount point",
+        path: path.clone(),
+        source,
+    })?;
+    Ok(path)
 }
 
 /// Unmount and delete a namespace file left by [`Netns::create`] (e.g. after a crash).

@@ -75,7 +75,7 @@ pub trait Runtime: Send + Sync + 'static {
     /// The handler name this backend registers under (`wasmtime`, `docker`, `fake`).
     fn handler(&self) -> &str;
 
-    /// Create a pod sandbox and its network namespace (CRI `RunPodSandbox`).
+    /// Create a pod sandbox and its network namespace, with `lo` up (CRI `RunPodSandbox`).
     async fn create_sandbox(&self, spec: &SandboxSpec) -> Result<String>;
     /// Kill all containers of the sandbox and mark it not ready. Idempotent.
     async fn stop_sandbox(&self, id: &str) -> Result<()>;

@@ -7,7 +7,7 @@
 //! (when dockerd answers) Docker. The wasm pods run an idle guest; the OCI pods run
 //! `sleep` in a busybox image built from the host's `busybox-static`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -161,7 +161,8 @@ pub async fn run(args: PodsBenchArgs) -> anyhow::Result<serde_json::Value> {
         .context("the node never became Ready")?;
 
     let ns_api: Api<Namespace> = Api::all(client.clone());
-    let result = measure(&client, &ns_api, &args, oci).await;
+    let state = api.state();
+    let result = measure(&client, &ns_api, &args, oci, state.metrics()).await;
     crate::node::stop_all_pods(&registry, Duration::from_secs(1)).await;
     tasks.abort_all();
     result
@@ -282,11 +283,46 @@ fn latency_figures(name: &str, samples: &[Duration]) -> (serde_json::Value, Stri
     )
 }
 
+/// Write requests the API server has served so far, by `verb resource[/subresource]`, from its
+/// `apiserver_request_total` counters.
+fn write_counts(
+    metrics: &skiff_control_plane::apiserver::metrics::Metrics,
+) -> BTreeMap<String, f64> {
+    let mut counts = BTreeMap::new();
+    for line in metrics.encode().lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
+                .map(|v| v.trim_end_matches('"').to_owned())
+                .unwrap_or_default()
+        };
+        let verb = label("verb");
+        if !matches!(verb.as_str(), "create" | "update" | "patch" | "delete") {
+            continue;
+        }
+        let mut key = format!("{verb} {}", label("resource"));
+        let subresource = label("subresource");
+        if !subresource.is_empty() {
+            key = format!("{key}/{subresource}");
+        }
+        *counts.entry(key).or_default() += value.trim().parse::<f64>().unwrap_or(0.0);
+    }
+    counts
+}
+
 async fn measure(
     client: &kube::Client,
     namespaces: &Api<Namespace>,
     args: &PodsBenchArgs,
     oci: bool,
+    metrics: &skiff_control_plane::apiserver::metrics::Metrics,
 ) -> anyhow::Result<serde_json::Value> {
     for ns in ["bench-wasm", "bench-oci", "bench-burst"] {
         let obj: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}}))?;
@@ -327,11 +363,22 @@ async fn measure(
             pod(&name, WASM_IMAGE, None).map(|p| (name, p))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let writes_before = write_counts(metrics);
     let Burst {
         latencies: burst,
         created,
         elapsed,
     } = create_and_wait(&burst_api, burst_pods, args.parallelism).await?;
+    // API writes per pod the burst caused (the pod's create, its binding, status updates and
+    // events from the scheduler and the kubelet).
+    let per_pod: BTreeMap<String, f64> = write_counts(metrics)
+        .into_iter()
+        .map(|(k, v)| {
+            let delta = v - writes_before.get(&k).copied().unwrap_or(0.0);
+            (k, round2(delta / args.burst.max(1) as f64))
+        })
+        .filter(|(_, v)| *v > 0.0)
+        .collect();
     let rate = burst.len() as f64 / elapsed.as_secs_f64();
     let rss = rss_mib(std::process::id());
     let (burst_json, burst_row) = latency_figures("burst", &burst);
@@ -342,6 +389,8 @@ async fn measure(
         "pods", "samples", "p50 ms", "p99 ms"
     );
     println!("{wasm_row}\n{oci_row}\n{burst_row}");
+    let writes: Vec<String> = per_pod.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    println!("API writes per burst pod: {}", writes.join(", "));
     println!(
         "burst: {} wasm pods running in {:.2} s = {:.0} pods/s (all created after {:.2} s); process RSS {:.0} MiB",
         burst.len(),
@@ -364,6 +413,7 @@ async fn measure(
             "pods": burst.len(),
             "seconds": round2(elapsed.as_secs_f64()),
             "create_seconds": round2(created.as_secs_f64()),
+            "api_writes_per_pod": per_pod,
             "pods_per_second": round2(rate),
             "latency": burst_json,
         },

@@ -403,7 +403,7 @@ async fn plug_host_side(
 }
 
 /// Inside the pod's namespace: address `eth0` (IPv4 only: its IPv6 is switched off), bring it
-/// and `lo` up, add the default route.
+/// up, add the default route. `lo` is the runtime's: a sandbox's namespace comes with it up.
 async fn configure_inside(
     handle: &Handle,
     ip: Ipv4Addr,
@@ -432,12 +432,6 @@ async fn configure_inside(
         .execute()
         .await
         .map_err(netlink_error("bring up eth0"))?;
-    handle
-        .link()
-        .set(LinkUnspec::new_with_index(1).up().build())
-        .execute()
-        .await
-        .map_err(netlink_error("bring up lo"))?;
     let route = RouteMessageBuilder::<Ipv4Addr>::new()
         .output_interface(index)
         .gateway(ipam::gateway(cidr))

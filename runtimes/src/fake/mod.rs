@@ -127,7 +127,7 @@ struct Sandbox {
     ready: AtomicBool,
     netns: Option<Netns>,
     /// Threads inside the pod's namespace; `None` for host networking.
-    executor: Mutex<Option<tokio::runtime::Runtime>>,
+    executor: Mutex<Option<netns::NetnsExecutor>>,
     handle: tokio::runtime::Handle,
 }
 
@@ -135,9 +135,7 @@ impl Drop for Sandbox {
     // A sandbox dropped without `remove_sandbox` (a panicking caller, a dropped runtime) must
     // not panic by dropping a tokio runtime in async context, nor leak its namespace.
     fn drop(&mut self) {
-        if let Some(executor) = self.executor.get_mut().take() {
-            executor.shutdown_background();
-        }
+        drop(self.executor.get_mut().take());
         if let Some(ns) = &self.netns
             && let Err(error) = ns.remove()
         {
@@ -313,9 +311,7 @@ impl Runtime for FakeRuntime {
         let Some(sandbox) = self.inner.sandboxes.lock().remove(id) else {
             return Ok(());
         };
-        if let Some(executor) = sandbox.executor.lock().take() {
-            executor.shutdown_background();
-        }
+        drop(sandbox.executor.lock().take());
         if let Some(ns) = &sandbox.netns {
             ns.remove()
                 .map_err(|e| Error::internal("remove network namespace", e))?;

@@ -16,9 +16,9 @@
 //!   is not waited out: the guest is killed at once (exit code 137).
 //! - **Exit**: code from `exit(n)` or the command's result; a trap is reason `Error`, exit
 //!   code 134, the trap message in the status.
-//! - **Networking**: each sandbox creates (or joins) a network namespace and a tokio runtime
-//!   whose threads all `setns` into it when they start ([`Netns::executor`]); the pod's
-//!   guests run only on those threads, so every socket they open (wasi:sockets, with TCP and
+//! - **Networking**: each sandbox creates (or joins) a network namespace and a thread inside it
+//!   that runs a tokio runtime ([`Netns::create_with_executor`], [`Netns::executor`]); the
+//!   pod's guests run only there, so every socket they open (wasi:sockets, with TCP and
 //!   UDP allowed) lives in the pod's namespace: siblings reach each other on `127.0.0.1`,
 //!   nothing outside the pod can. A host-network sandbox runs guests on the caller's runtime.
 //! - **No exec or attach**: a guest is one instance with no processes to start beside it;
@@ -75,7 +75,9 @@ pub struct WasmtimeConfig {
     pub max_memory_bytes: u64,
     /// Wasm stack size per guest.
     pub max_wasm_stack: usize,
-    /// Worker threads per pod network namespace.
+    /// Threads per pod network namespace. 1 (the default): one thread creates the namespace
+    /// and runs all of the pod's guests, which share it through epoch yields; more: a
+    /// multi-thread runtime, so one pod's guests can use several cores.
     pub pod_threads: usize,
     /// Epoch tick: the longest a guest runs without yielding.
     pub epoch_tick: Duration,
@@ -96,9 +98,7 @@ impl WasmtimeConfig {
             max_containers: 1100,
             max_memory_bytes: 4 << 30,
             max_wasm_stack: 1 << 20,
-            pod_threads: std::thread::available_parallelism()
-                .map(|n| n.get().min(2))
-                .unwrap_or(1),
+            pod_threads: 1,
             epoch_tick: Duration::from_millis(10),
             require_pod_network: false,
             insecure_registries: Vec::new(),
@@ -129,7 +129,7 @@ struct Sandbox {
     created_at: Timestamp,
     ready: AtomicBool,
     netns: Option<Netns>,
-    executor: Mutex<Option<tokio::runtime::Runtime>>,
+    executor: Mutex<Option<netns::NetnsExecutor>>,
     handle: tokio::runtime::Handle,
 }
 
@@ -137,9 +137,7 @@ impl Drop for Sandbox {
     // A sandbox dropped without `remove_sandbox` (a panicking caller, a dropped runtime) must
     // not panic by dropping a tokio runtime in async context, nor leak its namespace.
     fn drop(&mut self) {
-        if let Some(executor) = self.executor.get_mut().take() {
-            executor.shutdown_background();
-        }
+        drop(self.executor.get_mut().take());
         if let Some(ns) = &self.netns
             && let Err(error) = ns.remove()
         {
@@ -278,37 +276,44 @@ impl Runtime for WasmtimeRuntime {
         // joined, `unshare` and `mount` wait in the kernel): on the runtime's few worker
         // threads that stalled every other task of the node during a burst of pod starts.
         let (netns, executor) = tokio::task::spawn_blocking(move || {
+            let thread_name = format!("pod-{short_id}");
             let netns = match &network {
-                NetworkMode::Host => None,
+                NetworkMode::Host => return Ok((None, None)),
+                NetworkMode::Pod if config.pod_threads <= 1 => {
+                    if netns::supported() || config.require_pod_network {
+                        // One thread creates the namespace and then runs the pod's guests.
+                        let (netns, executor) =
+                            Netns::create_with_executor(&config.netns_dir, &ns_name, &thread_name)
+                                .map_err(|e| ("create network namespace", e))?;
+                        return Ok((Some(netns), Some(executor)));
+                    }
+                    tracing::warn!(pod = %warn_pod, "cannot create network namespaces (not root): host network");
+                    return Ok((None, None));
+                }
                 NetworkMode::Pod => {
                     if netns::supported() || config.require_pod_network {
-                        Some(
-                            Netns::create(&config.netns_dir, &ns_name)
-                                .map_err(|e| ("create network namespace", e))?,
-                        )
+                        Netns::create(&config.netns_dir, &ns_name)
+                            .map_err(|e| ("create network namespace", e))?
                     } else {
                         tracing::warn!(pod = %warn_pod, "cannot create network namespaces (not root): host network");
-                        None
+                        return Ok((None, None));
                     }
                 }
                 NetworkMode::Existing(path) => {
-                    Some(Netns::open(path).map_err(|e| ("open network namespace", e))?)
+                    Netns::open(path).map_err(|e| ("open network namespace", e))?
                 }
             };
-            let executor = match &netns {
-                Some(ns) => Some(ns.executor(&short_id, config.pod_threads).map_err(|e| {
-                    let _ = ns.remove();
-                    ("start pod threads", e)
-                })?),
-                None => None,
-            };
-            Ok((netns, executor))
+            let executor = netns.executor(&short_id, config.pod_threads).map_err(|e| {
+                let _ = netns.remove();
+                ("start pod threads", e)
+            })?;
+            Ok((Some(netns), Some(executor)))
         })
         .await
         .map_err(|e| Error::internal("set up the pod sandbox", e))?
         .map_err(|(context, e)| sandbox_error(context, e))?;
         let handle = match &executor {
-            Some(rt) => rt.handle().clone(),
+            Some(executor) => executor.handle().clone(),
             None => tokio::runtime::Handle::current(),
         };
         let sandbox = Sandbox {
@@ -347,9 +352,7 @@ impl Runtime for WasmtimeRuntime {
         let Some(sandbox) = self.inner.sandboxes.lock().remove(id) else {
             return Ok(());
         };
-        if let Some(executor) = sandbox.executor.lock().take() {
-            executor.shutdown_background();
-        }
+        drop(sandbox.executor.lock().take());
         if let Some(ns) = &sandbox.netns {
             ns.remove()
                 .map_err(|e| Error::internal("remove network namespace", e))?;
