@@ -199,8 +199,12 @@ async fn create_and_wait(
     let watcher_tracker = tracker.clone();
     let watch = tokio::spawn(async move {
         while let Some(event) = stream.next().await {
-            let (WatchEvent::Added(pod) | WatchEvent::Modified(pod)) = event? else {
-                continue;
+            let pod = match event? {
+                WatchEvent::Added(pod) | WatchEvent::Modified(pod) => pod,
+                WatchEvent::Error(status) => {
+                    anyhow::bail!("the watch of the pods ended: {}", status.message)
+                }
+                _ => continue,
             };
             if !all_running(&pod) {
                 continue;
@@ -212,11 +216,12 @@ async fn create_and_wait(
             {
                 t.done.insert(name, sent.elapsed());
                 if t.done.len() == want {
-                    return Ok::<(), kube::Error>(());
+                    return Ok(());
                 }
             }
         }
-        Ok(())
+        let seen = watcher_tracker.lock().done.len();
+        anyhow::bail!("the watch of the pods ended after {seen} of {want} ran")
     });
     let started = Instant::now();
     futures::stream::iter(names)

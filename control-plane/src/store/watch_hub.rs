@@ -6,8 +6,9 @@
 //! owns one `tokio::sync::broadcast` ring, so a publish does work per
 //! *distinct prefix* rather than per watcher, wakes only watchers whose prefix
 //! matches, and clones only an `Arc` per group. A watcher that falls more than
-//! its ring's capacity behind finds the ring overwritten and its stream ends
-//! with [`StoreError::Expired`]; writers never wait for readers.
+//! its ring's capacity behind finds the ring overwritten and catches up from the
+//! window; only one that fell behind the window too ends with
+//! [`StoreError::Expired`]. Writers never wait for readers.
 //!
 //! Publishers must publish in revision order and never concurrently (each
 //! backend publishes from its single write path). A watch subscribes to the
@@ -29,8 +30,8 @@ use super::{Event, EventStream, Revision, StoreError};
 pub struct WatchHubConfig {
     /// How many recent events the window keeps for replay.
     pub window: usize,
-    /// How many undelivered events one watch prefix may queue before its
-    /// slowest watcher is ended with `Expired`.
+    /// How many undelivered events one watch prefix's ring holds; a watcher
+    /// further behind catches up from the window instead.
     pub watcher_buffer: usize,
 }
 
@@ -231,11 +232,17 @@ impl WatchHub {
         let live = LiveState {
             rx,
             last,
+            prefix: prefix.to_owned(),
+            caught_up: VecDeque::new(),
             hub: Arc::clone(&self.inner),
         };
         let live = stream::unfold(Some(live), |state| async move {
             let mut state = state?;
             loop {
+                if let Some(event) = state.caught_up.pop_front() {
+                    state.last = event.revision;
+                    return Some((Ok(Event::clone(&event)), Some(state)));
+                }
                 match state.rx.recv().await {
                     Ok(event) if event.revision <= state.last => continue,
                     Ok(event) => {
@@ -243,17 +250,28 @@ impl WatchHub {
                         return Some((Ok(Event::clone(&event)), Some(state)));
                     }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::debug!(
-                            missed,
-                            last = state.last,
-                            "watcher fell behind; ending watch"
-                        );
-                        let oldest = state.hub.window.read().latest;
-                        let err = StoreError::Expired {
-                            requested: state.last,
-                            oldest,
-                        };
-                        return Some((Err(err), None));
+                        // The ring moved on without this watcher; the window usually still
+                        // holds what it missed, so it catches up from there (the ring's
+                        // later events it has then seen are skipped by revision).
+                        let window = state.hub.window.read();
+                        if state.last < window.floor {
+                            tracing::debug!(
+                                missed,
+                                last = state.last,
+                                "watcher fell behind the window; ending watch"
+                            );
+                            let err = StoreError::Expired {
+                                requested: state.last,
+                                oldest: window.floor,
+                            };
+                            return Some((Err(err), None));
+                        }
+                        state.caught_up = window
+                            .events
+                            .range(window.first_after(state.last)..)
+                            .filter(|e| e.kv.key.starts_with(state.prefix.as_str()))
+                            .cloned()
+                            .collect();
                     }
                     Err(broadcast::error::RecvError::Closed) => {
                         return Some((Err(StoreError::Closed), None));
@@ -270,5 +288,9 @@ struct LiveState {
     rx: broadcast::Receiver<Arc<Event>>,
     /// The last revision delivered (or the starting revision).
     last: Revision,
+    /// The watch's key prefix.
+    prefix: String,
+    /// Events taken from the window after the ring overran this watcher, to deliver first.
+    caught_up: VecDeque<Arc<Event>>,
     hub: Arc<Inner>,
 }

@@ -20,7 +20,7 @@ use skiff_control_plane::store::{
 pub struct Opts {
     /// Watch window (events).
     pub window: usize,
-    /// Per-watch buffer before a slow watcher is ended.
+    /// Per-prefix ring; a watcher further behind catches up from the window.
     pub watcher_buffer: usize,
 }
 
@@ -55,6 +55,7 @@ macro_rules! store_suite {
             list_at_a_past_revision_is_exact,
             watch_replays_history_then_streams_live,
             compaction_expires_old_revisions,
+            lagging_watcher_catches_up_from_the_window,
             lagging_watcher_ends_with_expired,
             concurrent_writers_get_distinct_revisions,
             many_watchers_receive_their_prefix,
@@ -476,16 +477,12 @@ pub async fn compaction_expires_old_revisions(backend: &impl Backend) {
     );
 }
 
-pub async fn lagging_watcher_ends_with_expired(backend: &impl Backend) {
-    let h = backend.open(Opts {
-        watcher_buffer: 8,
-        ..Opts::default()
-    });
-    let s = &h.store;
-    let mut slow = s.watch("/registry/core/pods/", 0).await.unwrap();
+/// Opens a watch that never reads, then makes 100 creates while a second watcher keeps up
+/// (the writer stays within 4 events of it, so only the idle watcher overruns its ring).
+/// Returns the idle watch.
+async fn hundred_writes_past_an_idle_watcher(s: &Arc<dyn Store>) -> EventStream {
+    let slow = s.watch("/registry/core/pods/", 0).await.unwrap();
     let mut fast = s.watch("/registry/core/pods/", 0).await.unwrap();
-    // The fast watcher reports progress; the writer stays within 4 events of
-    // it, so only the watcher that never reads overflows its buffer.
     let (progress_tx, mut progress) = tokio::sync::watch::channel(0usize);
     let reader = tokio::spawn(async move {
         let mut seen = 0;
@@ -511,6 +508,44 @@ pub async fn lagging_watcher_ends_with_expired(backend: &impl Backend) {
     }
     // Writers never waited for the slow watcher (generous bound for CI).
     assert!(started.elapsed() < Duration::from_secs(15));
+    assert_eq!(reader.await.unwrap(), 100);
+    slow
+}
+
+pub async fn lagging_watcher_catches_up_from_the_window(backend: &impl Backend) {
+    let h = backend.open(Opts {
+        watcher_buffer: 8,
+        ..Opts::default()
+    });
+    let mut slow = hundred_writes_past_an_idle_watcher(&h.store).await;
+    // Its ring was overrun 90 events ago, but the window holds them all: every event
+    // arrives, once, in order.
+    let mut revisions = Vec::new();
+    while revisions.len() < 100 {
+        match next(&mut slow).await {
+            Some(Ok(event)) => revisions.push(event.revision),
+            other => panic!("after {} events: {other:?}", revisions.len()),
+        }
+    }
+    assert!(
+        revisions.windows(2).all(|w| w[0] + 1 == w[1]),
+        "{revisions:?}"
+    );
+    // Live events keep coming after the catch-up.
+    h.store
+        .create("/registry/core/pods/a/late", b("v"))
+        .await
+        .unwrap();
+    assert_eq!(next_event(&mut slow).await.revision, revisions[99] + 1);
+}
+
+pub async fn lagging_watcher_ends_with_expired(backend: &impl Backend) {
+    let h = backend.open(Opts {
+        watcher_buffer: 8,
+        window: 20,
+    });
+    let mut slow = hundred_writes_past_an_idle_watcher(&h.store).await;
+    // Behind its ring and behind the window too: the watch ends with Expired (410).
     let mut delivered = 0;
     let end = loop {
         match next(&mut slow).await {
@@ -524,7 +559,6 @@ pub async fn lagging_watcher_ends_with_expired(backend: &impl Backend) {
     );
     assert!(delivered < 100);
     assert!(next(&mut slow).await.is_none(), "stream ends after Expired");
-    assert_eq!(reader.await.unwrap(), 100);
 }
 
 pub async fn concurrent_writers_get_distinct_revisions(backend: &impl Backend) {

@@ -465,8 +465,10 @@ fn attach_blocking(
                     message: e.to_string(),
                 }
             })?;
+            // A blocking-pool thread of our own: it visits the pod's namespace for the netlink
+            // socket instead of spawning a thread per pod.
             netns
-                .run(move || {
+                .run_on_this_thread(|| {
                     with_netlink(|handle| async move { configure_inside(&handle, ip, cidr).await })
                 })
                 .map_err(|e| NetworkError::Netns {
