@@ -4,7 +4,7 @@
 //! thread that created it. So a sandbox here is:
 //!
 //! 1. a namespace, created by a short-lived thread that `unshare(CLONE_NEWNET)`s, bind-mounts
-//!    its `/proc/thread-self/ns/net` onto a file (by default `/run/netns/skiff-<id>`, so
+//!    its `/proc/thread-self/ns/net` onto a file (by default `/run/netns/skiff-<data dir hash>-<id>`, so
 //!    `ip netns exec` works on it too) and brings `lo` up over rtnetlink — or an existing
 //!    namespace joined by path (a Docker pause container's `/proc/<pid>/ns/net`);
 //! 2. an [`executor`](Netns::executor): threads that run the pod's tasks — by default one

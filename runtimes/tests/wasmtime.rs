@@ -394,3 +394,60 @@ async fn joins_an_existing_namespace_and_leaves_it_alone() {
     assert!(outside.path().exists(), "a joined namespace is not deleted");
     outside.remove().expect("cleanup");
 }
+
+#[tokio::test]
+async fn a_restart_removes_namespaces_a_dead_run_left() {
+    if !netns::supported() {
+        assert!(
+            !common::ci(),
+            "CI=true: network namespaces must work (run as root)"
+        );
+        eprintln!("skipping: cannot create network namespaces");
+        return;
+    }
+    common::init_tracing();
+    let data = tempfile::tempdir().expect("data dir");
+    let namespaces = tempfile::tempdir().expect("netns dir");
+    let config = WasmtimeConfig {
+        netns_dir: namespaces.path().to_owned(),
+        ..config(data.path())
+    };
+    let first = WasmtimeRuntime::new(config.clone()).expect("runtime");
+    let live = first
+        .create_sandbox(&SandboxSpec::new("live").with_network(NetworkMode::Pod))
+        .await
+        .expect("sandbox");
+    let live_path = first
+        .sandbox_status(&live)
+        .await
+        .expect("status")
+        .netns_path
+        .expect("netns path");
+    // What a killed run of the same data dir would have left: its pid is in the name.
+    let mut exited = std::process::Command::new("true").spawn().expect("spawn");
+    let dead_pid = exited.id();
+    exited.wait().expect("wait");
+    let live_name = live_path.file_name().expect("name").to_string_lossy();
+    let ours = format!("-{}-", std::process::id());
+    assert!(live_name.contains(&ours), "{live_name}");
+    let stale_name = live_name.replacen(&ours, &format!("-{dead_pid}-"), 1);
+    let stale = Netns::create(namespaces.path(), &stale_name).expect("stale netns");
+    // Another data dir's leftovers are that data dir's business.
+    let foreign =
+        Netns::create(namespaces.path(), &format!("skiff-00000000-{dead_pid}-x")).expect("netns");
+
+    let _second = WasmtimeRuntime::new(config).expect("restarted runtime");
+    assert!(
+        !stale.path().exists(),
+        "the dead run's namespace is removed"
+    );
+    assert!(live_path.exists(), "a live process's namespace stays");
+    assert!(
+        foreign.path().exists(),
+        "another data dir's namespace stays"
+    );
+
+    first.remove_sandbox(&live).await.expect("remove");
+    assert!(!live_path.exists());
+    foreign.remove().expect("cleanup");
+}

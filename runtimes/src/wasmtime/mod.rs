@@ -21,6 +21,8 @@
 //!   pod's guests run only there, so every socket they open (wasi:sockets, with TCP and
 //!   UDP allowed) lives in the pod's namespace: siblings reach each other on `127.0.0.1`,
 //!   nothing outside the pod can. A host-network sandbox runs guests on the caller's runtime.
+//!   Namespace names carry the data dir and the pid, so a runtime starting on a data dir
+//!   removes those a killed or crashed run left behind.
 //! - **No exec or attach**: a guest is one instance with no processes to start beside it;
 //!   `exec`/`attach` fail with [`Error::OperationNotSupported`] and specs asking for `stdin`
 //!   or `tty` are refused at create.
@@ -120,7 +122,62 @@ struct Inner {
     puller: Puller,
     sandboxes: Mutex<HashMap<String, Arc<Sandbox>>>,
     containers: Mutex<HashMap<String, Arc<Container>>>,
+    /// Names of this process's pod namespaces start with it ([`netns_prefix`]).
+    netns_prefix: String,
     _ticker: EpochTicker,
+}
+
+/// `skiff-<8 hex of the data dir's path>-<pid>-`: the start of the names of this process's
+/// pod namespaces (`<prefix><sandbox id>`), so a runtime can tell what a dead process of its
+/// data dir left from another live process's pods.
+fn netns_prefix(data_dir: &Path) -> String {
+    format!("{}{}-", data_dir_prefix(data_dir), std::process::id())
+}
+
+fn data_dir_prefix(data_dir: &Path) -> String {
+    use sha2::Digest;
+    let path = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+    let hash = sha2::Sha256::digest(path.as_os_str().as_encoded_bytes());
+    format!(
+        "skiff-{:08x}-",
+        u32::from_be_bytes([hash[0], hash[1], hash[2], hash[3]])
+    )
+}
+
+/// Wasm sandboxes live and die with their process, so namespaces of this data dir whose
+/// process is gone were left by a run that did not stop cleanly (killed, crashed): unmount
+/// and remove them. Those of live processes (this one, or another runtime on the same data
+/// dir) stay.
+fn remove_stale_namespaces(netns_dir: &Path, data_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(netns_dir) else {
+        return;
+    };
+    let prefix = data_dir_prefix(data_dir);
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        match netns::remove_path(&entry.path()) {
+            Ok(()) => removed += 1,
+            Err(error) => tracing::warn!(%error, "cannot remove a stale pod network namespace"),
+        }
+    }
+    if removed > 0 {
+        tracing::info!(
+            removed,
+            dir = %netns_dir.display(),
+            "removed pod network namespaces a previous run left behind"
+        );
+    }
 }
 
 struct Sandbox {
@@ -167,8 +224,11 @@ impl WasmtimeRuntime {
         let images = ImageStore::open(&config.data_dir)?;
         let artifacts = ArtifactCache::new(&engine, &config.data_dir)?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
+        let netns_prefix = netns_prefix(&config.data_dir);
+        remove_stale_namespaces(&config.netns_dir, &config.data_dir);
         Ok(WasmtimeRuntime {
             inner: Arc::new(Inner {
+                netns_prefix,
                 puller: Puller::new(config.insecure_registries.clone()),
                 config,
                 engine,
@@ -271,7 +331,7 @@ impl Runtime for WasmtimeRuntime {
         let warn_pod = pod.clone();
         let config = self.inner.config.clone();
         let short_id = id[..8].to_owned();
-        let ns_name = format!("skiff-{id}");
+        let ns_name = format!("{}{id}", self.inner.netns_prefix);
         // Creating a namespace and the pod's threads blocks (helper threads are spawned and
         // joined, `unshare` and `mount` wait in the kernel): on the runtime's few worker
         // threads that stalled every other task of the node during a burst of pod starts.
