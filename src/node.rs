@@ -78,26 +78,39 @@ pub async fn stop_all_pods(registry: &RuntimeRegistry, grace: std::time::Duratio
         .handlers()
         .filter_map(|h| registry.get(h).ok())
         .collect();
-    let stops = runtimes.iter().map(|runtime| async move {
-        let containers = runtime.list_containers(None).await.unwrap_or_default();
-        futures::future::join_all(containers.iter().map(|c| async move {
-            match runtime.stop_container(&c.id, grace).await {
-                // Removed since it was listed (its pod's deletion finished meanwhile).
-                Ok(()) | Err(skiff_runtimes::Error::ContainerNotFound { .. }) => {}
-                Err(err) => tracing::warn!(container = %c.name, %err, "cannot stop container"),
+    // Pod workers that were just aborted may still finish a sandbox they were starting, so
+    // passes repeat until one finds nothing left (a sandbox left at exit keeps its network
+    // namespace mounted).
+    for _ in 0..20 {
+        let stops = runtimes.iter().map(|runtime| async move {
+            let containers = runtime.list_containers(None).await.unwrap_or_default();
+            futures::future::join_all(containers.iter().map(|c| async move {
+                match runtime.stop_container(&c.id, grace).await {
+                    // Removed since it was listed (its pod's deletion finished meanwhile).
+                    Ok(()) | Err(skiff_runtimes::Error::ContainerNotFound { .. }) => {}
+                    Err(err) => tracing::warn!(container = %c.name, %err, "cannot stop container"),
+                }
+                let _ = runtime.remove_container(&c.id).await;
+            }))
+            .await;
+            let sandboxes = runtime.list_sandboxes().await.unwrap_or_default();
+            for sandbox in &sandboxes {
+                let _ = runtime.stop_sandbox(&sandbox.id).await;
+                match runtime.remove_sandbox(&sandbox.id).await {
+                    Ok(()) | Err(skiff_runtimes::Error::SandboxNotFound { .. }) => {}
+                    Err(err) => {
+                        tracing::warn!(pod = %sandbox.name, %err, "cannot remove pod sandbox")
+                    }
+                }
             }
-            let _ = runtime.remove_container(&c.id).await;
-        }))
-        .await;
-        for sandbox in runtime.list_sandboxes().await.unwrap_or_default() {
-            let _ = runtime.stop_sandbox(&sandbox.id).await;
-            match runtime.remove_sandbox(&sandbox.id).await {
-                Ok(()) | Err(skiff_runtimes::Error::SandboxNotFound { .. }) => {}
-                Err(err) => tracing::warn!(pod = %sandbox.name, %err, "cannot remove pod sandbox"),
-            }
+            containers.len() + sandboxes.len()
+        });
+        let found: usize = futures::future::join_all(stops).await.into_iter().sum();
+        if found == 0 {
+            return;
         }
-    });
-    futures::future::join_all(stops).await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// The node's name from `--node-name` or the host name.

@@ -253,7 +253,10 @@ async fn shutdown(
     running: RunningApi,
 ) {
     println!("skiff: shutting down: stopping pods");
+    // The node agent ends first (its pod workers with it), so no worker starts a sandbox
+    // while the pods are being stopped.
     node.abort_all();
+    while node.join_next().await.is_some() {}
     crate::node::stop_all_pods(runtimes, grace).await;
     components.abort_all();
     running.shutdown();

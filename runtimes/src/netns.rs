@@ -68,7 +68,8 @@ pub enum NetnsError {
     ThreadPanicked,
 }
 
-/// A network namespace, held open by file descriptor.
+/// A network namespace, held open by file descriptor. One this value created (not joined) is
+/// unmounted and removed when the value is dropped.
 #[derive(Debug)]
 pub struct Netns {
     path: PathBuf,
@@ -283,6 +284,16 @@ impl Netns {
             return Ok(());
         }
         remove_path(&self.path)
+    }
+}
+
+impl Drop for Netns {
+    /// A namespace this value created goes with it (a sandbox start that was cancelled midway
+    /// must not leave it mounted); [`Netns::remove`] reports errors, this cannot.
+    fn drop(&mut self) {
+        if self.owned {
+            let _ = remove_path(&self.path);
+        }
     }
 }
 

@@ -138,7 +138,7 @@ impl Phase {
     }
 }
 
-/// Runs `op(worker, seq)` on `clients` workers for `secs` seconds.
+/// Runs `op(worker, successes so far)` on `clients` workers for `secs` seconds.
 async fn run_phase<F, Fut>(clients: &[kube::Client], workers: usize, secs: u64, op: F) -> Phase
 where
     F: Fn(kube::Client, usize, usize) -> Fut + Send + Sync + 'static,
@@ -153,16 +153,17 @@ where
         let op = op.clone();
         tasks.push(tokio::spawn(async move {
             let (mut samples, mut ops, mut errors) = (Samples::default(), 0usize, 0usize);
-            let mut seq = 0;
             while Instant::now() < deadline {
                 let t = Instant::now();
-                if op(client.clone(), w, seq).await {
+                // The op's sequence number is the count of its successes so far, so a failed
+                // create is retried under the same name and the names a worker created are
+                // exactly 0..ops (the get phase reads those back).
+                if op(client.clone(), w, ops).await {
                     samples.push(t.elapsed());
                     ops += 1;
                 } else {
                     errors += 1;
                 }
-                seq += 1;
             }
             (samples, ops, errors)
         }));
@@ -213,10 +214,15 @@ pub async fn run(args: ApiBenchArgs) -> anyhow::Result<serde_json::Value> {
         let create = run_phase(&clients, n, args.seconds, move |client, w, seq| {
             let ns = ns_c.clone();
             async move {
-                Api::<ConfigMap>::namespaced(client, &ns)
+                let created = Api::<ConfigMap>::namespaced(client, &ns)
                     .create(&PostParams::default(), &configmap(format!("cm-{w}-{seq}")))
-                    .await
-                    .is_ok()
+                    .await;
+                // 409: an earlier attempt that failed on the client's side was stored.
+                match created {
+                    Ok(_) => true,
+                    Err(kube::Error::Api(status)) => status.code == 409,
+                    Err(_) => false,
+                }
             }
         })
         .await;

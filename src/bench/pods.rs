@@ -163,8 +163,9 @@ pub async fn run(args: PodsBenchArgs) -> anyhow::Result<serde_json::Value> {
     let ns_api: Api<Namespace> = Api::all(client.clone());
     let state = api.state();
     let result = measure(&client, &ns_api, &args, oci, state.metrics()).await;
-    crate::node::stop_all_pods(&registry, Duration::from_secs(1)).await;
     tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    crate::node::stop_all_pods(&registry, Duration::from_secs(1)).await;
     result
 }
 
