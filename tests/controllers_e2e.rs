@@ -148,13 +148,12 @@ fn deployment_delete_honours_each_propagation_policy() {
     assert_eq!(owners, "ReplicaSet ReplicaSet");
 }
 
-/// A child process killed when dropped.
+/// A child process stopped (SIGTERM, then SIGKILL) when dropped.
 struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        common::terminate(&mut self.0);
     }
 }
 
