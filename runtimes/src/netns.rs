@@ -163,11 +163,7 @@ impl Netns {
 
     /// Move the calling thread into this namespace. Only call this on threads you own.
     pub fn enter(&self) -> Result<(), NetnsError> {
-        nix::sched::setns(&*self.file, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Sys {
-            operation: "setns",
-            path: self.path.clone(),
-            source,
-        })
+        enter(&self.file, &self.path)
     }
 
     /// A tokio runtime whose threads all live in this namespace.
@@ -183,13 +179,7 @@ impl Netns {
             let file = Arc::clone(&self.file);
             let path = self.path.clone();
             return NetnsExecutor::spawn(&format!("pod-{name}"), self.path.clone(), move || {
-                nix::sched::setns(&*file, CloneFlags::CLONE_NEWNET).map_err(|source| {
-                    NetnsError::Sys {
-                        operation: "setns",
-                        path,
-                        source,
-                    }
-                })?;
+                enter(&file, &path)?;
                 open(Path::new("/proc/thread-self/ns/net"))
             });
         }
@@ -264,13 +254,7 @@ impl Netns {
         let file = Arc::clone(&self.file);
         let path = self.path.clone();
         std::thread::spawn(move || {
-            nix::sched::setns(&*file, CloneFlags::CLONE_NEWNET).map_err(|source| {
-                NetnsError::Sys {
-                    operation: "setns",
-                    path,
-                    source,
-                }
-            })?;
+            enter(&file, &path)?;
             Ok(f())
         })
         .join()
@@ -458,6 +442,15 @@ pub fn supported() -> bool {
         std::thread::spawn(|| nix::sched::unshare(CloneFlags::CLONE_NEWNET).is_ok())
             .join()
             .unwrap_or(false)
+    })
+}
+
+/// Move the calling thread into the namespace open as `file` (found at `path`).
+fn enter(file: &File, path: &Path) -> Result<(), NetnsError> {
+    nix::sched::setns(file, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Sys {
+        operation: "setns",
+        path: path.to_owned(),
+        source,
     })
 }
 

@@ -72,6 +72,19 @@ async fn runtime() -> WasmtimeRuntime {
     runtime
 }
 
+/// Whether network namespaces can be created here; under `CI=true` they must be.
+fn netns_or_skip() -> bool {
+    if netns::supported() {
+        return true;
+    }
+    assert!(
+        !common::ci(),
+        "CI=true: network namespaces must work (run as root)"
+    );
+    eprintln!("skipping: cannot create network namespaces");
+    false
+}
+
 async fn harness() -> Harness {
     let runtime = runtime().await;
     let images = TestImages {
@@ -339,12 +352,7 @@ async fn working_dir_is_the_guests_initial_cwd() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joins_an_existing_namespace_and_leaves_it_alone() {
-    if !netns::supported() {
-        assert!(
-            !common::ci(),
-            "CI=true: network namespaces must work (run as root)"
-        );
-        eprintln!("skipping: cannot create network namespaces");
+    if !netns_or_skip() {
         return;
     }
     let rt = runtime().await;
@@ -397,12 +405,7 @@ async fn joins_an_existing_namespace_and_leaves_it_alone() {
 
 #[tokio::test]
 async fn a_restart_removes_namespaces_a_dead_run_left() {
-    if !netns::supported() {
-        assert!(
-            !common::ci(),
-            "CI=true: network namespaces must work (run as root)"
-        );
-        eprintln!("skipping: cannot create network namespaces");
+    if !netns_or_skip() {
         return;
     }
     common::init_tracing();
