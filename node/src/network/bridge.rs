@@ -216,6 +216,30 @@ impl BridgeNetwork {
     }
 }
 
+/// Give interface `index` (named `name`, for errors) `ip` with `cidr`'s prefix; an address
+/// it already has is fine.
+async fn add_address(
+    handle: &Handle,
+    index: u32,
+    ip: Ipv4Addr,
+    cidr: Ipv4Net,
+    name: &str,
+) -> Result<(), NetworkError> {
+    match handle
+        .address()
+        .add(index, IpAddr::V4(ip), cidr.prefix_len())
+        .execute()
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(e) if is_exists(&e) => Ok(()),
+        Err(e) => Err(netlink_error(format!(
+            "add {ip}/{} to {name}",
+            cidr.prefix_len()
+        ))(e)),
+    }
+}
+
 async fn setup_bridge(handle: &Handle, name: &str, cidr: Ipv4Net) -> Result<(), NetworkError> {
     let index = match link_index(handle, name).await? {
         Some(index) => index,
@@ -239,21 +263,7 @@ async fn setup_bridge(handle: &Handle, name: &str, cidr: Ipv4Net) -> Result<(), 
         }
     };
     let gateway = ipam::gateway(cidr);
-    match handle
-        .address()
-        .add(index, IpAddr::V4(gateway), cidr.prefix_len())
-        .execute()
-        .await
-    {
-        Ok(()) => {}
-        Err(e) if is_exists(&e) => {}
-        Err(e) => {
-            return Err(netlink_error(format!(
-                "add {gateway}/{} to {name}",
-                cidr.prefix_len()
-            ))(e));
-        }
-    }
+    add_address(handle, index, gateway, cidr, name).await?;
     handle
         .link()
         .set(LinkUnspec::new_with_index(index).up().build())
@@ -415,16 +425,7 @@ async fn configure_inside(
             operation: "find pod interface".to_owned(),
             message: format!("no {POD_INTERFACE} in the namespace"),
         })?;
-    match handle
-        .address()
-        .add(index, IpAddr::V4(ip), cidr.prefix_len())
-        .execute()
-        .await
-    {
-        Ok(()) => {}
-        Err(e) if is_exists(&e) => {}
-        Err(e) => return Err(netlink_error(format!("add {ip} to eth0"))(e)),
-    }
+    add_address(handle, index, ip, cidr, POD_INTERFACE).await?;
     disable_ipv6(POD_INTERFACE)?;
     handle
         .link()
