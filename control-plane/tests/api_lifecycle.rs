@@ -72,7 +72,7 @@ async fn scale_subresource_get_put_patch() {
 #[tokio::test]
 async fn binding_assigns_a_node_once() {
     let api = start().await;
-    api.post(PODS, pod("p")).await;
+    let created = api.post(PODS, pod("p")).await;
     let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"kind": "Node", "name": "node-1"}});
     let r = api
         .post(&format!("{PODS}/p/binding"), binding.clone())
@@ -87,6 +87,15 @@ async fn binding_assigns_a_node_once() {
         .find(|c| c["type"] == "PodScheduled")
         .cloned();
     assert_eq!(cond.map(|c| c["status"].clone()), Some(json!("True")));
+    // Like Kubernetes' BindingREST, a binding adds no managedFields entry.
+    assert_eq!(
+        p.body["metadata"]["managedFields"],
+        created.body["metadata"]["managedFields"]
+    );
+    assert_ne!(
+        p.body["metadata"]["resourceVersion"],
+        created.body["metadata"]["resourceVersion"]
+    );
     let again = api.post(&format!("{PODS}/p/binding"), binding).await;
     assert_eq!(again.status, StatusCode::CONFLICT);
     assert!(

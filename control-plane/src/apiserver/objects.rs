@@ -149,13 +149,48 @@ pub fn encode_for(res: &Resource, obj: &Value) -> ApiResult<Bytes> {
 
 /// Encodes an object for the store (without `resourceVersion`).
 pub fn encode(obj: &Value) -> ApiResult<Bytes> {
-    let mut copy = obj.clone();
-    if let Some(m) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
+    serde_json::to_vec(&Skipping {
+        value: obj,
+        skip: Some(&Skipping::METADATA_RV),
+    })
+    .map(Bytes::from)
+    .map_err(|e| ApiError::internal("encoding an object", &e))
+}
+
+/// Serializes `value` leaving out the member path `skip` (of objects), so
+/// encoding needs no copy of the object.
+struct Skipping<'a> {
+    value: &'a Value,
+    skip: Option<&'a [&'a str]>,
+}
+
+impl Skipping<'_> {
+    const METADATA_RV: [&'static str; 2] = ["metadata", "resourceVersion"];
+}
+
+impl serde::Serialize for Skipping<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let (Value::Object(map), Some([first, rest @ ..])) = (self.value, self.skip) else {
+            return self.value.serialize(ser);
+        };
+        let dropped = rest.is_empty() && map.contains_key(*first);
+        let mut out = ser.serialize_map(Some(map.len() - usize::from(dropped)))?;
+        for (k, v) in map {
+            if k != first {
+                out.serialize_entry(k, v)?;
+            } else if !rest.is_empty() {
+                out.serialize_entry(
+                    k,
+                    &Skipping {
+                        value: v,
+                        skip: Some(rest),
+                    },
+                )?;
+            }
+        }
+        out.end()
     }
-    serde_json::to_vec(&copy)
-        .map(Bytes::from)
-        .map_err(|e| ApiError::internal("encoding an object", &e))
 }
 
 /// Decodes a stored object and sets `resourceVersion` from the key's revision.
@@ -224,6 +259,15 @@ mod tests {
         let bytes = encode(&o).expect("encode");
         let back: Value = serde_json::from_slice(&bytes).expect("json");
         assert_eq!(back, json!({"metadata": {"name": "a"}}));
+        for kept in [
+            json!({"metadata": {"name": "a"}, "spec": {"resourceVersion": "5"}}),
+            json!({"kind": "X"}),
+            json!({"metadata": null}),
+        ] {
+            let bytes = encode(&kept).expect("encode");
+            let back: Value = serde_json::from_slice(&bytes).expect("json");
+            assert_eq!(back, kept);
+        }
     }
 
     #[test]

@@ -98,7 +98,7 @@ pub fn schema_for(info: &ResourceInfo) -> Option<Arc<Value>> {
 /// `x-kubernetes-preserve-unknown-fields` subtrees accept any key.
 pub fn unknown_fields(schema: &Value, obj: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    walk_unknown(schema, obj, "", true, &mut |path, _| out.push(path));
+    walk_unknown(schema, obj, true, &mut |path, _| out.push(path));
     out
 }
 
@@ -109,9 +109,7 @@ pub fn unknown_fields(schema: &Value, obj: &Value) -> Vec<String> {
 pub fn prune(schema: &Value, obj: &mut Value) {
     drop_null_fields(schema, obj);
     let mut doomed = Vec::new();
-    walk_unknown(schema, obj, "", true, &mut |_, pointer| {
-        doomed.push(pointer)
-    });
+    walk_unknown(schema, obj, true, &mut |_, pointer| doomed.push(pointer));
     // Remove deepest first so earlier pointers stay valid.
     doomed.sort_by(|a, b| b.cmp(a));
     for pointer in doomed {
@@ -164,6 +162,36 @@ fn object_meta() -> Option<&'static Value> {
     builtin::definition("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta").map(|a| a.as_ref())
 }
 
+/// One step from the root to a member: a key or an array index.
+#[derive(Clone, Copy)]
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// `spec.containers[0].bar` and `/spec/containers/0/bar` for `segs`, built
+/// only when a member is reported (most walks report nothing).
+fn render_path(segs: &[Seg]) -> (String, String) {
+    let (mut path, mut pointer) = (String::new(), String::new());
+    for seg in segs {
+        match seg {
+            Seg::Key(k) => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                pointer.push('/');
+                pointer.push_str(&k.replace('~', "~0").replace('/', "~1"));
+            }
+            Seg::Index(i) => {
+                path.push_str(&format!("[{i}]"));
+                pointer.push_str(&format!("/{i}"));
+            }
+        }
+    }
+    (path, pointer)
+}
+
 /// Walk `obj` with `schema`, calling `report(path, json_pointer)` for every
 /// member the schema does not allow. `resource` marks an object root (or an
 /// embedded resource), whose `apiVersion`/`kind` are always allowed and
@@ -171,18 +199,23 @@ fn object_meta() -> Option<&'static Value> {
 fn walk_unknown(
     schema: &Value,
     obj: &Value,
-    path: &str,
     resource: bool,
     report: &mut dyn FnMut(String, String),
 ) {
-    walk_unknown_at(schema, obj, path, "", resource, report);
+    walk_unknown_at(schema, obj, &mut Vec::new(), resource, report);
 }
 
-fn walk_unknown_at(
+fn embedded(schema: &Value) -> bool {
+    builtin::resolve(schema)
+        .get("x-kubernetes-embedded-resource")
+        .and_then(Value::as_bool)
+        == Some(true)
+}
+
+fn walk_unknown_at<'a>(
     schema: &Value,
-    obj: &Value,
-    path: &str,
-    pointer: &str,
+    obj: &'a Value,
+    segs: &mut Vec<Seg<'a>>,
     resource: bool,
     report: &mut dyn FnMut(String, String),
 ) {
@@ -197,52 +230,38 @@ fn walk_unknown_at(
                 == Some(true);
             let free_form = props.is_none() && additional.is_none();
             for (k, v) in map {
-                let child_path = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                let child_pointer =
-                    format!("{pointer}/{}", k.replace('~', "~0").replace('/', "~1"));
-                if resource && k == "metadata" {
-                    if let Some(meta) = object_meta() {
-                        walk_unknown_at(meta, v, &child_path, &child_pointer, false, report);
-                    }
-                    continue;
-                }
                 if resource && (k == "apiVersion" || k == "kind") {
                     continue;
                 }
-                if let Some(p) = props.and_then(|p| p.get(k)) {
-                    let embedded = builtin::resolve(p)
-                        .get("x-kubernetes-embedded-resource")
-                        .and_then(Value::as_bool)
-                        == Some(true);
-                    walk_unknown_at(p, v, &child_path, &child_pointer, embedded, report);
+                let child: Option<(&Value, bool)> = if resource && k == "metadata" {
+                    object_meta().map(|meta| (meta, false))
+                } else if let Some(p) = props.and_then(|p| p.get(k)) {
+                    Some((p, embedded(p)))
                 } else if let Some(add @ Value::Object(_)) = additional {
-                    walk_unknown_at(add, v, &child_path, &child_pointer, false, report);
+                    Some((add, false))
                 } else if preserve || free_form || additional == Some(&Value::Bool(true)) {
-                    continue;
+                    None
                 } else {
-                    report(child_path, child_pointer);
+                    segs.push(Seg::Key(k));
+                    let (path, pointer) = render_path(segs);
+                    segs.pop();
+                    report(path, pointer);
+                    None
+                };
+                if let Some((child_schema, child_resource)) = child {
+                    segs.push(Seg::Key(k));
+                    walk_unknown_at(child_schema, v, segs, child_resource, report);
+                    segs.pop();
                 }
             }
         }
         Value::Array(items) => {
             if let Some(item_schema) = s.get("items") {
-                let embedded = builtin::resolve(item_schema)
-                    .get("x-kubernetes-embedded-resource")
-                    .and_then(Value::as_bool)
-                    == Some(true);
+                let item_resource = embedded(item_schema);
                 for (i, item) in items.iter().enumerate() {
-                    walk_unknown_at(
-                        item_schema,
-                        item,
-                        &format!("{path}[{i}]"),
-                        &format!("{pointer}/{i}"),
-                        embedded,
-                        report,
-                    );
+                    segs.push(Seg::Index(i));
+                    walk_unknown_at(item_schema, item, segs, item_resource, report);
+                    segs.pop();
                 }
             }
         }

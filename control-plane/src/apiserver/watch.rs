@@ -40,22 +40,25 @@ struct Renderer {
 
 impl Renderer {
     fn line(&self, ty: &str, obj: &Value) -> Bytes {
-        let object = match self.out {
+        let converted = match self.out {
             Output::Table(v) if ty != "BOOKMARK" && ty != "ERROR" => {
                 let meta = json!({"resourceVersion": objects::resource_version(obj)});
-                table::table(&self.res, std::slice::from_ref(obj), meta, self.include, v)
+                Some(table::table(
+                    &self.res,
+                    std::slice::from_ref(obj),
+                    meta,
+                    self.include,
+                    v,
+                ))
             }
             Output::PartialMetadata(v) if ty != "BOOKMARK" && ty != "ERROR" => {
                 let mut p = objects::partial_metadata(obj);
                 p["apiVersion"] = json!(format!("meta.k8s.io/{}", v.as_str()));
-                p
+                Some(p)
             }
-            _ => obj.clone(),
+            _ => None,
         };
-        let mut line =
-            serde_json::to_vec(&json!({"type": ty, "object": object})).unwrap_or_default();
-        line.push(b'\n');
-        Bytes::from(line)
+        event_line(ty, converted.as_ref().unwrap_or(obj))
     }
 
     fn bookmark(&self, rev: Revision, initial_end: bool) -> Bytes {
@@ -68,12 +71,23 @@ impl Renderer {
     }
 }
 
-/// The error event for a failed watch.
-fn error_line(err: &ApiError) -> Bytes {
-    let mut line = serde_json::to_vec(&json!({"type": "ERROR", "object": err.status_body()}))
-        .unwrap_or_default();
+/// One newline-terminated watch event, `{"type":...,"object":...}`,
+/// serialized straight from `object` (no copy of it).
+fn event_line(ty: &str, object: &Value) -> Bytes {
+    #[derive(serde::Serialize)]
+    struct WatchEvent<'a> {
+        #[serde(rename = "type")]
+        ty: &'a str,
+        object: &'a Value,
+    }
+    let mut line = serde_json::to_vec(&WatchEvent { ty, object }).unwrap_or_default();
     line.push(b'\n');
     Bytes::from(line)
+}
+
+/// The error event for a failed watch.
+fn error_line(err: &ApiError) -> Bytes {
+    event_line("ERROR", &err.status_body())
 }
 
 /// Classifies a store event against the filter (Kubernetes' watch filtering).
@@ -88,6 +102,8 @@ pub fn classify(
         EventKind::Delete => new_match.then_some(("DELETED", obj)),
         EventKind::Put => {
             let old_match = match &ev.prev {
+                // Without selectors the old object matched too: no decode.
+                Some(_) if filter.is_empty() => true,
                 Some(p) => filter.matches(res, &objects::decode(res, p)?),
                 None => false,
             };

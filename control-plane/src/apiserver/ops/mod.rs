@@ -217,16 +217,24 @@ pub fn finish(res: &Resource, obj: &mut Value, old: Option<&Value>) -> ApiResult
 
 /// True if anything but metadata and status differs (generation bump).
 pub fn spec_changed(old: &Value, new: &Value) -> bool {
-    let strip = |v: &Value| {
-        let mut c = v.clone();
-        if let Some(m) = c.as_object_mut() {
-            for k in ["metadata", "status", "apiVersion", "kind"] {
-                m.remove(k);
-            }
+    !equal_except(old, new, &|k| {
+        matches!(k, "metadata" | "status" | "apiVersion" | "kind")
+    })
+}
+
+/// True if `a` and `b` are equal once the top-level members `skip` names
+/// are left out of both (no copies: the objects can be large).
+pub fn equal_except(a: &Value, b: &Value, skip: &dyn Fn(&str) -> bool) -> bool {
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => {
+            let kept = |m: &serde_json::Map<String, Value>| m.keys().filter(|k| !skip(k)).count();
+            kept(a) == kept(b)
+                && a.iter()
+                    .filter(|(k, _)| !skip(k))
+                    .all(|(k, v)| b.get(k) == Some(v))
         }
-        c
-    };
-    strip(old) != strip(new)
+        _ => a == b,
+    }
 }
 
 /// Records a non-apply write in `managedFields`.
@@ -288,6 +296,8 @@ mod tests {
         let c = json!({"metadata": {}, "spec": {"x": 2}});
         assert!(!spec_changed(&a, &b));
         assert!(spec_changed(&a, &c));
+        let d = json!({"metadata": {}, "spec": {"x": 1}, "extra": true});
+        assert!(spec_changed(&a, &d) && spec_changed(&d, &a));
     }
 
     #[test]

@@ -7,7 +7,9 @@
 
 use serde_json::{Value, json};
 
-use super::{WriteOpts, Written, check_type_meta, finish, load, record_manager, spec_changed};
+use super::{
+    WriteOpts, Written, check_type_meta, equal_except, finish, load, record_manager, spec_changed,
+};
 use crate::apiserver::errors::{ApiError, ApiResult};
 use crate::apiserver::kinds::{KindId, Resource};
 use crate::apiserver::{ApiState, admission, crd, objects};
@@ -35,13 +37,16 @@ pub struct Target<'a> {
     pub subresource: Option<&'a str>,
 }
 
-fn strip_volatile(v: &Value) -> Value {
-    let mut c = v.clone();
-    if let Some(m) = c.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
-        m.remove("managedFields");
-    }
-    c
+/// True if `a` and `b` differ in more than `resourceVersion` and
+/// `managedFields` (an update that changes nothing else is a no-op).
+fn same_but_volatile(a: &Value, b: &Value) -> bool {
+    let volatile = |k: &str| matches!(k, "resourceVersion" | "managedFields");
+    equal_except(a, b, &|k| k == "metadata")
+        && equal_except(
+            a.get("metadata").unwrap_or(&Value::Null),
+            b.get("metadata").unwrap_or(&Value::Null),
+            &volatile,
+        )
 }
 
 /// Copies server-owned metadata from `cur` into `desired`.
@@ -186,7 +191,12 @@ where
         } else {
             None
         };
-        finish(res, &mut merged, old_for_checks)?;
+        // A binding only sets `spec.nodeName`, annotations and a condition
+        // on a stored (already pruned, defaulted and valid) pod, as
+        // Kubernetes' BindingREST does without decoding or validating it again.
+        if sub != Some("binding") {
+            finish(res, &mut merged, old_for_checks)?;
+        }
         if res.id == KindId::CustomResourceDefinition && sub != Some("status") {
             let status = crd::compute_status(&merged, Some(&cur), state.registry());
             merged["status"] = status;
@@ -198,18 +208,22 @@ where
                 .unwrap_or(0);
             objects::meta_mut(&mut merged).insert("generation".into(), json!(g + 1));
         }
-        if strip_volatile(&merged) == strip_volatile(&cur) {
+        if same_but_volatile(&merged, &cur) {
             return Ok(Written {
                 object: cur,
                 created: false,
                 warnings: Vec::new(),
             });
         }
-        let manager_sub = match sub {
-            Some("scale") | Some("binding") | None => sub.filter(|s| *s == "scale"),
-            other => other,
-        };
-        record_manager(res, Some(&cur), &mut merged, opts, manager_sub);
+        // Kubernetes records no managedFields entry for a binding: the
+        // scheduler's write bypasses the field manager.
+        if sub != Some("binding") {
+            let manager_sub = match sub {
+                Some("scale") | None => sub.filter(|s| *s == "scale"),
+                other => other,
+            };
+            record_manager(res, Some(&cur), &mut merged, opts, manager_sub);
+        }
         let key = objects::key(res, target.namespace, Some(name));
         if should_delete_now(&merged) {
             if opts.dry_run {

@@ -191,12 +191,42 @@ impl FieldSet {
     /// Union of two sets.
     pub fn union(&self, other: &FieldSet) -> FieldSet {
         let mut out = self.clone();
-        for (k, node) in &other.entries {
-            let mine = out.entries.entry(k.clone()).or_default();
-            mine.member |= node.member;
-            mine.children = mine.children.union(&node.children);
-        }
+        out.union_with(other);
         out
+    }
+
+    /// Adds every path of `other` to `self` (no copy of `self`).
+    pub fn union_with(&mut self, other: &FieldSet) {
+        for (k, node) in &other.entries {
+            match self.entries.get_mut(k) {
+                Some(mine) => {
+                    mine.member |= node.member;
+                    mine.children.union_with(&node.children);
+                }
+                None => {
+                    self.entries.insert(k.clone(), node.clone());
+                }
+            }
+        }
+    }
+
+    /// Removes the member `path` (its descendants stay), dropping nodes left
+    /// empty.
+    pub fn remove_member(&mut self, path: &[&str]) {
+        let Some((first, rest)) = path.split_first() else {
+            return;
+        };
+        let Some(node) = self.entries.get_mut(*first) else {
+            return;
+        };
+        if rest.is_empty() {
+            node.member = false;
+        } else {
+            node.children.remove_member(rest);
+        }
+        if !node.member && node.children.is_empty() {
+            self.entries.remove(*first);
+        }
     }
 
     /// Paths of `self` that are not in `other`.

@@ -270,11 +270,16 @@ impl Managers {
 /// Remove the fields nobody may own (`apiVersion`, `kind`, `metadata.name`,
 /// `metadata.resourceVersion`, …) from a set.
 pub fn strip_meta(set: &FieldSet) -> FieldSet {
-    let mut strip = FieldSet::new();
+    let mut out = set.clone();
+    strip_meta_in_place(&mut out);
+    out
+}
+
+/// [`strip_meta`] without a copy.
+pub fn strip_meta_in_place(set: &mut FieldSet) {
     for p in [
         &["f:apiVersion"][..],
         &["f:kind"],
-        &["f:metadata"],
         &["f:metadata", "f:name"],
         &["f:metadata", "f:namespace"],
         &["f:metadata", "f:creationTimestamp"],
@@ -284,11 +289,10 @@ pub fn strip_meta(set: &FieldSet) -> FieldSet {
         &["f:metadata", "f:generation"],
         &["f:metadata", "f:managedFields"],
         &["f:metadata", "f:resourceVersion"],
+        &["f:metadata"],
     ] {
-        let path: Vec<String> = p.iter().map(|s| s.to_string()).collect();
-        strip.insert(&path);
+        set.remove_member(p);
     }
-    set.difference(&strip)
 }
 
 /// `obj` without `metadata.managedFields`.
@@ -478,24 +482,23 @@ pub(super) fn update_ownership(
     owner: Entry,
 ) {
     let cmp = compare(old, new, node);
-    let changed = cmp.modified.union(&cmp.added);
+    let mut changed = cmp.modified;
+    changed.union_with(&cmp.added);
     for entry in managers.entries.iter_mut() {
         if entry.same_identity(&owner) {
             continue;
         }
         entry.fields = entry.fields.difference(&changed).difference(&cmp.removed);
     }
-    let changed = strip_meta(&changed);
+    strip_meta_in_place(&mut changed);
     if !changed.is_empty() {
-        let previous = managers
-            .get(&owner)
-            .map(|e| e.fields.clone())
-            .unwrap_or_default();
-        let fields = previous.difference(&cmp.removed).union(&changed);
-        managers.put(Entry {
-            fields: strip_meta(&fields),
-            ..owner
-        });
+        let mut fields = match managers.get(&owner) {
+            Some(e) => e.fields.difference(&cmp.removed),
+            None => FieldSet::new(),
+        };
+        fields.union_with(&changed);
+        strip_meta_in_place(&mut fields);
+        managers.put(Entry { fields, ..owner });
     } else if let Some(existing) = managers.get(&owner).cloned() {
         let fields = strip_meta(&existing.fields.difference(&cmp.removed));
         managers.put(Entry { fields, ..existing });

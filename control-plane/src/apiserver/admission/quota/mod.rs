@@ -84,6 +84,20 @@ async fn load_quotas(
     Ok(out)
 }
 
+/// True if `namespace` has a ResourceQuota. Without one, Kubernetes' quota
+/// admission admits at once, before measuring the object.
+async fn has_quotas(state: &ApiState, namespace: &str) -> ApiResult<bool> {
+    let Some(quota_res) = state.registry().builtin("", "resourcequotas") else {
+        return Ok(false);
+    };
+    let prefix = objects::key(&quota_res, Some(namespace), None);
+    let opts = ListOptions {
+        limit: Some(1),
+        ..ListOptions::default()
+    };
+    Ok(!state.store().list(&prefix, opts).await?.items.is_empty())
+}
+
 fn used_json(used: &Usage) -> Value {
     Value::Object(
         used.iter()
@@ -134,6 +148,9 @@ pub async fn admit_create(
     obj: &Value,
     dry_run: bool,
 ) -> ApiResult<Charge> {
+    if !has_quotas(state, namespace).await? {
+        return Ok(Charge::default());
+    }
     let evaluator = Evaluator::for_resource(&res.info.group, &res.info.plural);
     let now = jiff::Timestamp::now();
     let (pod, delta) = measure(&evaluator, obj, now)?;
@@ -166,7 +183,7 @@ pub async fn admit_update(
     dry_run: bool,
 ) -> ApiResult<Charge> {
     let evaluator = Evaluator::for_resource(&res.info.group, &res.info.plural);
-    if !evaluator.handles_updates() {
+    if !evaluator.handles_updates() || !has_quotas(state, namespace).await? {
         return Ok(Charge::default());
     }
     let now = jiff::Timestamp::now();
