@@ -26,20 +26,30 @@ pub fn render_object(
     out: Output,
     obj: &Value,
 ) -> ApiResult<Response> {
-    let body = match out {
+    let converted = match out {
         Output::Table(v) => {
             let include = IncludeObject::parse(ctx.query.get("includeObject"))?;
             let meta = json!({"resourceVersion": objects::resource_version(obj)});
-            table::table(&ctx.res, std::slice::from_ref(obj), meta, include, v)
+            Some(table::table(
+                &ctx.res,
+                std::slice::from_ref(obj),
+                meta,
+                include,
+                v,
+            ))
         }
         Output::PartialMetadata(v) => {
             let mut p = objects::partial_metadata(obj);
             p["apiVersion"] = json!(format!("meta.k8s.io/{}", v.as_str()));
-            p
+            Some(p)
         }
-        _ => obj.clone(),
+        _ => None,
     };
-    Ok(negotiate::respond(status, out, &body))
+    Ok(negotiate::respond(
+        status,
+        out,
+        converted.as_ref().unwrap_or(obj),
+    ))
 }
 
 fn render_written(ctx: &Ctx, w: Written) -> ApiResult<Response> {

@@ -422,8 +422,8 @@ pub fn record_update_typed(
     } else {
         manager
     };
-    let from_request = new.pointer("/metadata/managedFields").cloned();
-    let reset = matches!(&from_request, Some(Value::Array(l)) if l.is_empty());
+    let reset =
+        matches!(new.pointer("/metadata/managedFields"), Some(Value::Array(l)) if l.is_empty());
     let stored = || {
         old.and_then(|o| Managers::decode(o).ok())
             .unwrap_or_default()
@@ -438,7 +438,10 @@ pub fn record_update_typed(
             _ => stored(),
         }
     };
-    let new_plain = without_managed_fields(new);
+    // `new` without managedFields (they are stored afresh below).
+    if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
     // Only creates start tracking; an untracked existing object stays untracked.
     let existing_uid = old
         .and_then(|o| o.pointer("/metadata/uid"))
@@ -456,7 +459,7 @@ pub fn record_update_typed(
     update_ownership(
         &mut managers,
         &old_plain,
-        &new_plain,
+        new,
         node,
         Entry {
             manager: manager.to_string(),
