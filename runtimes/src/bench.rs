@@ -37,6 +37,19 @@ pub const IDLE_GUEST: &str = r#"
       (br $forever))))
 "#;
 
+/// [`IDLE_GUEST`] assembled (a test checks it against the text), so the
+/// binary needs no WAT parser.
+pub const IDLE_GUEST_WASM: &[u8] = &[
+    0, 97, 115, 109, 1, 0, 0, 0, 1, 12, 2, 96, 4, 127, 127, 127, 127, 1, 127, 96, 0, 0, 2, 38, 1,
+    22, 119, 97, 115, 105, 95, 115, 110, 97, 112, 115, 104, 111, 116, 95, 112, 114, 101, 118, 105,
+    101, 119, 49, 11, 112, 111, 108, 108, 95, 111, 110, 101, 111, 102, 102, 0, 0, 3, 2, 1, 1, 5, 3,
+    1, 0, 1, 7, 19, 2, 6, 109, 101, 109, 111, 114, 121, 2, 0, 6, 95, 115, 116, 97, 114, 116, 0, 1,
+    10, 49, 1, 47, 0, 65, 8, 65, 0, 58, 0, 0, 65, 16, 65, 1, 54, 2, 0, 65, 24, 66, 128, 192, 226,
+    133, 227, 232, 0, 55, 3, 0, 3, 64, 65, 0, 65, 192, 0, 65, 1, 65, 128, 1, 16, 0, 26, 12, 0, 11,
+    11, 0, 35, 4, 110, 97, 109, 101, 1, 14, 1, 0, 11, 112, 111, 108, 108, 95, 111, 110, 101, 111,
+    102, 102, 3, 12, 1, 1, 1, 0, 7, 102, 111, 114, 101, 118, 101, 114,
+];
+
 /// Linear memory of [`IDLE_GUEST`].
 const IDLE_GUEST_LINEAR_BYTES: u64 = 64 * 1024;
 
@@ -128,10 +141,9 @@ pub async fn run_runtime_bench(options: BenchOptions) -> Result<BenchReport> {
     let mut config = WasmtimeConfig::new(&data_dir);
     config.max_containers = (options.concurrent as u32).saturating_add(64);
     let runtime = WasmtimeRuntime::new(config)?;
-    let wasm = wat::parse_str(IDLE_GUEST).map_err(|e| Error::internal("bench guest", e))?;
     runtime
         .image_store()
-        .import_bytes(&wasm, "skiff-bench/idle:v1")?;
+        .import_bytes(IDLE_GUEST_WASM, "skiff-bench/idle:v1")?;
     let image = "skiff-bench/idle:v1";
     runtime.precompile(image).await?;
     let sandbox = runtime
@@ -241,6 +253,12 @@ fn tempdir() -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_guest_bytes_are_the_assembled_text() {
+        let assembled = wat::parse_str(IDLE_GUEST).expect("wat");
+        assert_eq!(IDLE_GUEST_WASM, assembled.as_slice(), "{assembled:?}");
+    }
 
     #[test]
     fn percentiles_pick_the_right_sample() {

@@ -105,8 +105,8 @@ pub async fn run(args: PodsBenchArgs) -> anyhow::Result<serde_json::Value> {
     ));
 
     // Images: the idle wasm guest, and busybox in Docker when it answers.
-    let wasm = wat::parse_str(skiff_runtimes::bench::IDLE_GUEST)?;
-    skiff_runtimes::images::ImageStore::open(dir.path())?.import_bytes(&wasm, WASM_IMAGE)?;
+    skiff_runtimes::images::ImageStore::open(dir.path())?
+        .import_bytes(skiff_runtimes::bench::IDLE_GUEST_WASM, WASM_IMAGE)?;
     let node_name = "bench-node";
     let runtimes = crate::node::build_runtimes(
         dir.path(),

@@ -81,8 +81,8 @@ fn spawn_until(args: &[String], needle: &str) -> anyhow::Result<(Killed, Duratio
 pub async fn run(args: UpBenchArgs) -> anyhow::Result<serde_json::Value> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().to_str().context("utf-8 temp dir")?.to_owned();
-    let wasm = wat::parse_str(skiff_runtimes::bench::IDLE_GUEST)?;
-    skiff_runtimes::images::ImageStore::open(dir.path())?.import_bytes(&wasm, WASM_IMAGE)?;
+    skiff_runtimes::images::ImageStore::open(dir.path())?
+        .import_bytes(skiff_runtimes::bench::IDLE_GUEST_WASM, WASM_IMAGE)?;
 
     let up_args = vec![
         "up".to_owned(),
