@@ -232,6 +232,27 @@ struct WatchJob {
 }
 
 impl WatchJob {
+    /// The event for a watch without selectors in plain JSON, spliced from
+    /// the stored bytes (no decode and re-encode of the object).
+    fn spliced_line(&self, ev: &Event) -> Option<Bytes> {
+        if !self.filter.is_empty() || self.renderer.out != Output::Json {
+            return None;
+        }
+        let ty = match (ev.kind, ev.prev.is_some()) {
+            (EventKind::Delete, _) => "DELETED",
+            (EventKind::Put, true) => "MODIFIED",
+            (EventKind::Put, false) => "ADDED",
+        };
+        let object = objects::stored_json(&self.renderer.res, &ev.kv.value, ev.kv.mod_revision)?;
+        let mut line = Vec::with_capacity(object.len() + 32);
+        line.extend_from_slice(b"{\"type\":\"");
+        line.extend_from_slice(ty.as_bytes());
+        line.extend_from_slice(b"\",\"object\":");
+        line.extend_from_slice(&object);
+        line.extend_from_slice(b"}\n");
+        Some(Bytes::from(line))
+    }
+
     async fn run(mut self) {
         let deadline = tokio::time::sleep(self.timeout);
         tokio::pin!(deadline);
@@ -274,6 +295,12 @@ impl WatchJob {
                     }
                     Some(Ok(ev)) => {
                         last = ev.revision;
+                        if let Some(line) = self.spliced_line(&ev) {
+                            if self.tx.send(line).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
                         match classify(&self.renderer.res, &self.filter, &ev) {
                             Ok(Some((ty, obj))) => {
                                 if self.tx.send(self.renderer.line(ty, &obj)).await.is_err() {
