@@ -107,51 +107,58 @@ pub fn unknown_fields(schema: &Value, obj: &Value) -> Vec<String> {
 /// fields of built-ins), plus `null` values of declared, non-nullable
 /// fields, which Kubernetes drops too.
 pub fn prune(schema: &Value, obj: &mut Value) {
-    drop_null_fields(schema, obj);
-    let mut doomed = Vec::new();
-    walk_unknown(schema, obj, true, &mut |_, pointer| doomed.push(pointer));
-    // Remove deepest first so earlier pointers stay valid.
-    doomed.sort_by(|a, b| b.cmp(a));
-    for pointer in doomed {
-        let Some((parent, key)) = pointer.rsplit_once('/') else {
-            continue;
-        };
-        let key = key.replace("~1", "/").replace("~0", "~");
-        if let Some(Value::Object(map)) = obj.pointer_mut(parent) {
-            map.remove(&key);
-        }
-    }
+    prune_at(schema, obj, true);
 }
 
-/// Remove `null` members that the schema declares and does not mark
-/// `nullable` (map values and preserved subtrees are left alone).
-fn drop_null_fields(schema: &Value, obj: &mut Value) {
+/// [`prune`] in one walk: drops what [`walk_unknown_at`] reports and the
+/// declared non-nullable nulls, then prunes what is kept.
+fn prune_at(schema: &Value, obj: &mut Value, resource: bool) {
     let s = builtin::resolve(schema);
     match obj {
         Value::Object(map) => {
-            let Some(props) = s.get("properties").and_then(Value::as_object) else {
-                if let Some(add @ Value::Object(_)) = s.get("additionalProperties") {
-                    map.values_mut().for_each(|v| drop_null_fields(add, v));
-                }
-                return;
-            };
+            let props = s.get("properties").and_then(Value::as_object);
+            let additional = s.get("additionalProperties");
+            let keep_unknown = s
+                .get("x-kubernetes-preserve-unknown-fields")
+                .and_then(Value::as_bool)
+                == Some(true)
+                || (props.is_none() && additional.is_none())
+                || additional == Some(&Value::Bool(true));
             map.retain(|k, v| {
-                let nullable = props.get(k).map(|p| {
-                    builtin::resolve(p).get("nullable").and_then(Value::as_bool) == Some(true)
-                });
-                !(v.is_null() && nullable == Some(false))
-            });
-            for (k, v) in map.iter_mut() {
-                if let Some(p) = props.get(k) {
-                    drop_null_fields(p, v);
+                let declared = props.and_then(|p| p.get(k));
+                if v.is_null()
+                    && declared.is_some_and(|p| {
+                        builtin::resolve(p).get("nullable").and_then(Value::as_bool) != Some(true)
+                    })
+                {
+                    return false;
                 }
-            }
+                if resource && (k == "apiVersion" || k == "kind") {
+                    return true;
+                }
+                let child = if resource && k == "metadata" {
+                    object_meta().map(|meta| (meta, false))
+                } else if let Some(p) = declared {
+                    Some((p, embedded(p)))
+                } else if let Some(add @ Value::Object(_)) = additional {
+                    Some((add, false))
+                } else if keep_unknown {
+                    None
+                } else {
+                    return false;
+                };
+                if let Some((child_schema, child_resource)) = child {
+                    prune_at(child_schema, v, child_resource);
+                }
+                true
+            });
         }
         Value::Array(items) => {
             if let Some(item_schema) = s.get("items") {
-                items
-                    .iter_mut()
-                    .for_each(|v| drop_null_fields(item_schema, v));
+                let item_resource = embedded(item_schema);
+                for item in items {
+                    prune_at(item_schema, item, item_resource);
+                }
             }
         }
         _ => {}
