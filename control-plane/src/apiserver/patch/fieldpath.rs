@@ -141,7 +141,10 @@ impl FieldSet {
         let Some((first, rest)) = path.split_first() else {
             return;
         };
-        let node = self.entries.entry(first.clone()).or_default();
+        let node = match self.entries.get_mut(first) {
+            Some(node) => node,
+            None => self.entries.entry(first.clone()).or_default(),
+        };
         if rest.is_empty() {
             node.member = true;
         } else {

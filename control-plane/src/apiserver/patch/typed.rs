@@ -7,7 +7,7 @@
 //! are treated as granular maps and lists as atomic, as SMD does for
 //! untyped values.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
@@ -160,13 +160,15 @@ fn compare_at(
                 elements.sort();
                 elements.dedup();
                 let item = node.item();
+                // The first item of an element wins, as before duplicates are refused.
+                fn by_element<'v>(items: &'v [(String, &'v Value)]) -> HashMap<&'v str, &'v Value> {
+                    items.iter().rev().map(|(e, v)| (e.as_str(), *v)).collect()
+                }
+                let (old_by, new_by) = (by_element(&old_items), by_element(&new_items));
                 for e in elements {
-                    let find = |items: &[(String, Value)]| {
-                        items.iter().find(|(x, _)| x == e).map(|(_, v)| v.clone())
-                    };
-                    let (ov, nv) = (find(&old_items), find(&new_items));
                     path.push(e.clone());
-                    compare_at(ov.as_ref(), nv.as_ref(), item, path, out);
+                    let (ov, nv) = (old_by.get(e.as_str()), new_by.get(e.as_str()));
+                    compare_at(ov.copied(), nv.copied(), item, path, out);
                     path.pop();
                 }
             }
@@ -208,12 +210,12 @@ fn empty_like(v: &Value) -> Value {
     }
 }
 
-fn index_items(kind: &ListKind, list: &Value) -> Vec<(String, Value)> {
+fn index_items<'a>(kind: &ListKind, list: &'a Value) -> Vec<(String, &'a Value)> {
     list.as_array()
         .into_iter()
         .flatten()
         .enumerate()
-        .map(|(i, item)| (item_element(kind, item, i), item.clone()))
+        .map(|(i, item)| (item_element(kind, item, i), item))
         .collect()
 }
 
