@@ -200,6 +200,20 @@ impl RedbStore {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Runs a short read (one key, a few items) against a fresh snapshot on
+    /// the calling thread: cheaper than a hand-off to a blocking thread, and
+    /// redb's reads do not wait for writers.
+    fn read_inline<T>(
+        &self,
+        f: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(storage("begin read transaction"))?;
+        f(&txn)
+    }
+
     /// Runs a read against a fresh snapshot on a blocking thread.
     async fn read<T: Send + 'static>(
         &self,
@@ -221,6 +235,10 @@ impl RedbStore {
         })?
     }
 }
+
+/// Lists of at most this many items (at the latest revision) are read on
+/// the calling thread.
+const INLINE_LIST_LIMIT: usize = 50;
 
 impl Drop for RedbStore {
     fn drop(&mut self) {
@@ -335,16 +353,18 @@ fn list_snapshot(
 #[async_trait]
 impl Store for RedbStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        let key = key.to_owned();
-        self.read(move |txn| {
+        self.read_inline(|txn| {
             let kv = txn.open_table(KV).map_err(storage("open kv"))?;
-            let found = kv.get(key.as_str()).map_err(storage("read key"))?;
-            Ok(found.map(|g| decode_record(&key, g.value())).transpose()?)
+            let found = kv.get(key).map_err(storage("read key"))?;
+            Ok(found.map(|g| decode_record(key, g.value())).transpose()?)
         })
-        .await
     }
 
     async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListResult, StoreError> {
+        // A read at an older revision replays history: not short.
+        if opts.revision.is_none() && opts.limit.is_some_and(|n| n > 0 && n <= INLINE_LIST_LIMIT) {
+            return self.read_inline(|txn| list_snapshot(txn, prefix, &opts));
+        }
         let prefix = prefix.to_owned();
         self.read(move |txn| list_snapshot(txn, &prefix, &opts))
             .await

@@ -33,6 +33,14 @@ async fn limit_ranges(state: &ApiState, namespace: &str) -> ApiResult<Vec<LimitR
         return Ok(Vec::new());
     };
     let prefix = objects::key(&lr_res, Some(namespace), None);
+    // Most namespaces have none: a one-item probe answers that cheaply.
+    let probe = ListOptions {
+        limit: Some(1),
+        ..ListOptions::default()
+    };
+    if state.store().list(&prefix, probe).await?.items.is_empty() {
+        return Ok(Vec::new());
+    }
     let list = state.store().list(&prefix, ListOptions::default()).await?;
     list.items
         .iter()
