@@ -280,7 +280,7 @@ fn merge_lists(live: &Value, config: &Value, kind: &ListKind, item: TypeNode) ->
             let pe = lhs[li].0.as_str();
             if pe == rhs[ri].0 {
                 merged_rhs.insert(pe);
-                out.push(merge(&lhs[li].1, &rhs[ri].1, item));
+                out.push(merge(lhs[li].1, rhs[ri].1, item));
                 li += 1;
                 ri += 1;
                 next_shared = shared.next();
@@ -306,7 +306,7 @@ fn merge_lists(live: &Value, config: &Value, kind: &ListKind, item: TypeNode) ->
         if ri < rhs.len() {
             let pe = rhs[ri].0.as_str();
             merged_rhs.insert(pe);
-            out.push(merge_item(pe, &rhs[ri].1));
+            out.push(merge_item(pe, rhs[ri].1));
             ri += 1;
             if next_shared == Some(pe) {
                 next_shared = shared.next();
