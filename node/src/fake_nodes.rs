@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::{HostIP, Pod, PodIP, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -235,7 +235,10 @@ pub async fn run_fake_nodes(client: Client, config: FakeNodesConfig) -> Result<(
 
 async fn play_pods(client: Client, nodes: Arc<Mutex<HashMap<String, FakeNode>>>, prefix: String) {
     let api: Api<Pod> = Api::all(client.clone());
-    let mut stream = watcher(api, watcher::Config::default()).boxed();
+    // Back off on errors: a failing watch must not spin.
+    let mut stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
     let mut timers: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     let mut done: BTreeMap<String, ()> = BTreeMap::new();
     while let Some(event) = stream.next().await {

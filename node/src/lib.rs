@@ -238,6 +238,7 @@ pub async fn run_node(
                     let watch_config =
                         watcher::Config::default().fields(&format!("metadata.name={node_name}"));
                     let mut stream = watcher::watcher(api, watch_config)
+                        .default_backoff()
                         .applied_objects()
                         .boxed();
                     while let Some(event) = stream.next().await {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::mpsc;
 
 use super::Kubelet;
@@ -32,7 +32,8 @@ pub async fn run(kubelet: Arc<Kubelet>) {
     let api: Api<Pod> = Api::all(kubelet.client.clone());
     let config =
         watcher::Config::default().fields(&format!("spec.nodeName={}", kubelet.config.node_name));
-    let mut stream = watcher(api, config).boxed();
+    // Back off on errors (API server down): a failing watch must not spin.
+    let mut stream = watcher(api, config).default_backoff().boxed();
     let mut workers: HashMap<String, WorkerHandle> = HashMap::new();
     let mut relisted: Option<HashSet<String>> = None;
     while let Some(event) = stream.next().await {
