@@ -151,27 +151,23 @@ pub fn encode_for(res: &Resource, obj: &Value) -> ApiResult<Bytes> {
 pub fn encode(obj: &Value) -> ApiResult<Bytes> {
     serde_json::to_vec(&Skipping {
         value: obj,
-        skip: Some(&Skipping::METADATA_RV),
+        skip: &["metadata", "resourceVersion"],
     })
     .map(Bytes::from)
     .map_err(|e| ApiError::internal("encoding an object", &e))
 }
 
-/// Serializes `value` leaving out the member path `skip` (of objects), so
-/// encoding needs no copy of the object.
+/// Serializes `value` leaving out the member path `skip` (of objects; empty:
+/// nothing), so encoding needs no copy of the object.
 struct Skipping<'a> {
     value: &'a Value,
-    skip: Option<&'a [&'a str]>,
-}
-
-impl Skipping<'_> {
-    const METADATA_RV: [&'static str; 2] = ["metadata", "resourceVersion"];
+    skip: &'a [&'a str],
 }
 
 impl serde::Serialize for Skipping<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let (Value::Object(map), Some([first, rest @ ..])) = (self.value, self.skip) else {
+        let (Value::Object(map), [first, rest @ ..]) = (self.value, self.skip) else {
             return self.value.serialize(ser);
         };
         let dropped = rest.is_empty() && map.contains_key(*first);
@@ -184,7 +180,7 @@ impl serde::Serialize for Skipping<'_> {
                     k,
                     &Skipping {
                         value: v,
-                        skip: Some(rest),
+                        skip: rest,
                     },
                 )?;
             }

@@ -107,14 +107,20 @@ pub fn classify(
                 Some(p) => filter.matches(res, &objects::decode(res, p)?),
                 None => false,
             };
-            match (ev.prev.is_some() && old_match, new_match) {
-                (true, true) => Some(("MODIFIED", obj)),
-                (false, true) => Some(("ADDED", obj)),
-                (true, false) => Some(("DELETED", obj)),
-                (false, false) => None,
-            }
+            put_event_type(ev.prev.is_some() && old_match, new_match).map(|ty| (ty, obj))
         }
     })
+}
+
+/// The watch event a put is to a filtered watcher: whether the old and the
+/// new object pass the filter.
+fn put_event_type(old_match: bool, new_match: bool) -> Option<&'static str> {
+    match (old_match, new_match) {
+        (true, true) => Some("MODIFIED"),
+        (false, true) => Some("ADDED"),
+        (true, false) => Some("DELETED"),
+        (false, false) => None,
+    }
 }
 
 /// Serves a watch request.
@@ -238,10 +244,10 @@ impl WatchJob {
         if !self.filter.is_empty() || self.renderer.out != Output::Json {
             return None;
         }
-        let ty = match (ev.kind, ev.prev.is_some()) {
-            (EventKind::Delete, _) => "DELETED",
-            (EventKind::Put, true) => "MODIFIED",
-            (EventKind::Put, false) => "ADDED",
+        // Without selectors every object matches.
+        let ty = match ev.kind {
+            EventKind::Delete => "DELETED",
+            EventKind::Put => put_event_type(ev.prev.is_some(), true)?,
         };
         let object = objects::stored_json(&self.renderer.res, &ev.kv.value, ev.kv.mod_revision)?;
         let mut line = Vec::with_capacity(object.len() + 32);
