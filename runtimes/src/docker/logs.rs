@@ -5,8 +5,12 @@
 //! writes every chunk through the same [`LogWriter`] the Wasmtime backend uses, so both
 //! backends produce identical files. Docker's timestamps let a pump that lost its stream
 //! (dockerd restarted, node restarted) resume without duplicating lines: it asks for
-//! everything since the last second it saw and skips what it already wrote.
+//! everything since shortly before the newest line it saw and skips the lines it already
+//! wrote. Docker stamps stdout and stderr in separate copiers, so the stamps of the two
+//! streams interleave out of order: a line is known by its exact stamp, not by being older
+//! than the newest one.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,10 +83,10 @@ enum Read {
 
 /// Follow the container's output until it has stopped and everything is written.
 async fn follow(docker: &Docker, id: &str, writer: &LogWriter, since: Option<Timestamp>) {
-    let mut last_seen = since;
+    let mut cursor = Cursor::new(since);
     let mut backoff = Duration::from_millis(200);
     loop {
-        let mut failed = match read(docker, id, writer, &mut last_seen, true).await {
+        let mut failed = match read(docker, id, writer, &mut cursor, true).await {
             Read::Gone => return,
             Read::Broke => true,
             Read::Ended => false,
@@ -96,7 +100,7 @@ async fn follow(docker: &Docker, id: &str, writer: &LogWriter, since: Option<Tim
                     // A follow that starts just as a short-lived container exits can end
                     // before Docker hands over the last lines; one plain read catches up
                     // (lines already written are skipped by their timestamps).
-                    read(docker, id, writer, &mut last_seen, false).await;
+                    read(docker, id, writer, &mut cursor, false).await;
                     return;
                 }
             }
@@ -116,12 +120,66 @@ async fn follow(docker: &Docker, id: &str, writer: &LogWriter, since: Option<Tim
     }
 }
 
-/// Copy one logs API stream into `writer`, skipping lines stamped at or before `last_seen`.
+/// How far a pump has copied, by Docker's stamps.
+#[derive(Debug, Default)]
+struct Cursor {
+    /// Lines stamped at or before this were written before the pump started.
+    floor: Option<Timestamp>,
+    /// The newest stamp copied.
+    newest: Option<Timestamp>,
+    /// Stamps copied within [`RESUME_OVERLAP`] of `newest`: a resumed read sees them again.
+    recent: HashSet<(Timestamp, Stream)>,
+}
+
+/// How far before the newest copied line a resumed read starts: stdout and stderr stamps
+/// interleave out of order by far less than this.
+const RESUME_OVERLAP: Duration = Duration::from_secs(2);
+
+impl Cursor {
+    fn new(floor: Option<Timestamp>) -> Cursor {
+        Cursor {
+            floor,
+            ..Cursor::default()
+        }
+    }
+
+    /// The `since` (whole seconds) for the next read.
+    fn since(&self) -> i32 {
+        let from = match self.newest {
+            Some(newest) => newest.checked_sub(RESUME_OVERLAP).ok(),
+            None => self.floor,
+        };
+        from.map_or(0, |t| i32::try_from(t.as_second()).unwrap_or(0))
+    }
+
+    /// Whether a line stamped `stamp` on `stream` is new; records it if so.
+    fn admit(&mut self, stamp: Timestamp, stream: Stream) -> bool {
+        if self.floor.is_some_and(|floor| stamp <= floor) {
+            return false;
+        }
+        if !self.recent.insert((stamp, stream)) {
+            return false;
+        }
+        if self.newest.is_none_or(|newest| stamp > newest) {
+            self.newest = Some(stamp);
+        }
+        if self.recent.len() > 1024
+            && let Some(keep) = self.newest.and_then(|n| n.checked_sub(RESUME_OVERLAP).ok())
+        {
+            // Older lines are before any resumed read's `since`.
+            self.recent.retain(|(t, _)| *t >= keep);
+            self.floor = self.floor.max(Some(keep));
+        }
+        true
+    }
+}
+
+/// Copy one logs API stream into `writer`, skipping lines the cursor has already seen.
 async fn read(
     docker: &Docker,
     id: &str,
     writer: &LogWriter,
-    last_seen: &mut Option<Timestamp>,
+    cursor: &mut Cursor,
     follow: bool,
 ) -> Read {
     let options = LogsOptionsBuilder::default()
@@ -129,7 +187,7 @@ async fn read(
         .stdout(true)
         .stderr(true)
         .timestamps(true)
-        .since(last_seen.map_or(0, |t| i32::try_from(t.as_second()).unwrap_or(0)))
+        .since(cursor.since())
         .build();
     let mut stream = docker.logs(id, Some(options));
     while let Some(item) = stream.next().await {
@@ -149,13 +207,10 @@ async fn read(
             LogOutput::StdIn { .. } => continue,
         };
         let (stamp, content) = split_timestamp(&bytes);
-        if let (Some(stamp), Some(last)) = (stamp, *last_seen)
-            && stamp <= last
+        if let Some(stamp) = stamp
+            && !cursor.admit(stamp, stream_kind)
         {
             continue;
-        }
-        if stamp.is_some() {
-            *last_seen = stamp;
         }
         writer.write(stream_kind, content);
     }
@@ -207,6 +262,42 @@ mod tests {
         writer.write(Stream::Stderr, b"two\n");
         let last = last_record_time(&path).expect("a record");
         assert!(last >= before, "{last} < {before}");
+    }
+
+    #[test]
+    fn cursor_keeps_out_of_order_streams_and_skips_repeats() {
+        let t = |s: &str| s.parse::<Timestamp>().expect("stamp");
+        let mut cursor = Cursor::new(None);
+        assert_eq!(cursor.since(), 0);
+        // Docker's stdout copier stamped a later line before the stderr copier's earlier one.
+        assert!(cursor.admit(t("2024-05-06T07:08:09.5Z"), Stream::Stdout));
+        assert!(
+            cursor.admit(t("2024-05-06T07:08:09.4Z"), Stream::Stderr),
+            "older stderr line kept"
+        );
+        assert!(cursor.admit(t("2024-05-06T07:08:09.6Z"), Stream::Stdout));
+        // A resumed read starts before the newest line and sees all three again.
+        assert_eq!(
+            i64::from(cursor.since()),
+            t("2024-05-06T07:08:07Z").as_second()
+        );
+        assert!(!cursor.admit(t("2024-05-06T07:08:09.4Z"), Stream::Stderr));
+        assert!(!cursor.admit(t("2024-05-06T07:08:09.5Z"), Stream::Stdout));
+        assert!(!cursor.admit(t("2024-05-06T07:08:09.6Z"), Stream::Stdout));
+        assert!(
+            cursor.admit(t("2024-05-06T07:08:09.6Z"), Stream::Stderr),
+            "same stamp, other stream"
+        );
+        assert!(cursor.admit(t("2024-05-06T07:08:10Z"), Stream::Stdout));
+
+        // A pump resuming from a file skips what the file had.
+        let mut resumed = Cursor::new(Some(t("2024-05-06T07:08:09.5Z")));
+        assert_eq!(
+            i64::from(resumed.since()),
+            t("2024-05-06T07:08:09Z").as_second()
+        );
+        assert!(!resumed.admit(t("2024-05-06T07:08:09.4Z"), Stream::Stderr));
+        assert!(resumed.admit(t("2024-05-06T07:08:09.7Z"), Stream::Stderr));
     }
 
     #[test]
