@@ -112,27 +112,41 @@ async fn pods_get_ips_on_the_bridge_and_reach_each_other() {
         .expect("pod ip");
     assert_ne!(ip, "10.251.7.1", "the gateway is the bridge's");
 
-    // IPv4 only: neither veth end has IPv6 on (its neighbour discovery and MLD chatter would be
-    // flooded to every pod on the bridge).
-    let ipv6_off = |interface: &str| {
-        std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{interface}/disable_ipv6"))
-            .map(|v| v.trim() == "1")
-            .unwrap_or(true)
+    // IPv4 only: neither veth end has an IPv6 address (its duplicate address detection,
+    // router solicitations and MLD reports would be flooded to every pod on the bridge).
+    // Read in the calling thread's namespace.
+    let ipv6_addresses = |interface: &str| {
+        std::fs::read_to_string("/proc/thread-self/net/if_inet6")
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.split_whitespace().last() == Some(interface))
+            .count()
     };
     let server_uid = server.metadata.uid.clone().expect("uid");
-    assert!(ipv6_off(&skiff_node::network::bridge::host_veth_name(
-        &server_uid
-    )));
+    let host_end = skiff_node::network::bridge::host_veth_name(&server_uid);
+    assert!(
+        std::fs::metadata(format!("/sys/class/net/{host_end}")).is_ok(),
+        "the host end {host_end} exists"
+    );
+    assert_eq!(
+        ipv6_addresses(&host_end),
+        0,
+        "{host_end} has IPv6 addresses"
+    );
     let namespaces: Vec<_> = std::fs::read_dir(netns_dir.path())
         .expect("netns dir")
         .map(|e| e.expect("entry").path())
         .collect();
     assert_eq!(namespaces.len(), 1, "{namespaces:?}");
-    let pod_side = skiff_runtimes::netns::Netns::open(&namespaces[0])
+    let (pod_side, pod_lo) = skiff_runtimes::netns::Netns::open(&namespaces[0])
         .expect("open netns")
-        .run(move || ipv6_off("eth0"))
+        .run(move || (ipv6_addresses("eth0"), ipv6_addresses("lo")))
         .expect("run in netns");
-    assert!(pod_side, "eth0 in the pod has IPv6 on");
+    assert_eq!(pod_side, 0, "eth0 in the pod has IPv6 addresses");
+    assert_eq!(
+        pod_lo, 1,
+        "lo keeps ::1 (the check reads the pod's namespace)"
+    );
 
     // The node reaches the pod IP through the bridge.
     let body = eventually(T, "HTTP from the node to the pod IP", || {

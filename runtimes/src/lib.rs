@@ -80,6 +80,7 @@ pub mod fake;
 pub mod images;
 pub mod lifecycle;
 pub mod logs;
+pub mod netlink;
 pub mod netns;
 mod runtime;
 pub mod spec;

@@ -60,7 +60,7 @@ pub enum NetnsError {
     Loopback {
         /// The namespace file.
         path: PathBuf,
-        /// What rtnetlink said.
+        /// What the kernel said.
         message: String,
     },
     /// The helper thread died.
@@ -486,27 +486,14 @@ fn new_namespace_on_this_thread(path: &Path) -> Result<(), NetnsError> {
 }
 
 fn loopback_up(path: &Path) -> Result<(), NetnsError> {
-    let loopback_error = |message: String| NetnsError::Loopback {
+    let loopback_error = |error: crate::netlink::NetlinkError| NetnsError::Loopback {
         path: path.to_owned(),
-        message,
+        message: error.to_string(),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .map_err(|e| loopback_error(e.to_string()))?;
-    runtime.block_on(async {
-        // The netlink socket is created on this thread, hence inside the new namespace.
-        let (connection, handle, _) =
-            rtnetlink::new_connection().map_err(|e| loopback_error(e.to_string()))?;
-        let connection = tokio::spawn(connection);
-        // `lo` is always interface 1 in a fresh namespace.
-        let result = handle
-            .link()
-            .set(rtnetlink::LinkUnspec::new_with_index(1).up().build())
-            .execute()
-            .await
-            .map_err(|e| loopback_error(e.to_string()));
-        connection.abort();
-        result
-    })
+    // The socket is opened on this thread, hence inside the new namespace, where `lo` is
+    // always interface 1.
+    let mut netlink = crate::netlink::Netlink::open().map_err(loopback_error)?;
+    netlink
+        .set_link(rtnetlink::LinkUnspec::new_with_index(1).up().build())
+        .map_err(loopback_error)
 }

@@ -5,10 +5,12 @@
 //! gets a MASQUERADE rule for pod traffic leaving the cluster range plus FORWARD accepts for
 //! the bridge (Docker sets the FORWARD policy to DROP). [`PodNetwork::attach`] creates a veth
 //! pair whose pod end (`eth0`) is created directly in the pod's namespace, plugs the host end
-//! into the bridge and, on a thread inside the pod's namespace, gives `eth0` the pod IP and a
-//! default route via the gateway. The network is IPv4 only: both veth ends have IPv6 off. Netlink sockets belong to the namespace of the thread
-//! that opens them, which is why the pod side runs on its own thread
-//! ([`Netns::run`](skiff_runtimes::netns::Netns::run)).
+//! into the bridge and, from a thread visiting the pod's namespace, gives `eth0` the pod IP and
+//! a default route via the gateway. The network is IPv4 only: neither veth end generates IPv6
+//! addresses. Netlink sockets belong to the namespace of the thread that opens them, which is
+//! why the pod side runs inside the pod's namespace
+//! ([`Netns::run_on_this_thread`](skiff_runtimes::netns::Netns::run_on_this_thread)). The
+//! requests are blocking ([`skiff_runtimes::netlink`]), made from blocking threads.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
@@ -16,11 +18,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use parking_lot::Mutex;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkInfo, LinkMessage};
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use skiff_runtimes::netlink::{Netlink, NetlinkError, no_ipv6_addresses};
 
 use super::ipam::{self, Ipam};
 use super::{NetworkError, PodNetwork};
@@ -56,7 +58,7 @@ impl std::fmt::Debug for BridgeNetwork {
     }
 }
 
-fn netlink_error(operation: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetworkError {
+fn netlink_error(operation: impl Into<String>) -> impl FnOnce(NetlinkError) -> NetworkError {
     let operation = operation.into();
     move |e| NetworkError::Netlink {
         operation,
@@ -64,57 +66,19 @@ fn netlink_error(operation: impl Into<String>) -> impl FnOnce(rtnetlink::Error) 
     }
 }
 
-fn is_exists(error: &rtnetlink::Error) -> bool {
-    matches!(error, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -nix::libc::EEXIST)
+/// A netlink socket in the calling thread's namespace.
+fn open_netlink() -> Result<Netlink, NetworkError> {
+    Netlink::open().map_err(netlink_error("open netlink socket"))
 }
 
-fn is_missing(error: &rtnetlink::Error) -> bool {
-    matches!(error, rtnetlink::Error::NetlinkError(m)
-        if m.raw_code() == -nix::libc::ENODEV || m.raw_code() == -nix::libc::ENOENT)
-}
-
-/// Run `work` with a netlink connection of its own, on the calling thread, in the calling
-/// thread's network namespace (a netlink socket belongs to the namespace of the thread that
-/// opens it). Blocks: call it from a blocking thread.
-///
-/// Each caller gets a current-thread runtime of its own. Run on the node's shared runtime,
-/// every netlink request waited behind the other runnable tasks three times (send, receive,
-/// hand the reply over): during a burst of pod starts one veth took ~1.4 s that way, while the
-/// same requests on a thread of their own took a few milliseconds.
-fn with_netlink<T, F, Fut>(work: F) -> Result<T, NetworkError>
-where
-    F: FnOnce(Handle) -> Fut,
-    Fut: std::future::Future<Output = Result<T, NetworkError>>,
-{
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .map_err(|e| NetworkError::Host {
-            operation: "start netlink runtime".to_owned(),
-            message: e.to_string(),
-        })?;
-    runtime.block_on(async move {
-        let (connection, handle, _) =
-            rtnetlink::new_connection().map_err(|e| NetworkError::Netlink {
-                operation: "open netlink socket".to_owned(),
-                message: e.to_string(),
-            })?;
-        let connection = tokio::spawn(connection);
-        let result = work(handle).await;
-        connection.abort();
-        result
-    })
-}
-
-/// [`with_netlink`] on a blocking thread of the node's runtime, in the node's namespace (the
-/// work may block too: it runs on that thread).
-async fn with_host_netlink<T, F, Fut>(work: F) -> Result<T, NetworkError>
+/// Run `work` with a netlink socket in the node's namespace, on a blocking thread of the
+/// node's runtime (the requests block).
+async fn on_host_netlink<T, F>(work: F) -> Result<T, NetworkError>
 where
     T: Send + 'static,
-    F: FnOnce(Handle) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Result<T, NetworkError>>,
+    F: FnOnce(&mut Netlink) -> Result<T, NetworkError> + Send + 'static,
 {
-    tokio::task::spawn_blocking(move || with_netlink(work))
+    tokio::task::spawn_blocking(move || work(&mut open_netlink()?))
         .await
         .map_err(|e| NetworkError::Host {
             operation: "run netlink requests".to_owned(),
@@ -122,14 +86,10 @@ where
         })?
 }
 
-async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, NetworkError> {
-    let mut links = std::pin::pin!(handle.link().get().match_name(name.to_owned()).execute());
-    match links.try_next().await {
-        Ok(Some(link)) => Ok(Some(link.header.index)),
-        Ok(None) => Ok(None),
-        Err(e) if is_missing(&e) => Ok(None),
-        Err(e) => Err(netlink_error(format!("look up link {name}"))(e)),
-    }
+fn link_index(netlink: &mut Netlink, name: &str) -> Result<Option<u32>, NetworkError> {
+    netlink
+        .link_index(name)
+        .map_err(netlink_error(format!("look up link {name}")))
 }
 
 /// The pod's end of its veth pair, as Kubernetes' CNI plugins name it.
@@ -197,8 +157,7 @@ impl BridgeNetwork {
         }
         let ipam = Ipam::open(&self.config.state_dir, cidr)?;
         let bridge = self.config.bridge.clone();
-        with_host_netlink(move |handle| async move { setup_bridge(&handle, &bridge, cidr).await })
-            .await?;
+        on_host_netlink(move |netlink| setup_bridge(netlink, &bridge, cidr)).await?;
         enable_forwarding()?;
         iptables_rules(
             &self.config.bridge,
@@ -218,57 +177,40 @@ impl BridgeNetwork {
 
 /// Give interface `index` (named `name`, for errors) `ip` with `cidr`'s prefix; an address
 /// it already has is fine.
-async fn add_address(
-    handle: &Handle,
+fn add_address(
+    netlink: &mut Netlink,
     index: u32,
     ip: Ipv4Addr,
     cidr: Ipv4Net,
     name: &str,
 ) -> Result<(), NetworkError> {
-    match handle
-        .address()
-        .add(index, IpAddr::V4(ip), cidr.prefix_len())
-        .execute()
-        .await
-    {
-        Ok(()) => Ok(()),
-        Err(e) if is_exists(&e) => Ok(()),
-        Err(e) => Err(netlink_error(format!(
+    netlink
+        .add_address(index, ip, cidr.prefix_len())
+        .map_err(netlink_error(format!(
             "add {ip}/{} to {name}",
             cidr.prefix_len()
-        ))(e)),
-    }
+        )))
 }
 
-async fn setup_bridge(handle: &Handle, name: &str, cidr: Ipv4Net) -> Result<(), NetworkError> {
-    let index = match link_index(handle, name).await? {
+fn setup_bridge(netlink: &mut Netlink, name: &str, cidr: Ipv4Net) -> Result<(), NetworkError> {
+    let index = match link_index(netlink, name)? {
         Some(index) => index,
         None => {
-            match handle
-                .link()
-                .add(LinkBridge::new(name).build())
-                .execute()
-                .await
-            {
+            match netlink.add_link(LinkBridge::new(name).build()) {
                 Ok(()) => {}
-                Err(e) if is_exists(&e) => {}
+                Err(e) if e.is_exists() => {}
                 Err(e) => return Err(netlink_error(format!("create bridge {name}"))(e)),
             }
-            link_index(handle, name)
-                .await?
-                .ok_or_else(|| NetworkError::Netlink {
-                    operation: format!("create bridge {name}"),
-                    message: "bridge missing after creation".to_owned(),
-                })?
+            link_index(netlink, name)?.ok_or_else(|| NetworkError::Netlink {
+                operation: format!("create bridge {name}"),
+                message: "bridge missing after creation".to_owned(),
+            })?
         }
     };
     let gateway = ipam::gateway(cidr);
-    add_address(handle, index, gateway, cidr, name).await?;
-    handle
-        .link()
-        .set(LinkUnspec::new_with_index(index).up().build())
-        .execute()
-        .await
+    add_address(netlink, index, gateway, cidr, name)?;
+    netlink
+        .set_link(LinkUnspec::new_with_index(index).up().build())
         .map_err(netlink_error(format!("bring up {name}")))
 }
 
@@ -337,44 +279,27 @@ fn iptables_rules(
     Ok(())
 }
 
-/// Switch IPv6 off on `interface` (in the calling thread's namespace) before it comes up.
-///
-/// The pod network is IPv4 only, and an interface with IPv6 on sends duplicate address
-/// detection, router solicitations and MLD reports when it comes up, which the bridge floods
-/// to every other pod: with 600 pods on the node, handling that flood took about a quarter of
-/// the machine's CPU during a burst of pod starts, and grew with the square of the pod count.
-/// Docker does the same for containers on networks without IPv6. A kernel without IPv6 has
-/// nothing to switch off.
-fn disable_ipv6(interface: &str) -> Result<(), NetworkError> {
-    let path = format!("/proc/sys/net/ipv6/conf/{interface}/disable_ipv6");
-    match std::fs::write(&path, b"1") {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(NetworkError::Host {
-            operation: format!("write {path}"),
-            message: e.to_string(),
-        }),
-    }
-}
-
 /// The host side of a pod's attachment: a veth pair whose pod end is `eth0` in the pod's
 /// namespace and whose host end is up and plugged into `bridge`.
-async fn plug_host_side(
-    handle: &Handle,
+///
+/// The pod network is IPv4 only, and an interface that generates IPv6 addresses sends
+/// duplicate address detection, router solicitations and MLD reports when it comes up, which
+/// the bridge floods to every other pod: with 600 pods on the node, handling that flood took
+/// about a quarter of the machine's CPU during a burst of pod starts, and grew with the square
+/// of the pod count. So both ends come up without IPv6 addresses ([`no_ipv6_addresses`], in
+/// the same request that brings them up). Not the `disable_ipv6` sysctl: every namespace's
+/// `eth0` shares one dentry chain under `/proc/sys/net/ipv6/conf`, so opening it inside a pod's
+/// namespace took longer with every pod on the node.
+fn plug_host_side(
+    netlink: &mut Netlink,
     bridge: &str,
     host: &str,
     netns_path: &Path,
 ) -> Result<(), NetworkError> {
-    let bridge_index = link_index(handle, bridge)
-        .await?
-        .ok_or_else(|| NetworkError::Netlink {
-            operation: "find bridge".to_owned(),
-            message: format!("bridge {bridge} does not exist"),
-        })?;
-    if let Some(stale) = link_index(handle, host).await? {
-        // A previous attempt (or a previous sandbox of this pod) left it: start over.
-        let _ = handle.link().del(stale).execute().await;
-    }
+    let bridge_index = link_index(netlink, bridge)?.ok_or_else(|| NetworkError::Netlink {
+        operation: "find bridge".to_owned(),
+        message: format!("bridge {bridge} does not exist"),
+    })?;
     // The peer is created inside the pod's namespace: moving an interface between
     // namespaces waits for an RCU grace period under the kernel's rtnl lock (~25 ms
     // each), which serialized every pod start on the node.
@@ -382,70 +307,62 @@ async fn plug_host_side(
         path: netns_path.to_owned(),
         message: e.to_string(),
     })?;
-    handle
-        .link()
-        .add(veth_into_namespace(
-            host,
-            POD_INTERFACE,
-            ns_file.as_raw_fd(),
-        ))
-        .execute()
-        .await
-        .map_err(netlink_error(format!("create veth {host}")))?;
-    let host_index = link_index(handle, host)
-        .await?
-        .ok_or_else(|| NetworkError::Netlink {
-            operation: format!("create veth {host}"),
-            message: "veth missing after creation".to_owned(),
-        })?;
-    disable_ipv6(host)?;
-    handle
-        .link()
-        .set(
-            LinkUnspec::new_with_index(host_index)
+    let veth = || veth_into_namespace(host, POD_INTERFACE, ns_file.as_raw_fd());
+    match netlink.add_link(veth()) {
+        Ok(()) => {}
+        Err(e) if e.is_exists() => {
+            // A previous attempt (or a previous sandbox of this pod) left it: start over.
+            // Deleting the host end deletes the pod end with it.
+            netlink
+                .delete_link(host)
+                .map_err(netlink_error(format!("delete stale veth {host}")))?;
+            netlink
+                .add_link(veth())
+                .map_err(netlink_error(format!("create veth {host}")))?;
+        }
+        Err(e) => return Err(netlink_error(format!("create veth {host}"))(e)),
+    }
+    netlink
+        .set_link(
+            LinkUnspec::new_with_name(host)
+                .append_extra_attribute(no_ipv6_addresses())
                 .controller(bridge_index)
                 .up()
                 .build(),
         )
-        .execute()
-        .await
         .map_err(netlink_error(format!("attach {host} to {bridge}")))
 }
 
-/// Inside the pod's namespace: address `eth0` (IPv4 only: its IPv6 is switched off), bring it
-/// up, add the default route. `lo` is the runtime's: a sandbox's namespace comes with it up.
-async fn configure_inside(
-    handle: &Handle,
+/// Inside the pod's namespace: address `eth0`, bring it up (without IPv6 addresses), add the
+/// default route. `lo` is the runtime's: a sandbox's namespace comes with it up.
+fn configure_inside(
+    netlink: &mut Netlink,
     ip: Ipv4Addr,
     cidr: Ipv4Net,
 ) -> Result<(), NetworkError> {
-    let index = link_index(handle, POD_INTERFACE)
-        .await?
-        .ok_or_else(|| NetworkError::Netlink {
-            operation: "find pod interface".to_owned(),
-            message: format!("no {POD_INTERFACE} in the namespace"),
-        })?;
-    add_address(handle, index, ip, cidr, POD_INTERFACE).await?;
-    disable_ipv6(POD_INTERFACE)?;
-    handle
-        .link()
-        .set(LinkUnspec::new_with_index(index).up().build())
-        .execute()
-        .await
+    let index = link_index(netlink, POD_INTERFACE)?.ok_or_else(|| NetworkError::Netlink {
+        operation: "find pod interface".to_owned(),
+        message: format!("no {POD_INTERFACE} in the namespace"),
+    })?;
+    add_address(netlink, index, ip, cidr, POD_INTERFACE)?;
+    netlink
+        .set_link(
+            LinkUnspec::new_with_index(index)
+                .append_extra_attribute(no_ipv6_addresses())
+                .up()
+                .build(),
+        )
         .map_err(netlink_error("bring up eth0"))?;
     let route = RouteMessageBuilder::<Ipv4Addr>::new()
         .output_interface(index)
         .gateway(ipam::gateway(cidr))
         .build();
-    match handle.route().add(route).execute().await {
-        Ok(()) => Ok(()),
-        Err(e) if is_exists(&e) => Ok(()),
-        Err(e) => Err(netlink_error("add default route")(e)),
-    }
+    netlink
+        .add_route(route)
+        .map_err(netlink_error("add default route"))
 }
 
-/// All of [`PodNetwork::attach`] after the lock; blocks (the IPAM file, netlink on threads of
-/// its own).
+/// All of [`PodNetwork::attach`] after the lock; blocks (the IPAM state, netlink requests).
 fn attach_blocking(
     ipam: &Ipam,
     bridge: &str,
@@ -455,10 +372,8 @@ fn attach_blocking(
     let cidr = ipam.cidr();
     let ip = ipam.allocate(uid)?;
     let host = host_veth_name(uid);
-    let plugged =
-        with_netlink(
-            |handle| async move { plug_host_side(&handle, bridge, &host, netns_path).await },
-        )
+    let plugged = open_netlink()
+        .and_then(|mut netlink| plug_host_side(&mut netlink, bridge, &host, netns_path))
         .and_then(|()| {
             let netns = skiff_runtimes::netns::Netns::open(netns_path).map_err(|e| {
                 NetworkError::Netns {
@@ -469,9 +384,7 @@ fn attach_blocking(
             // A blocking-pool thread of our own: it visits the pod's namespace for the netlink
             // socket instead of spawning a thread per pod.
             netns
-                .run_on_this_thread(|| {
-                    with_netlink(|handle| async move { configure_inside(&handle, ip, cidr).await })
-                })
+                .run_on_this_thread(|| configure_inside(&mut open_netlink()?, ip, cidr))
                 .map_err(|e| NetworkError::Netns {
                     path: netns_path.to_owned(),
                     message: e.to_string(),
@@ -515,15 +428,11 @@ impl PodNetwork for BridgeNetwork {
         let _guard = self.lock.read().await;
         let ipam = self.ipam().ok();
         let owner = uid.to_owned();
-        with_host_netlink(move |handle| async move {
+        on_host_netlink(move |netlink| {
             let host = host_veth_name(&owner);
-            if let Some(index) = link_index(&handle, &host).await? {
-                match handle.link().del(index).execute().await {
-                    Ok(()) => {}
-                    Err(e) if is_missing(&e) => {}
-                    Err(e) => return Err(netlink_error(format!("delete veth {host}"))(e)),
-                }
-            }
+            netlink
+                .delete_link(&host)
+                .map_err(netlink_error(format!("delete veth {host}")))?;
             if let Some(ipam) = ipam {
                 ipam.release(&owner)?;
             }
