@@ -7,10 +7,14 @@
 //!    its `/proc/thread-self/ns/net` onto a file (by default `/run/netns/skiff-<data dir hash>-<id>`, so
 //!    `ip netns exec` works on it too) and brings `lo` up over rtnetlink — or an existing
 //!    namespace joined by path (a Docker pause container's `/proc/<pid>/ns/net`);
+//!    The Wasmtime backend's default skips the file: [`Netns::create_held_with_executor`]
+//!    keeps the namespace alive by open descriptors only and names it by its thread's
+//!    `/proc/<pid>/task/<tid>/ns/net`;
 //! 2. an [`executor`](Netns::executor): threads that run the pod's tasks — by default one
 //!    thread with a current-thread runtime, which enters the namespace (or, with
-//!    [`Netns::create_with_executor`], creates it) before it runs any task; its blocking-pool
-//!    threads `setns` into the namespace in `on_thread_start`.
+//!    [`Netns::create_with_executor`] and [`Netns::create_held_with_executor`], creates it)
+//!    before it runs any task; its blocking-pool threads `setns` into the namespace in
+//!    `on_thread_start`.
 //!
 //! Backends run all of a pod's guests on that runtime, so every socket a guest opens (and
 //! every process the fake backend forks) is inside the pod's namespace: containers of one pod
@@ -116,6 +120,51 @@ impl Netns {
         })
         .inspect_err(|_| discard(&path))?;
         Ok((Self::created(path)?, executor))
+    }
+
+    /// A new namespace held only by open descriptors (this value's and the executor
+    /// thread's), with a one-thread [`NetnsExecutor`] in it: the executor's thread creates the
+    /// namespace, and the namespace's path is that thread's `/proc/<pid>/task/<tid>/ns/net`,
+    /// valid while the executor runs. No file is created or mounted, so a namespace costs no
+    /// inode and no mount, and nothing is left behind when the process dies. For namespaces
+    /// that live and die with this process (`ip netns` does not list them).
+    pub fn create_held_with_executor(
+        thread_name: &str,
+    ) -> Result<(Netns, NetnsExecutor), NetnsError> {
+        let (file_tx, file_rx) = std::sync::mpsc::sync_channel(1);
+        let label = PathBuf::from(format!("(new namespace of thread {thread_name})"));
+        let thread_label = label.clone();
+        let executor = NetnsExecutor::spawn(thread_name, label.clone(), move || {
+            nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Sys {
+                operation: "unshare",
+                path: thread_label.clone(),
+                source,
+            })?;
+            let path = PathBuf::from(format!(
+                "/proc/{}/task/{}/ns/net",
+                std::process::id(),
+                nix::unistd::gettid()
+            ));
+            loopback_up(&path)?;
+            let file = open(&path)?;
+            let ours = file.try_clone().map_err(|source| NetnsError::Io {
+                operation: "duplicate descriptor of",
+                path: path.clone(),
+                source,
+            })?;
+            let _ = file_tx.send((path, ours));
+            Ok(file)
+        })?;
+        let (path, file) = file_rx.recv().map_err(|_| NetnsError::ThreadPanicked)?;
+        tracing::debug!(path = %path.display(), "created network namespace");
+        Ok((
+            Netns {
+                path,
+                file: Arc::new(file),
+                owned: false,
+            },
+            executor,
+        ))
     }
 
     /// The namespace just mounted at `path`; unmounted and removed if it cannot be opened.
@@ -290,7 +339,10 @@ pub struct NetnsExecutor {
 
 enum ExecutorOwner {
     /// A thread of its own blocks on this channel; closing it ends the thread.
-    Thread(#[allow(dead_code)] tokio::sync::oneshot::Sender<()>),
+    Thread(
+        #[allow(dead_code)] tokio::sync::oneshot::Sender<()>,
+        std::thread::JoinHandle<()>,
+    ),
     /// A multi-thread runtime.
     Runtime(Option<tokio::runtime::Runtime>),
 }
@@ -305,6 +357,24 @@ impl NetnsExecutor {
     /// Where to spawn the pod's tasks.
     pub fn handle(&self) -> &tokio::runtime::Handle {
         &self.handle
+    }
+
+    /// Stop the threads and wait until they have exited (tasks still running are dropped):
+    /// afterwards nothing of the executor is in the namespace, and a thread's
+    /// `/proc/.../task/<tid>` path is gone.
+    pub async fn shutdown(mut self) {
+        // What is left behind (`Runtime(None)`) has nothing to stop when `self` drops.
+        let owner = std::mem::replace(&mut self.owner, ExecutorOwner::Runtime(None));
+        match owner {
+            ExecutorOwner::Thread(stop, thread) => {
+                drop(stop);
+                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            }
+            ExecutorOwner::Runtime(Some(runtime)) => {
+                let _ = tokio::task::spawn_blocking(move || drop(runtime)).await;
+            }
+            ExecutorOwner::Runtime(None) => {}
+        }
     }
 
     /// A thread named `name` that runs `enter` (which puts the thread into the namespace and
@@ -358,17 +428,15 @@ impl NetnsExecutor {
                 });
                 // Tasks still running are dropped with the runtime, on this thread.
             });
-        if let Err(source) = spawned {
-            return Err(NetnsError::Io {
-                operation: "spawn executor thread for",
-                path,
-                source,
-            });
-        }
+        let thread = spawned.map_err(|source| NetnsError::Io {
+            operation: "spawn executor thread for",
+            path,
+            source,
+        })?;
         let (handle, stop) = ready_rx.recv().map_err(|_| NetnsError::ThreadPanicked)??;
         Ok(NetnsExecutor {
             handle,
-            owner: ExecutorOwner::Thread(stop),
+            owner: ExecutorOwner::Thread(stop, thread),
         })
     }
 }

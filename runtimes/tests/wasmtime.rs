@@ -411,8 +411,11 @@ async fn a_restart_removes_namespaces_a_dead_run_left() {
     common::init_tracing();
     let data = tempfile::tempdir().expect("data dir");
     let namespaces = tempfile::tempdir().expect("netns dir");
+    // Several pod threads: the namespace is a file in `netns_dir` (one pod thread holds it
+    // without a file; see `a_held_namespace_leaves_no_file`).
     let config = WasmtimeConfig {
         netns_dir: namespaces.path().to_owned(),
+        pod_threads: 2,
         ..config(data.path())
     };
     let first = WasmtimeRuntime::new(config.clone()).expect("runtime");
@@ -453,4 +456,48 @@ async fn a_restart_removes_namespaces_a_dead_run_left() {
     first.remove_sandbox(&live).await.expect("remove");
     assert!(!live_path.exists());
     foreign.remove().expect("cleanup");
+}
+
+#[tokio::test]
+async fn a_held_namespace_leaves_no_file() {
+    if !netns_or_skip() {
+        return;
+    }
+    let data = tempfile::tempdir().expect("data dir");
+    let namespaces = tempfile::tempdir().expect("netns dir");
+    let rt = WasmtimeRuntime::new(WasmtimeConfig {
+        netns_dir: namespaces.path().to_owned(),
+        pod_threads: 1,
+        ..config(data.path())
+    })
+    .expect("runtime");
+    let sandbox = rt
+        .create_sandbox(&SandboxSpec::new("held").with_network(NetworkMode::Pod))
+        .await
+        .expect("sandbox");
+    let path = rt
+        .sandbox_status(&sandbox)
+        .await
+        .expect("status")
+        .netns_path
+        .expect("netns path");
+    assert!(path.starts_with("/proc"), "{}", path.display());
+    assert_eq!(
+        std::fs::read_dir(namespaces.path()).expect("dir").count(),
+        0,
+        "no file in the netns dir"
+    );
+    // The path names a namespace of its own, with lo up, that another thread can join.
+    let inode = Netns::open(&path).expect("open").inode().expect("inode");
+    assert_ne!(inode, netns::current_thread_netns().expect("ours"));
+    let loopback_works = Netns::open(&path)
+        .expect("open")
+        .run(|| {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            std::net::TcpStream::connect(listener.local_addr()?).map(drop)
+        })
+        .expect("run");
+    assert!(loopback_works.is_ok(), "lo is up: {loopback_works:?}");
+    rt.remove_sandbox(&sandbox).await.expect("remove");
+    assert!(!path.exists(), "the path goes with the sandbox");
 }

@@ -40,23 +40,9 @@ struct Renderer {
 
 impl Renderer {
     fn line(&self, ty: &str, obj: &Value) -> Bytes {
-        let converted = match self.out {
-            Output::Table(v) if ty != "BOOKMARK" && ty != "ERROR" => {
-                let meta = json!({"resourceVersion": objects::resource_version(obj)});
-                Some(table::table(
-                    &self.res,
-                    std::slice::from_ref(obj),
-                    meta,
-                    self.include,
-                    v,
-                ))
-            }
-            Output::PartialMetadata(v) if ty != "BOOKMARK" && ty != "ERROR" => {
-                let mut p = objects::partial_metadata(obj);
-                p["apiVersion"] = json!(format!("meta.k8s.io/{}", v.as_str()));
-                Some(p)
-            }
-            _ => None,
+        let converted = match ty {
+            "BOOKMARK" | "ERROR" => None,
+            _ => table::convert_one(&self.res, self.out, self.include, obj),
         };
         event_line(ty, converted.as_ref().unwrap_or(obj))
     }

@@ -341,10 +341,12 @@ impl Runtime for WasmtimeRuntime {
                 NetworkMode::Host => return Ok((None, None)),
                 NetworkMode::Pod if config.pod_threads <= 1 => {
                     if netns::supported() || config.require_pod_network {
-                        // One thread creates the namespace and then runs the pod's guests.
-                        let (netns, executor) =
-                            Netns::create_with_executor(&config.netns_dir, &ns_name, &thread_name)
-                                .map_err(|e| ("create network namespace", e))?;
+                        // One thread creates the namespace and then runs the pod's guests; the
+                        // namespace lives as long as the sandbox holds it, with no file in
+                        // `netns_dir` (one inode, a mount and an unmount less per pod, and
+                        // nothing left when the process is killed).
+                        let (netns, executor) = Netns::create_held_with_executor(&thread_name)
+                            .map_err(|e| ("create network namespace", e))?;
                         return Ok((Some(netns), Some(executor)));
                     }
                     tracing::warn!(pod = %warn_pod, "cannot create network namespaces (not root): host network");
@@ -412,7 +414,12 @@ impl Runtime for WasmtimeRuntime {
         let Some(sandbox) = self.inner.sandboxes.lock().remove(id) else {
             return Ok(());
         };
-        drop(sandbox.executor.lock().take());
+        let executor = sandbox.executor.lock().take();
+        if let Some(executor) = executor {
+            // Its thread holds the namespace (and, for a held one, names it): wait until it
+            // has gone.
+            executor.shutdown().await;
+        }
         if let Some(ns) = &sandbox.netns {
             ns.remove()
                 .map_err(|e| Error::internal("remove network namespace", e))?;

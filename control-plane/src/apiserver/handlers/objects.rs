@@ -26,25 +26,11 @@ pub fn render_object(
     out: Output,
     obj: &Value,
 ) -> ApiResult<Response> {
-    let converted = match out {
-        Output::Table(v) => {
-            let include = IncludeObject::parse(ctx.query.get("includeObject"))?;
-            let meta = json!({"resourceVersion": objects::resource_version(obj)});
-            Some(table::table(
-                &ctx.res,
-                std::slice::from_ref(obj),
-                meta,
-                include,
-                v,
-            ))
-        }
-        Output::PartialMetadata(v) => {
-            let mut p = objects::partial_metadata(obj);
-            p["apiVersion"] = json!(format!("meta.k8s.io/{}", v.as_str()));
-            Some(p)
-        }
-        _ => None,
+    let include = match out {
+        Output::Table(_) => IncludeObject::parse(ctx.query.get("includeObject"))?,
+        _ => IncludeObject::default(),
     };
+    let converted = table::convert_one(&ctx.res, out, include, obj);
     Ok(negotiate::respond(
         status,
         out,

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::errors::{ApiError, ApiResult};
 use super::kinds::{KindId, Resource};
-use super::negotiate::MetaVersion;
+use super::negotiate::{MetaVersion, Output};
 use super::objects;
 
 /// One column definition.
@@ -68,11 +68,12 @@ pub fn age_col() -> Column {
 }
 
 /// `includeObject`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum IncludeObject {
     /// No object in rows.
     None,
     /// `PartialObjectMetadata` (the default).
+    #[default]
     Metadata,
     /// The full object.
     Object,
@@ -185,6 +186,35 @@ pub fn table(
         "columnDefinitions": cols,
         "rows": items.iter().map(|o| row(res, o, include, now)).collect::<Vec<_>>(),
     })
+}
+
+/// One object as a server-side conversion shows it: a one-row Table (its list metadata the
+/// object's resourceVersion) or a PartialObjectMetadata; `None` when the output is the object
+/// itself. Single responses and watch events both use it.
+pub fn convert_one(
+    res: &Resource,
+    out: Output,
+    include: IncludeObject,
+    obj: &Value,
+) -> Option<Value> {
+    match out {
+        Output::Table(version) => {
+            let meta = json!({"resourceVersion": objects::resource_version(obj)});
+            Some(table(
+                res,
+                std::slice::from_ref(obj),
+                meta,
+                include,
+                version,
+            ))
+        }
+        Output::PartialMetadata(version) => {
+            let mut partial = objects::partial_metadata(obj);
+            partial["apiVersion"] = json!(format!("meta.k8s.io/{}", version.as_str()));
+            Some(partial)
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
