@@ -162,7 +162,7 @@ pub async fn run(args: PodsBenchArgs) -> anyhow::Result<serde_json::Value> {
 
     let ns_api: Api<Namespace> = Api::all(client.clone());
     let state = api.state();
-    let result = measure(&client, &ns_api, &args, oci, state.metrics()).await;
+    let result = measure(&client, &ns_api, &args, oci, state.metrics(), &registry).await;
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
     crate::node::stop_all_pods(&registry, Duration::from_secs(1)).await;
@@ -263,13 +263,40 @@ async fn one_at_a_time(
     Ok(samples)
 }
 
-async fn delete_all(pods: &Api<Pod>) -> anyhow::Result<()> {
+/// Deletes every pod of `pods`' namespace and waits until the node has torn them all down:
+/// the API has none left and no runtime holds a sandbox. The next phase then does not pay for
+/// this one's teardown (stopping 30 Docker containers ran through the first seconds of the
+/// burst and cost it a third of its rate).
+async fn delete_all(
+    pods: &Api<Pod>,
+    runtimes: &skiff_runtimes::RuntimeRegistry,
+) -> anyhow::Result<()> {
     pods.delete_collection(
         &DeleteParams::default().grace_period(0),
         &ListParams::default(),
     )
     .await?;
-    Ok(())
+    let limit = Duration::from_secs(120);
+    let started = Instant::now();
+    loop {
+        let left = pods
+            .list_metadata(&ListParams::default())
+            .await?
+            .items
+            .len();
+        let mut sandboxes = 0;
+        for handler in runtimes.handlers() {
+            sandboxes += runtimes.get(handler)?.list_sandboxes().await?.len();
+        }
+        if left == 0 && sandboxes == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            started.elapsed() < limit,
+            "{left} pods and {sandboxes} sandboxes were still there {limit:?} after deleting the pods"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn latency_figures(name: &str, samples: &[Duration]) -> (serde_json::Value, String) {
@@ -329,6 +356,7 @@ async fn measure(
     args: &PodsBenchArgs,
     oci: bool,
     metrics: &skiff_control_plane::apiserver::metrics::Metrics,
+    runtimes: &skiff_runtimes::RuntimeRegistry,
 ) -> anyhow::Result<serde_json::Value> {
     for ns in ["bench-wasm", "bench-oci", "bench-burst"] {
         let obj: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}}))?;
@@ -343,7 +371,7 @@ async fn measure(
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let wasm = one_at_a_time(&wasm_api, wasm_pods).await?;
-    delete_all(&wasm_api).await?;
+    delete_all(&wasm_api, runtimes).await?;
     let (wasm_json, wasm_row) = latency_figures("wasm", &wasm);
 
     let mut oci_json = serde_json::Value::Null;
@@ -357,7 +385,7 @@ async fn measure(
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let samples = one_at_a_time(&oci_api, oci_pods).await?;
-        delete_all(&oci_api).await?;
+        delete_all(&oci_api, runtimes).await?;
         (oci_json, oci_row) = latency_figures("oci", &samples);
     }
 
