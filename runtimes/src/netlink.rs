@@ -181,22 +181,17 @@ impl Netlink {
             .index(index)
             .address(ip, prefix)
             .build();
-        match self.request(
-            RouteNetlinkMessage::NewAddress(address),
-            NLM_F_CREATE | NLM_F_EXCL,
-        ) {
-            Ok(_) => Ok(()),
-            Err(error) if error.is_exists() => Ok(()),
-            Err(error) => Err(error),
-        }
+        self.create_unless_present(RouteNetlinkMessage::NewAddress(address))
     }
 
     /// Add a route; one that exists is fine.
     pub fn add_route(&mut self, route: RouteMessage) -> Result<(), NetlinkError> {
-        match self.request(
-            RouteNetlinkMessage::NewRoute(route),
-            NLM_F_CREATE | NLM_F_EXCL,
-        ) {
+        self.create_unless_present(RouteNetlinkMessage::NewRoute(route))
+    }
+
+    /// Create the object `message` describes; one that exists already is fine.
+    fn create_unless_present(&mut self, message: RouteNetlinkMessage) -> Result<(), NetlinkError> {
+        match self.request(message, NLM_F_CREATE | NLM_F_EXCL) {
             Ok(_) => Ok(()),
             Err(error) if error.is_exists() => Ok(()),
             Err(error) => Err(error),
