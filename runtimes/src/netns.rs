@@ -133,11 +133,10 @@ impl Netns {
     ) -> Result<(Netns, NetnsExecutor), NetnsError> {
         let (file_tx, file_rx) = std::sync::mpsc::sync_channel(1);
         let label = PathBuf::from(format!("(new namespace of thread {thread_name})"));
-        let thread_label = label.clone();
         let executor = NetnsExecutor::spawn(thread_name, label.clone(), move || {
             nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Sys {
                 operation: "unshare",
-                path: thread_label.clone(),
+                path: label,
                 source,
             })?;
             let path = PathBuf::from(format!(
@@ -317,6 +316,13 @@ impl Netns {
             return Ok(());
         }
         remove_path(&self.path)
+    }
+}
+
+impl std::os::fd::AsFd for Netns {
+    /// The open namespace (for `setns`, or a netlink request that names a namespace by fd).
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.file.as_fd()
     }
 }
 

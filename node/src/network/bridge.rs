@@ -13,7 +13,7 @@
 //! requests are blocking ([`skiff_runtimes::netlink`]), made from blocking threads.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -23,6 +23,7 @@ use parking_lot::Mutex;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkInfo, LinkMessage};
 use rtnetlink::{LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use skiff_runtimes::netlink::{Netlink, NetlinkError, no_ipv6_addresses};
+use skiff_runtimes::netns::Netns;
 
 use super::ipam::{self, Ipam};
 use super::{NetworkError, PodNetwork};
@@ -294,7 +295,7 @@ fn plug_host_side(
     netlink: &mut Netlink,
     bridge: &str,
     host: &str,
-    netns_path: &Path,
+    netns: &Netns,
 ) -> Result<(), NetworkError> {
     let bridge_index = link_index(netlink, bridge)?.ok_or_else(|| NetworkError::Netlink {
         operation: "find bridge".to_owned(),
@@ -303,11 +304,7 @@ fn plug_host_side(
     // The peer is created inside the pod's namespace: moving an interface between
     // namespaces waits for an RCU grace period under the kernel's rtnl lock (~25 ms
     // each), which serialized every pod start on the node.
-    let ns_file = std::fs::File::open(netns_path).map_err(|e| NetworkError::Netns {
-        path: netns_path.to_owned(),
-        message: e.to_string(),
-    })?;
-    let veth = || veth_into_namespace(host, POD_INTERFACE, ns_file.as_raw_fd());
+    let veth = || veth_into_namespace(host, POD_INTERFACE, netns.as_fd().as_raw_fd());
     match netlink.add_link(veth()) {
         Ok(()) => {}
         Err(e) if e.is_exists() => {
@@ -372,23 +369,19 @@ fn attach_blocking(
     let cidr = ipam.cidr();
     let ip = ipam.allocate(uid)?;
     let host = host_veth_name(uid);
-    let plugged = open_netlink()
-        .and_then(|mut netlink| plug_host_side(&mut netlink, bridge, &host, netns_path))
-        .and_then(|()| {
-            let netns = skiff_runtimes::netns::Netns::open(netns_path).map_err(|e| {
-                NetworkError::Netns {
-                    path: netns_path.to_owned(),
-                    message: e.to_string(),
-                }
-            })?;
+    let netns_error = |e: skiff_runtimes::netns::NetnsError| NetworkError::Netns {
+        path: netns_path.to_owned(),
+        message: e.to_string(),
+    };
+    let plugged = Netns::open(netns_path)
+        .map_err(netns_error)
+        .and_then(|netns| {
+            plug_host_side(&mut open_netlink()?, bridge, &host, &netns)?;
             // A blocking-pool thread of our own: it visits the pod's namespace for the netlink
             // socket instead of spawning a thread per pod.
             netns
                 .run_on_this_thread(|| configure_inside(&mut open_netlink()?, ip, cidr))
-                .map_err(|e| NetworkError::Netns {
-                    path: netns_path.to_owned(),
-                    message: e.to_string(),
-                })?
+                .map_err(netns_error)?
         });
     match plugged {
         Ok(()) => Ok(ip),
