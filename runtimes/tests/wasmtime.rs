@@ -403,6 +403,21 @@ async fn joins_an_existing_namespace_and_leaves_it_alone() {
     outside.remove().expect("cleanup");
 }
 
+/// A sandbox named `name` on the pod network, and the path of its network namespace.
+async fn pod_network_sandbox(rt: &WasmtimeRuntime, name: &str) -> (String, PathBuf) {
+    let sandbox = rt
+        .create_sandbox(&SandboxSpec::new(name).with_network(NetworkMode::Pod))
+        .await
+        .expect("sandbox");
+    let path = rt
+        .sandbox_status(&sandbox)
+        .await
+        .expect("status")
+        .netns_path
+        .expect("netns path");
+    (sandbox, path)
+}
+
 #[tokio::test]
 async fn a_restart_removes_namespaces_a_dead_run_left() {
     if !netns_or_skip() {
@@ -419,16 +434,7 @@ async fn a_restart_removes_namespaces_a_dead_run_left() {
         ..config(data.path())
     };
     let first = WasmtimeRuntime::new(config.clone()).expect("runtime");
-    let live = first
-        .create_sandbox(&SandboxSpec::new("live").with_network(NetworkMode::Pod))
-        .await
-        .expect("sandbox");
-    let live_path = first
-        .sandbox_status(&live)
-        .await
-        .expect("status")
-        .netns_path
-        .expect("netns path");
+    let (live, live_path) = pod_network_sandbox(&first, "live").await;
     // What a killed run of the same data dir would have left: its pid is in the name.
     let mut exited = std::process::Command::new("true").spawn().expect("spawn");
     let dead_pid = exited.id();
@@ -471,16 +477,7 @@ async fn a_held_namespace_leaves_no_file() {
         ..config(data.path())
     })
     .expect("runtime");
-    let sandbox = rt
-        .create_sandbox(&SandboxSpec::new("held").with_network(NetworkMode::Pod))
-        .await
-        .expect("sandbox");
-    let path = rt
-        .sandbox_status(&sandbox)
-        .await
-        .expect("status")
-        .netns_path
-        .expect("netns path");
+    let (sandbox, path) = pod_network_sandbox(&rt, "held").await;
     assert!(path.starts_with("/proc"), "{}", path.display());
     assert_eq!(
         std::fs::read_dir(namespaces.path()).expect("dir").count(),
