@@ -133,6 +133,14 @@ async fn pods_get_ips_on_the_bridge_and_reach_each_other() {
         0,
         "{host_end} has IPv6 addresses"
     );
+    // Multicast snooping is off on the bridge (it made every new port cost more).
+    assert_eq!(
+        std::fs::read_to_string("/sys/class/net/sktest0/bridge/multicast_snooping")
+            .expect("bridge sysfs")
+            .trim(),
+        "0",
+        "multicast snooping on sktest0"
+    );
     let namespaces: Vec<_> = std::fs::read_dir(netns_dir.path())
         .expect("netns dir")
         .map(|e| e.expect("entry").path())

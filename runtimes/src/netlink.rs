@@ -154,6 +154,13 @@ impl Netlink {
         .map(drop)
     }
 
+    /// Create a link, or change the one of that name to match (`RTM_NEWLINK` without
+    /// `NLM_F_EXCL`: its kind-specific settings included, which `RTM_SETLINK` ignores).
+    pub fn create_or_change_link(&mut self, link: LinkMessage) -> Result<(), NetlinkError> {
+        self.request(RouteNetlinkMessage::NewLink(link), NLM_F_CREATE)
+            .map(drop)
+    }
+
     /// Change a link (`RTM_SETLINK`), found by the message's index or, when that is 0, its name.
     pub fn set_link(&mut self, link: LinkMessage) -> Result<(), NetlinkError> {
         self.request(RouteNetlinkMessage::SetLink(link), 0)
