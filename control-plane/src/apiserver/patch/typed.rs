@@ -124,6 +124,9 @@ fn compare_at(
 ) {
     match (old, new) {
         (None, None) => {}
+        // An unchanged subtree adds, removes and modifies nothing: skip walking it (a
+        // status update leaves the rest of the object as it was).
+        (Some(o), Some(n)) if json_eq(o, n) => {}
         (None, Some(n)) => insert_all(n, node, path, &mut out.added),
         (Some(o), None) => insert_all(o, node, path, &mut out.removed),
         // A null container compares like an empty one: its items are added
