@@ -132,19 +132,6 @@ impl Netlink {
         }
     }
 
-    /// The index of the interface called `name`, if there is one.
-    pub fn link_index(&mut self, name: &str) -> Result<Option<u32>, NetlinkError> {
-        let query = LinkUnspec::new_with_name(name).build();
-        match self.request(RouteNetlinkMessage::GetLink(query), 0) {
-            Ok(replies) => Ok(replies.into_iter().find_map(|reply| match reply {
-                RouteNetlinkMessage::NewLink(link) => Some(link.header.index),
-                _ => None,
-            })),
-            Err(error) if error.is_missing() => Ok(None),
-            Err(error) => Err(error),
-        }
-    }
-
     /// Create a link (`RTM_NEWLINK`, failing if it exists).
     pub fn add_link(&mut self, link: LinkMessage) -> Result<(), NetlinkError> {
         self.request(

@@ -5,9 +5,9 @@
 //! gets a MASQUERADE rule for pod traffic leaving the cluster range plus FORWARD accepts for
 //! the bridge (Docker sets the FORWARD policy to DROP). [`PodNetwork::attach`] creates a veth
 //! pair whose pod end (`eth0`) is created directly in the pod's namespace, plugs the host end
-//! into the bridge and, from a thread visiting the pod's namespace, gives `eth0` the pod IP and
-//! a default route via the gateway. The network is IPv4 only: neither veth end generates IPv6
-//! addresses. Netlink sockets belong to the namespace of the thread that opens them, which is
+//! into the bridge, from a thread visiting the pod's namespace gives `eth0` the pod IP and
+//! a default route via the gateway, and last brings the host end up. The network is IPv4
+//! only: neither veth end generates IPv6 addresses. Netlink sockets belong to the namespace of the thread that opens them, which is
 //! why the pod side runs inside the pod's namespace
 //! ([`Netns::run_on_this_thread`](skiff_runtimes::netns::Netns::run_on_this_thread)). The
 //! requests are blocking ([`skiff_runtimes::netlink`]), made from blocking threads.
@@ -89,10 +89,20 @@ where
         })?
 }
 
-fn link_index(netlink: &mut Netlink, name: &str) -> Result<Option<u32>, NetworkError> {
-    netlink
-        .link_index(name)
-        .map_err(netlink_error(format!("look up link {name}")))
+/// The index of interface `name` in the calling thread's namespace (where every netlink
+/// socket here is opened), if it exists. An `SIOCGIFINDEX` ioctl rather than a netlink
+/// `RTM_GETLINK`: the kernel answers the ioctl under RCU, while `RTM_GETLINK` waits its turn
+/// for the rtnl lock that every pod start takes several times (in a 1,000-pod burst, these
+/// lookups spent 2 % of the node's CPU spinning on that lock).
+fn link_index(name: &str) -> Result<Option<u32>, NetworkError> {
+    match nix::net::if_::if_nametoindex(name) {
+        Ok(index) => Ok(Some(index)),
+        Err(nix::errno::Errno::ENODEV) => Ok(None),
+        Err(e) => Err(NetworkError::Host {
+            operation: format!("look up interface {name}"),
+            message: e.to_string(),
+        }),
+    }
 }
 
 /// The pod's end of its veth pair, as Kubernetes' CNI plugins name it.
@@ -209,7 +219,7 @@ fn setup_bridge(netlink: &mut Netlink, name: &str, cidr: Ipv4Net) -> Result<(), 
     netlink
         .create_or_change_link(bridge)
         .map_err(netlink_error(format!("create bridge {name}")))?;
-    let index = link_index(netlink, name)?.ok_or_else(|| NetworkError::Netlink {
+    let index = link_index(name)?.ok_or_else(|| NetworkError::Netlink {
         operation: format!("create bridge {name}"),
         message: "bridge missing after creation".to_owned(),
     })?;
@@ -281,24 +291,28 @@ fn iptables_rules(
     Ok(())
 }
 
-/// The host side of a pod's attachment: a veth pair whose pod end is `eth0` in the pod's
-/// namespace and whose host end is up and plugged into `bridge`.
+/// The host side of a pod's attachment, before the pod's side: a veth pair whose pod end is
+/// `eth0` in the pod's namespace and whose host end is plugged into `bridge`, still down.
 ///
 /// The pod network is IPv4 only, and an interface that generates IPv6 addresses sends
 /// duplicate address detection, router solicitations and MLD reports when it comes up, which
 /// the bridge floods to every other pod: with 600 pods on the node, handling that flood took
 /// about a quarter of the machine's CPU during a burst of pod starts, and grew with the square
-/// of the pod count. So both ends come up without IPv6 addresses ([`no_ipv6_addresses`], in
-/// the same request that brings them up). Not the `disable_ipv6` sysctl: every namespace's
-/// `eth0` shares one dentry chain under `/proc/sys/net/ipv6/conf`, so opening it inside a pod's
-/// namespace took longer with every pod on the node.
-fn plug_host_side(
+/// of the pod count. So neither end generates IPv6 addresses ([`no_ipv6_addresses`]), and
+/// each end is told so before the pair gets its carrier: the kernel applies a link request's
+/// flags before its address-family settings, and an end that comes up to a carrier before
+/// the kernel has noted its operational state gets its link-local address within that very
+/// request. Hence the order: host end configured but down, pod end configured and up, then the
+/// host end up ([`bring_up`]). Not the `disable_ipv6` sysctl: every namespace's `eth0` shares
+/// one dentry chain under `/proc/sys/net/ipv6/conf`, so opening it inside a pod's namespace
+/// took longer with every pod on the node.
+fn create_veth(
     netlink: &mut Netlink,
     bridge: &str,
     host: &str,
     netns: &Netns,
 ) -> Result<(), NetworkError> {
-    let bridge_index = link_index(netlink, bridge)?.ok_or_else(|| NetworkError::Netlink {
+    let bridge_index = link_index(bridge)?.ok_or_else(|| NetworkError::Netlink {
         operation: "find bridge".to_owned(),
         message: format!("bridge {bridge} does not exist"),
     })?;
@@ -325,24 +339,30 @@ fn plug_host_side(
             LinkUnspec::new_with_name(host)
                 .append_extra_attribute(no_ipv6_addresses())
                 .controller(bridge_index)
-                .up()
                 .build(),
         )
         .map_err(netlink_error(format!("attach {host} to {bridge}")))
 }
 
-/// Inside the pod's namespace: address `eth0`, bring it up (without IPv6 addresses), add the
-/// default route. `lo` is the runtime's: a sandbox's namespace comes with it up.
+/// The last step of an attachment: the host end up, which gives both ends their carrier.
+fn bring_up(netlink: &mut Netlink, host: &str) -> Result<(), NetworkError> {
+    netlink
+        .set_link(LinkUnspec::new_with_name(host).up().build())
+        .map_err(netlink_error(format!("bring up {host}")))
+}
+
+/// Inside the pod's namespace, while the host end is still down: `eth0` without IPv6
+/// addresses and up, its address, the default route. `lo` is the runtime's: a sandbox's
+/// namespace comes with it up.
 fn configure_inside(
     netlink: &mut Netlink,
     ip: Ipv4Addr,
     cidr: Ipv4Net,
 ) -> Result<(), NetworkError> {
-    let index = link_index(netlink, POD_INTERFACE)?.ok_or_else(|| NetworkError::Netlink {
+    let index = link_index(POD_INTERFACE)?.ok_or_else(|| NetworkError::Netlink {
         operation: "find pod interface".to_owned(),
         message: format!("no {POD_INTERFACE} in the namespace"),
     })?;
-    add_address(netlink, index, ip, cidr, POD_INTERFACE)?;
     netlink
         .set_link(
             LinkUnspec::new_with_index(index)
@@ -351,6 +371,8 @@ fn configure_inside(
                 .build(),
         )
         .map_err(netlink_error("bring up eth0"))?;
+    add_address(netlink, index, ip, cidr, POD_INTERFACE)?;
+    // The gateway's check ignores the missing carrier.
     let route = RouteMessageBuilder::<Ipv4Addr>::new()
         .output_interface(index)
         .gateway(ipam::gateway(cidr))
@@ -377,12 +399,14 @@ fn attach_blocking(
     let plugged = Netns::open(netns_path)
         .map_err(netns_error)
         .and_then(|netns| {
-            plug_host_side(&mut open_netlink()?, bridge, &host, &netns)?;
+            let mut netlink = open_netlink()?;
+            create_veth(&mut netlink, bridge, &host, &netns)?;
             // A blocking-pool thread of our own: it visits the pod's namespace for the netlink
             // socket instead of spawning a thread per pod.
             netns
                 .run_on_this_thread(|| configure_inside(&mut open_netlink()?, ip, cidr))
-                .map_err(netns_error)?
+                .map_err(netns_error)??;
+            bring_up(&mut netlink, &host)
         });
     match plugged {
         Ok(()) => Ok(ip),
