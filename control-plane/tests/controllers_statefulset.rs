@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use controllers_common::{
-    eventually, kubectl_available, live_pods, make_all_ready, make_ready, start_redb,
+    eventually, is_ready, kubectl_available, live_pods, make_ready, start_redb,
 };
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
@@ -183,7 +183,8 @@ async fn roll(client: &Client, app: &str, revision: &str, count: usize) -> Resul
     let mut order: Vec<String> = Vec::new();
     let deadline = tokio::time::Instant::now() + T;
     loop {
-        for p in live_pods(client, "default", &format!("app={app}")).await? {
+        let pods = live_pods(client, "default", &format!("app={app}")).await?;
+        for p in &pods {
             let at = p
                 .labels()
                 .get("controller-revision-hash")
@@ -193,7 +194,11 @@ async fn roll(client: &Client, app: &str, revision: &str, count: usize) -> Resul
                 order.push(p.name_any());
             }
         }
-        make_all_ready(client, "default", &format!("app={app}")).await?;
+        // Only the pods this poll saw: a pod listed afresh here could be made ready, and
+        // the next one updated, before the next poll, which would then see both at once.
+        for p in pods.iter().filter(|p| !is_ready(p)) {
+            make_ready(client, p, "node-1").await?;
+        }
         if order.len() == count {
             return Ok(order);
         }

@@ -282,17 +282,20 @@ pub async fn make_ready(client: &Client, pod: &Pod, node: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether the pod's Ready condition is True.
+pub fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
 /// Marks every not-yet-ready live pod in `ns` matching `selector` ready;
 /// returns how many it changed.
 pub async fn make_all_ready(client: &Client, ns: &str, selector: &str) -> Result<usize> {
     let mut n = 0;
     for pod in live_pods(client, ns, selector).await? {
-        let ready = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-        if !ready {
+        if !is_ready(&pod) {
             make_ready(client, &pod, "node-1").await?;
             n += 1;
         }
