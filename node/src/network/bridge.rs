@@ -7,8 +7,8 @@
 //! pair whose pod end (`eth0`) is created directly in the pod's namespace, plugs the host end
 //! into the bridge, from a thread visiting the pod's namespace gives `eth0` the pod IP and
 //! a default route via the gateway, and last brings the host end up. The network is IPv4
-//! only: neither veth end generates IPv6 addresses. Netlink sockets belong to the namespace of the thread that opens them, which is
-//! why the pod side runs inside the pod's namespace
+//! only: neither veth end generates IPv6 addresses. Netlink sockets belong to the namespace
+//! of the thread that opens them, which is why the pod side runs inside the pod's namespace
 //! ([`Netns::run_on_this_thread`](skiff_runtimes::netns::Netns::run_on_this_thread)). The
 //! requests are blocking ([`skiff_runtimes::netlink`]), made from blocking threads.
 
