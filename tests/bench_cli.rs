@@ -233,3 +233,25 @@ fn bench_deployment_small_completes_a_rollout() {
     );
     assert!(v["rolling_update_s"].as_f64().unwrap_or(0.0) > 0.0, "{v}");
 }
+
+#[test]
+fn bench_network_small_attaches_every_pod_at_each_parallelism() {
+    let v = bench(&["network", "--pods", "6", "--parallelism", "1,3"]);
+    assert_eq!(v["bench"], "network");
+    let rounds = v["rounds"].as_array().expect("rounds");
+    assert_eq!(rounds.len(), 2, "{v}");
+    for (round, parallelism) in rounds.iter().zip([1, 3]) {
+        assert_eq!(round["parallelism"], parallelism, "{v}");
+        assert_eq!(round["pods"], 6, "{v}");
+        assert_eq!(
+            round["bridge_ports"], 6,
+            "every pod's veth was on the bridge: {v}"
+        );
+        assert!(round["pods_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{v}");
+        let p50 = round["attach_p50_ms"].as_f64().unwrap_or(-1.0);
+        let p99 = round["attach_p99_ms"].as_f64().unwrap_or(-1.0);
+        assert!(0.0 < p50 && p50 <= p99, "{v}");
+    }
+    let bridge = std::path::Path::new("/sys/class/net/skfnetb0");
+    assert!(!bridge.exists(), "the bench removes its bridge");
+}

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod deployment;
+pub mod network;
 pub mod pods;
 pub mod runtime;
 pub mod scheduler;
@@ -21,6 +22,8 @@ pub enum BenchCommand {
     Runtime(runtime::RuntimeBenchArgs),
     /// Pods: startup latency of wasm and OCI pods side by side, and 1,000 wasm pods on one node.
     Pods(pods::PodsBenchArgs),
+    /// Pod network alone: namespaces created and attached to a node bridge, 1,000 at several parallelisms.
+    Network(network::NetworkBenchArgs),
     /// `skiff up`: time to a Ready node and to the first wasm pod Running, idle RSS, binary size.
     Up(up::UpBenchArgs),
     /// Deployment: 1,000 wasm replicas on fake nodes to available, then a rolling update.
@@ -39,6 +42,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Scheduler(args) => scheduler::run(args).await?,
         BenchCommand::Pods(args) => pods::run(args).await?,
         BenchCommand::Up(args) => up::run(args).await?,
+        BenchCommand::Network(args) => network::run(args).await?,
         BenchCommand::Deployment(args) => deployment::run(args).await?,
         BenchCommand::Store(args) => store::run(args).await?,
     };
