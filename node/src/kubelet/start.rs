@@ -257,7 +257,8 @@ pub async fn start(kubelet: &Kubelet, req: StartRequest<'_>) -> Result<Started, 
     let uid = pod.metadata.uid.as_deref().unwrap_or_default();
     let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
     let log_dir = kubelet.pod_log_dir(namespace, pod_name, uid).join(name);
-    std::fs::create_dir_all(&log_dir).map_err(|e| {
+    // On a blocking thread: creating directories waits on the filesystem.
+    tokio::fs::create_dir_all(&log_dir).await.map_err(|e| {
         StartFailure::new(
             "CreateContainerError",
             format!("create log directory {}: {e}", log_dir.display()),

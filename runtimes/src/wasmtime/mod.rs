@@ -459,14 +459,21 @@ impl Runtime for WasmtimeRuntime {
             );
         }
         let (image_digest, artifact) = self.artifact(&spec.image).await?;
-        let log = LogWriter::open_optional(spec.log_path.as_deref(), self.inner.config.log)
-            .map_err(|e| {
-                Error::io(
-                    "open container log",
-                    spec.log_path.clone().unwrap_or_default(),
-                    e,
-                )
-            })?;
+        // Creating a file waits on the filesystem (on ext4 without a journal, its inode
+        // allocator skips every recently deleted inode of the group): not on a worker thread.
+        let (log_path, log_config) = (spec.log_path.clone(), self.inner.config.log);
+        let log = tokio::task::spawn_blocking(move || {
+            LogWriter::open_optional(log_path.as_deref(), log_config)
+        })
+        .await
+        .map_err(|e| Error::internal("open container log", e))?
+        .map_err(|e| {
+            Error::io(
+                "open container log",
+                spec.log_path.clone().unwrap_or_default(),
+                e,
+            )
+        })?;
         let id = new_id();
         let container = Container {
             id: id.clone(),
