@@ -14,11 +14,12 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use skiff_runtimes::TerminalSize;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
 
 use super::remotecommand::{self, Channel, ClientInput, Operation, Session, StreamOptions};
-use super::spdy::{self, FLAG_FIN, Frame, HeaderCodec};
+use super::spdy::{self, FLAG_FIN, Frame, HeaderCodec, Outgoing};
 
 /// The SPDY exec protocol: the `Status` JSON on the error stream.
 pub const V4: &str = "v4.channel.k8s.io";
@@ -111,14 +112,6 @@ impl ResizeDecoder {
     }
 }
 
-/// What the writer task sends.
-enum Out {
-    /// A `SYN_REPLY` with empty headers (compressed by the writer's context).
-    Reply(u32),
-    /// Any other frame.
-    Frame(Frame),
-}
-
 /// Serve one exec or attach on an upgraded SPDY connection until the session ends or the
 /// client goes away.
 pub async fn serve<S>(io: S, session: Session, operation: Operation, expected: Expected)
@@ -126,8 +119,12 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (read_half, write_half) = tokio::io::split(io);
-    let (frames, frames_rx) = mpsc::channel::<Out>(64);
-    let writer = tokio::spawn(write_frames(write_half, frames_rx));
+    let (frames, frames_rx) = mpsc::channel::<Outgoing>(64);
+    let writer = tokio::spawn(spdy::write_frames(
+        write_half,
+        ReceiverStream::new(frames_rx),
+        "exec spdy",
+    ));
     let (stdin_tx, stdin_rx) = mpsc::channel::<Bytes>(64);
     let (resize_tx, resize_rx) = mpsc::channel::<TerminalSize>(8);
     let (ready_tx, ready_rx) = oneshot::channel::<HashMap<Channel, u32>>();
@@ -161,7 +158,7 @@ where
                     flags: 0,
                     data,
                 };
-                if frames.send(Out::Frame(frame)).await.is_err() {
+                if frames.send(Outgoing::Frame(frame)).await.is_err() {
                     return;
                 }
             }
@@ -207,7 +204,7 @@ where
             status: 0,
         });
         for frame in closing {
-            if frames.send(Out::Frame(frame)).await.is_err() {
+            if frames.send(Outgoing::Frame(frame)).await.is_err() {
                 break;
             }
         }
@@ -217,38 +214,6 @@ where
     } else {
         writer.abort();
     }
-}
-
-/// Encode and write frames until `GOAWAY` or the channel closes, then shut the write side.
-async fn write_frames<W: AsyncWrite>(writer: W, mut frames: mpsc::Receiver<Out>) {
-    let mut writer = std::pin::pin!(writer);
-    let mut codec = HeaderCodec::default();
-    let mut buf = BytesMut::new();
-    while let Some(out) = frames.recv().await {
-        let frame = match out {
-            Out::Frame(frame) => frame,
-            Out::Reply(stream_id) => match codec.encode(&[]) {
-                Ok(block) => Frame::SynReply {
-                    stream_id,
-                    flags: 0,
-                    block,
-                },
-                Err(error) => {
-                    tracing::debug!(%error, "exec spdy: cannot encode a reply");
-                    break;
-                }
-            },
-        };
-        spdy::encode_frame(&frame, &mut buf);
-        if writer.write_all(&buf).await.is_err() {
-            break;
-        }
-        buf.clear();
-        if matches!(frame, Frame::GoAway { .. }) {
-            break;
-        }
-    }
-    let _ = writer.shutdown().await;
 }
 
 /// The reader's state.
@@ -263,7 +228,7 @@ struct Inbound {
     stdin: Option<mpsc::Sender<Bytes>>,
     resize: mpsc::Sender<TerminalSize>,
     resizes: ResizeDecoder,
-    frames: mpsc::Sender<Out>,
+    frames: mpsc::Sender<Outgoing>,
 }
 
 /// Read and handle frames until the client hangs up, says `GOAWAY` or breaks the protocol.
@@ -306,7 +271,7 @@ impl Inbound {
                         return false;
                     }
                 };
-                if self.frames.send(Out::Reply(stream_id)).await.is_err() {
+                if self.frames.send(Outgoing::Reply(stream_id)).await.is_err() {
                     return false;
                 }
                 let kind = spdy::header(&headers, "streamtype").unwrap_or_default();
@@ -358,7 +323,11 @@ impl Inbound {
                 }
                 true
             }
-            Frame::Ping(id) => self.frames.send(Out::Frame(Frame::Ping(id))).await.is_ok(),
+            Frame::Ping(id) => self
+                .frames
+                .send(Outgoing::Frame(Frame::Ping(id)))
+                .await
+                .is_ok(),
             Frame::GoAway { .. } => false,
             Frame::SynReply { .. } | Frame::Headers { .. } | Frame::Other { .. } => true,
         }

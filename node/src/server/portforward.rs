@@ -19,14 +19,9 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
 
-use super::spdy::{self, FLAG_FIN, Frame, HeaderCodec};
-
-/// What the writer task sends.
-enum Out {
-    Frame(Frame),
-    Reply(u32),
-}
+use super::spdy::{self, FLAG_FIN, Frame, HeaderCodec, Outgoing};
 
 struct Stream {
     kind: String,
@@ -46,37 +41,13 @@ pub async fn serve<S>(io: S, target: PodTarget)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let (mut reader, mut writer) = tokio::io::split(io);
-    let (tx, mut rx) = mpsc::unbounded_channel::<Out>();
-    let writer_task = tokio::spawn(async move {
-        let mut codec = HeaderCodec::default();
-        let mut buf = BytesMut::new();
-        while let Some(out) = rx.recv().await {
-            let frame = match out {
-                Out::Frame(f) => f,
-                Out::Reply(stream_id) => match codec.encode(&[]) {
-                    Ok(block) => Frame::SynReply {
-                        stream_id,
-                        flags: 0,
-                        block,
-                    },
-                    Err(error) => {
-                        tracing::debug!(%error, "port-forward: cannot encode reply");
-                        break;
-                    }
-                },
-            };
-            spdy::encode_frame(&frame, &mut buf);
-            if writer.write_all(&buf).await.is_err() {
-                break;
-            }
-            buf.clear();
-            if matches!(frame, Frame::GoAway { .. }) {
-                break;
-            }
-        }
-        let _ = writer.shutdown().await;
-    });
+    let (mut reader, writer) = tokio::io::split(io);
+    let (tx, rx) = mpsc::unbounded_channel::<Outgoing>();
+    let writer_task = tokio::spawn(spdy::write_frames(
+        writer,
+        UnboundedReceiverStream::new(rx),
+        "port-forward",
+    ));
 
     let mut codec = HeaderCodec::default();
     let mut streams: HashMap<u32, Stream> = HashMap::new();
@@ -111,7 +82,7 @@ async fn handle(
     frame: Frame,
     codec: &mut HeaderCodec,
     streams: &mut HashMap<u32, Stream>,
-    tx: &mpsc::UnboundedSender<Out>,
+    tx: &mpsc::UnboundedSender<Outgoing>,
     target: &PodTarget,
 ) -> bool {
     match frame {
@@ -134,7 +105,7 @@ async fn handle(
             let port = spdy::header(&headers, "port")
                 .unwrap_or_default()
                 .to_owned();
-            let _ = tx.send(Out::Reply(stream_id));
+            let _ = tx.send(Outgoing::Reply(stream_id));
             let mut stream = Stream {
                 kind: kind.clone(),
                 request_id: request_id.clone(),
@@ -160,7 +131,7 @@ async fn handle(
                                         // the request, as the kubelet does; kubectl closes
                                         // its local connection once the error stream ends.
                                         for id in std::iter::once(stream_id).chain(error_id) {
-                                            let _ = tx.send(Out::Frame(Frame::Data {
+                                            let _ = tx.send(Outgoing::Frame(Frame::Data {
                                                 stream_id: id,
                                                 flags: FLAG_FIN,
                                                 data: Bytes::new(),
@@ -171,7 +142,7 @@ async fn handle(
                                     Ok(n) => {
                                         let data = Bytes::copy_from_slice(&chunk[..n]);
                                         if tx
-                                            .send(Out::Frame(Frame::Data {
+                                            .send(Outgoing::Frame(Frame::Data {
                                                 stream_id,
                                                 flags: 0,
                                                 data,
@@ -188,13 +159,13 @@ async fn handle(
                     Err(message) => {
                         // Report on the error stream of the same request, then end data.
                         if let Some(error_id) = error_id {
-                            let _ = tx.send(Out::Frame(Frame::Data {
+                            let _ = tx.send(Outgoing::Frame(Frame::Data {
                                 stream_id: error_id,
                                 flags: FLAG_FIN,
                                 data: Bytes::from(message),
                             }));
                         }
-                        let _ = tx.send(Out::Frame(Frame::Data {
+                        let _ = tx.send(Outgoing::Frame(Frame::Data {
                             stream_id,
                             flags: FLAG_FIN,
                             data: Bytes::new(),
@@ -229,7 +200,7 @@ async fn handle(
             true
         }
         Frame::Ping(id) => {
-            let _ = tx.send(Out::Frame(Frame::Ping(id)));
+            let _ = tx.send(Outgoing::Frame(Frame::Ping(id)));
             true
         }
         Frame::GoAway { .. } => false,

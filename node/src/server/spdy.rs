@@ -9,6 +9,8 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
+use futures::StreamExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// The SPDY/3 header compression dictionary (Adler-32 `e3c6a7c2`).
 pub const DICTIONARY: &[u8] = include_bytes!("spdy_dictionary.bin");
@@ -240,6 +242,53 @@ pub fn encode_frame(frame: &Frame, out: &mut BytesMut) {
         }
         Frame::Other { .. } => {}
     }
+}
+
+/// What a connection's writer task is asked to send.
+pub enum Outgoing {
+    /// A `SYN_REPLY` with empty headers, compressed by the writer's own header context.
+    Reply(u32),
+    /// Any other frame.
+    Frame(Frame),
+}
+
+/// A connection's writer: encode and write `frames` until `GOAWAY` or their end, then shut
+/// the write side. It owns the outgoing header context, so header blocks are compressed in
+/// the order they are written. `protocol` names the connection's protocol in logs.
+pub async fn write_frames<W, S>(writer: W, frames: S, protocol: &'static str)
+where
+    W: AsyncWrite,
+    S: futures::Stream<Item = Outgoing>,
+{
+    let mut writer = std::pin::pin!(writer);
+    let mut frames = std::pin::pin!(frames);
+    let mut codec = HeaderCodec::default();
+    let mut buf = BytesMut::new();
+    while let Some(out) = frames.next().await {
+        let frame = match out {
+            Outgoing::Frame(frame) => frame,
+            Outgoing::Reply(stream_id) => match codec.encode(&[]) {
+                Ok(block) => Frame::SynReply {
+                    stream_id,
+                    flags: 0,
+                    block,
+                },
+                Err(error) => {
+                    tracing::debug!(%error, "{protocol}: cannot encode a reply");
+                    break;
+                }
+            },
+        };
+        encode_frame(&frame, &mut buf);
+        if writer.write_all(&buf).await.is_err() {
+            break;
+        }
+        buf.clear();
+        if matches!(frame, Frame::GoAway { .. }) {
+            break;
+        }
+    }
+    let _ = writer.shutdown().await;
 }
 
 /// The two zlib contexts of a connection: SPDY compresses every header block of one
