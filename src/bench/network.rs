@@ -7,7 +7,6 @@
 //! kernel's and the pod network's, to tell them from the rest of `skiff bench pods`. Needs
 //! root.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -17,6 +16,9 @@ use skiff_node::network::{BridgeNetwork, PodNetwork, bridge::BridgeConfig};
 use skiff_runtimes::netns::{Netns, NetnsExecutor};
 
 use super::stats::{Samples, round2};
+
+/// The bench's own bridge (a node's is `skiff0`).
+const BRIDGE: &str = "skfnetb0";
 
 /// Options of `skiff bench network`.
 #[derive(Debug, Clone, clap::Args)]
@@ -94,7 +96,7 @@ pub async fn run(args: NetworkBenchArgs) -> anyhow::Result<serde_json::Value> {
     );
     let dir = tempfile::tempdir()?;
     let network = BridgeNetwork::new(BridgeConfig {
-        bridge: "skfnetb0".to_owned(),
+        bridge: BRIDGE.to_owned(),
         state_dir: dir.path().join("ipam"),
         masquerade: false,
         cluster_cidr: "10.252.0.0/16".parse()?,
@@ -103,9 +105,9 @@ pub async fn run(args: NetworkBenchArgs) -> anyhow::Result<serde_json::Value> {
     network
         .configure(cidr)
         .await
-        .context("set up the bench bridge skfnetb0")?;
+        .with_context(|| format!("set up the bench bridge {BRIDGE}"))?;
     let result = rounds(&network, &args).await;
-    remove_bridge("skfnetb0");
+    remove_bridge(BRIDGE);
     result
 }
 
@@ -147,7 +149,8 @@ async fn rounds(
             namespace.push(pod.namespace);
             attach.push(pod.attach);
         }
-        let ports = std::fs::read_dir("/sys/class/net/skfnetb0/brif").map_or(0, Iterator::count);
+        let ports =
+            std::fs::read_dir(format!("/sys/class/net/{BRIDGE}/brif")).map_or(0, Iterator::count);
         let torn = Instant::now();
         tear_down(network, pods).await?;
         let teardown = torn.elapsed();
@@ -185,15 +188,11 @@ async fn rounds(
 
 /// Detaches every pod and stops its thread, which drops the last hold on its namespace.
 async fn tear_down(network: &BridgeNetwork, pods: Vec<Attached>) -> anyhow::Result<()> {
-    let network = Arc::new(network.clone());
     let results: Vec<anyhow::Result<()>> = futures::stream::iter(pods)
-        .map(|pod| {
-            let network = network.clone();
-            async move {
-                network.detach(&pod.uid, None).await?;
-                pod.executor.shutdown().await;
-                Ok(())
-            }
+        .map(|pod| async move {
+            network.detach(&pod.uid, None).await?;
+            pod.executor.shutdown().await;
+            Ok(())
         })
         .buffer_unordered(32)
         .collect()
