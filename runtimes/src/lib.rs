@@ -15,7 +15,10 @@
 //!
 //! 1. **Bookkeeping.** Give sandboxes and containers ids from [`lifecycle::new_id`]; keep each
 //!    container's state in a [`lifecycle::StateCell`], which applies the legal transitions of
-//!    [`ContainerState`] and makes `wait_container` a one-liner.
+//!    [`ContainerState`] and makes `wait_container` a one-liner. A backend whose pods live
+//!    in this process can keep them in an [`inprocess::Pods`] table, as `fake` and
+//!    [`wasmtime`] do: lookups, statuses, and a sandbox's namespace and threads released on
+//!    removal.
 //! 2. **Validation.** Call [`ContainerSpec::validate`] in `create_container`; return
 //!    [`Error::Unsupported`] for anything your backend cannot honour (the fake rejects mounts)
 //!    rather than silently ignoring it.
@@ -78,6 +81,7 @@ mod error;
 #[cfg(feature = "testing")]
 pub mod fake;
 pub mod images;
+pub mod inprocess;
 pub mod lifecycle;
 pub mod logs;
 pub mod netlink;

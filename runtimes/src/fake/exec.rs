@@ -62,7 +62,7 @@ pub(super) async fn exec(rt: &FakeRuntime, id: &str, spec: &ExecSpec) -> Result<
     }
     // Fork on the sandbox's threads: the child inherits their network namespace.
     let spawned = sandbox
-        .handle
+        .handle()
         .spawn(async move { command.spawn() })
         .await
         .map_err(|e| Error::internal("spawn exec task", e))?;
@@ -76,7 +76,7 @@ pub(super) async fn exec(rt: &FakeRuntime, id: &str, spec: &ExecSpec) -> Result<
     let stdout = child.stdout.take().map(|out| Box::pin(out) as BoxedRead);
     let stderr = child.stderr.take().map(|err| Box::pin(err) as BoxedRead);
     // Reap on the sandbox's runtime, which outlives the caller's interest in the session.
-    let waited = sandbox.handle.spawn(async move { child.wait().await });
+    let waited = sandbox.handle().spawn(async move { child.wait().await });
     let mut session = ExecSession::new(async move {
         let status = waited
             .await

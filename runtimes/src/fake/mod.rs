@@ -8,7 +8,8 @@
 //!   [`FakeRuntime::add_remote_image`]; `import_image` turns a shell script into an image;
 //! - a *sandbox* is a network namespace (when root; host networking otherwise) plus a tokio
 //!   runtime whose threads live in it ([`Netns::executor`]), so processes forked there start
-//!   inside the pod's namespace;
+//!   inside the pod's namespace; sandboxes and containers are kept in a
+//!   [`Pods`](crate::inprocess::Pods) table, shared with the Wasmtime backend;
 //! - a *container* is a process group: `stop` sends `SIGTERM`, waits the grace period, then
 //!   `SIGKILL`s the group; stdout and stderr are pumped into a CRI log ([`LogWriter`]);
 //! - limits are enforced from user space ([`procfs`]): a group over its memory limit is
@@ -25,7 +26,7 @@ pub mod procfs;
 mod supervise;
 pub mod test_images;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -39,12 +40,13 @@ use nix::unistd::Pid;
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
-use crate::lifecycle::{StateCell, container_not_found, new_id, sandbox_not_found};
+use crate::inprocess::{PodSandbox, Pods};
+use crate::lifecycle::new_id;
 use crate::logs::{LogConfig, LogWriter};
 use crate::netns::{self, Netns};
 use crate::spec::{ContainerSpec, NetworkMode, SandboxSpec};
 use crate::status::{
-    ContainerStats, ContainerStatus, ExitInfo, ExitReason, ImageInfo, SandboxState, SandboxStatus,
+    ContainerStats, ContainerStatus, ExitInfo, ExitReason, ImageInfo, SandboxStatus,
 };
 use crate::streaming::{AttachSpec, ExecSession, ExecSpec};
 use crate::{Error, RegistryAuth, Result, Runtime};
@@ -116,43 +118,15 @@ struct Inner {
     config: FakeConfig,
     images: Mutex<BTreeMap<String, FakeImage>>,
     remote: Mutex<BTreeMap<String, FakeImage>>,
-    sandboxes: Mutex<HashMap<String, Arc<Sandbox>>>,
-    containers: Mutex<HashMap<String, Arc<Container>>>,
+    pods: Pods<Process>,
 }
 
-struct Sandbox {
-    id: String,
-    spec: SandboxSpec,
-    created_at: Timestamp,
-    ready: AtomicBool,
-    netns: Option<Netns>,
-    /// Threads inside the pod's namespace; `None` for host networking.
-    executor: Mutex<Option<netns::NetnsExecutor>>,
-    handle: tokio::runtime::Handle,
-}
+/// A container of the fake backend.
+type Container = crate::inprocess::Container<Process>;
 
-impl Drop for Sandbox {
-    // A sandbox dropped without `remove_sandbox` (a panicking caller, a dropped runtime) must
-    // not panic by dropping a tokio runtime in async context, nor leak its namespace.
-    fn drop(&mut self) {
-        drop(self.executor.get_mut().take());
-        if let Some(ns) = &self.netns
-            && let Err(error) = ns.remove()
-        {
-            tracing::warn!(sandbox = %self.id, %error, "cannot remove network namespace");
-        }
-    }
-}
-
-struct Container {
-    id: String,
-    sandbox_id: String,
-    spec: ContainerSpec,
+/// What the fake backend adds to a container: its process group and what watches it.
+struct Process {
     argv: Vec<String>,
-    image_digest: String,
-    created_at: Timestamp,
-    state: StateCell,
-    log: LogWriter,
     pgid: Mutex<Option<Pid>>,
     stop_requested: AtomicBool,
     oom_killed: AtomicBool,
@@ -189,32 +163,12 @@ impl FakeRuntime {
         self.inner.remote.lock().insert(reference.to_owned(), image);
     }
 
-    fn sandbox(&self, id: &str) -> Result<Arc<Sandbox>> {
-        self.inner
-            .sandboxes
-            .lock()
-            .get(id)
-            .cloned()
-            .ok_or_else(|| sandbox_not_found(id))
+    fn sandbox(&self, id: &str) -> Result<Arc<PodSandbox>> {
+        self.inner.pods.sandbox(id)
     }
 
     fn container(&self, id: &str) -> Result<Arc<Container>> {
-        self.inner
-            .containers
-            .lock()
-            .get(id)
-            .cloned()
-            .ok_or_else(|| container_not_found(id))
-    }
-
-    fn containers_of(&self, sandbox_id: &str) -> Vec<Arc<Container>> {
-        self.inner
-            .containers
-            .lock()
-            .values()
-            .filter(|c| c.sandbox_id == sandbox_id)
-            .cloned()
-            .collect()
+        self.inner.pods.container(id)
     }
 
     fn image_info(reference: &str, image: &FakeImage) -> ImageInfo {
@@ -271,33 +225,14 @@ impl Runtime for FakeRuntime {
             })?),
             None => None,
         };
-        let handle = match &executor {
-            Some(rt) => rt.handle().clone(),
-            None => tokio::runtime::Handle::current(),
-        };
-        let sandbox = Sandbox {
-            id: id.clone(),
-            spec: spec.clone(),
-            created_at: Timestamp::now(),
-            ready: AtomicBool::new(true),
-            netns,
-            executor: Mutex::new(executor),
-            handle,
-        };
-        self.inner
-            .sandboxes
-            .lock()
-            .insert(id.clone(), Arc::new(sandbox));
+        let sandbox = PodSandbox::new(id, spec, netns, executor);
+        let id = self.inner.pods.add_sandbox(sandbox);
         tracing::debug!(sandbox = %id, %pod, "fake sandbox created");
         Ok(id)
     }
 
     async fn stop_sandbox(&self, id: &str) -> Result<()> {
-        let Ok(sandbox) = self.sandbox(id) else {
-            return Ok(());
-        };
-        sandbox.ready.store(false, Ordering::SeqCst);
-        for container in self.containers_of(id) {
+        for container in self.inner.pods.stop_sandbox(id) {
             supervise::stop(&container, Duration::ZERO).await?;
         }
         Ok(())
@@ -305,36 +240,19 @@ impl Runtime for FakeRuntime {
 
     async fn remove_sandbox(&self, id: &str) -> Result<()> {
         self.stop_sandbox(id).await?;
-        for container in self.containers_of(id) {
-            self.inner.containers.lock().remove(&container.id);
-        }
-        let Some(sandbox) = self.inner.sandboxes.lock().remove(id) else {
-            return Ok(());
-        };
-        drop(sandbox.executor.lock().take());
-        if let Some(ns) = &sandbox.netns {
-            ns.remove()
-                .map_err(|e| Error::internal("remove network namespace", e))?;
-        }
-        Ok(())
+        self.inner.pods.remove_sandbox(id).await
     }
 
     async fn sandbox_status(&self, id: &str) -> Result<SandboxStatus> {
-        Ok(sandbox_status(&*self.sandbox(id)?))
+        Ok(self.sandbox(id)?.status())
     }
 
     async fn list_sandboxes(&self) -> Result<Vec<SandboxStatus>> {
-        let sandboxes = self.inner.sandboxes.lock();
-        Ok(sandboxes.values().map(|s| sandbox_status(s)).collect())
+        Ok(self.inner.pods.sandbox_statuses())
     }
 
     async fn create_container(&self, sandbox_id: &str, spec: &ContainerSpec) -> Result<String> {
-        let sandbox = self.sandbox(sandbox_id)?;
-        if !sandbox.ready.load(Ordering::SeqCst) {
-            return Err(Error::SandboxNotReady {
-                id: sandbox_id.to_owned(),
-            });
-        }
+        self.inner.pods.ready_sandbox(sandbox_id)?;
         spec.validate()?;
         if !spec.mounts.is_empty() {
             return Err(Error::Unsupported {
@@ -374,16 +292,8 @@ impl Runtime for FakeRuntime {
                     e,
                 )
             })?;
-        let id = new_id();
-        let container = Container {
-            id: id.clone(),
-            sandbox_id: sandbox_id.to_owned(),
-            spec: spec.clone(),
+        let process = Process {
             argv,
-            image_digest: image.digest(),
-            created_at: Timestamp::now(),
-            state: StateCell::new(),
-            log,
             pgid: Mutex::new(None),
             stop_requested: AtomicBool::new(false),
             oom_killed: AtomicBool::new(false),
@@ -391,21 +301,13 @@ impl Runtime for FakeRuntime {
             stdin: tokio::sync::Mutex::new(None),
             output: tokio::sync::broadcast::channel(ATTACH_BACKLOG).0,
         };
-        self.inner
-            .containers
-            .lock()
-            .insert(id.clone(), Arc::new(container));
-        Ok(id)
+        let container = Container::new(sandbox_id, spec, image.digest(), log, process);
+        Ok(self.inner.pods.add_container(container))
     }
 
     async fn start_container(&self, id: &str) -> Result<()> {
         let container = self.container(id)?;
-        let sandbox = self.sandbox(&container.sandbox_id)?;
-        if !sandbox.ready.load(Ordering::SeqCst) {
-            return Err(Error::SandboxNotReady {
-                id: sandbox.id.clone(),
-            });
-        }
+        let sandbox = self.inner.pods.ready_sandbox(&container.sandbox_id)?;
         container.state.start(id)?;
         let mut command = tokio::process::Command::new(&container.argv[0]);
         command
@@ -426,7 +328,7 @@ impl Runtime for FakeRuntime {
         }
         // Fork on the sandbox's threads: the child inherits their network namespace.
         let spawned = sandbox
-            .handle
+            .handle()
             .spawn(async move { command.spawn() })
             .await
             .map_err(|e| Error::internal("spawn task", e))?;
@@ -455,7 +357,7 @@ impl Runtime for FakeRuntime {
             procfs::signal_group(pgid, Signal::SIGKILL);
         }
         sandbox
-            .handle
+            .handle()
             .spawn(supervise::supervise(Arc::clone(&container), child, pgid));
         Ok(())
     }
@@ -470,27 +372,22 @@ impl Runtime for FakeRuntime {
             return Ok(());
         };
         supervise::stop(&container, Duration::ZERO).await?;
-        self.inner.containers.lock().remove(id);
+        self.inner.pods.remove_container(id);
         Ok(())
     }
 
     async fn container_status(&self, id: &str) -> Result<ContainerStatus> {
-        Ok(container_status(&*self.container(id)?))
+        Ok(self.container(id)?.status())
     }
 
     async fn list_containers(&self, sandbox_id: Option<&str>) -> Result<Vec<ContainerStatus>> {
-        let containers = self.inner.containers.lock();
-        Ok(containers
-            .values()
-            .filter(|c| sandbox_id.is_none_or(|s| s == c.sandbox_id))
-            .map(|c| container_status(c))
-            .collect())
+        Ok(self.inner.pods.container_statuses(sandbox_id))
     }
 
     async fn wait_container(&self, id: &str) -> Result<ContainerStatus> {
         let container = self.container(id)?;
         container.state.wait_exited().await;
-        Ok(container_status(&container))
+        Ok(container.status())
     }
 
     async fn container_stats(&self, id: &str) -> Result<ContainerStats> {
@@ -556,34 +453,5 @@ impl Runtime for FakeRuntime {
 
     async fn attach(&self, container_id: &str, spec: &AttachSpec) -> Result<ExecSession> {
         exec::attach(self, container_id, spec).await
-    }
-}
-
-fn sandbox_status(sandbox: &Sandbox) -> SandboxStatus {
-    SandboxStatus {
-        id: sandbox.id.clone(),
-        name: sandbox.spec.name.clone(),
-        namespace: sandbox.spec.namespace.clone(),
-        uid: sandbox.spec.uid.clone(),
-        state: if sandbox.ready.load(Ordering::SeqCst) {
-            SandboxState::Ready
-        } else {
-            SandboxState::NotReady
-        },
-        netns_path: sandbox.netns.as_ref().map(|n| n.path().to_owned()),
-        created_at: sandbox.created_at,
-    }
-}
-
-fn container_status(container: &Container) -> ContainerStatus {
-    ContainerStatus {
-        id: container.id.clone(),
-        sandbox_id: container.sandbox_id.clone(),
-        name: container.spec.name.clone(),
-        image: container.spec.image.clone(),
-        image_digest: Some(container.image_digest.clone()),
-        state: container.state.get(),
-        created_at: container.created_at,
-        log_path: container.log.path(),
     }
 }

@@ -32,26 +32,24 @@ mod guest;
 mod precompiled;
 mod stdio;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use jiff::Timestamp;
-use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use self::engine::{Artifact, ArtifactCache, EpochTicker, wasm_kind};
 use self::guest::{GuestExit, GuestSetup, GuestUsage};
 use crate::images::{ImageStore, Puller};
-use crate::lifecycle::{StateCell, container_not_found, new_id, sandbox_not_found};
+use crate::inprocess::{PodSandbox, Pods};
+use crate::lifecycle::new_id;
 use crate::logs::{LogConfig, LogWriter};
 use crate::netns::{self, Netns};
 use crate::spec::{ContainerSpec, NetworkMode, SandboxSpec};
 use crate::status::{
-    ContainerStats, ContainerStatus, ExitInfo, ExitReason, ImageInfo, SandboxState, SandboxStatus,
+    ContainerStats, ContainerStatus, ExitInfo, ExitReason, ImageInfo, SandboxStatus,
 };
 use crate::streaming::{AttachSpec, ExecSession, ExecSpec};
 use crate::{Error, RegistryAuth, Result, Runtime};
@@ -120,8 +118,7 @@ struct Inner {
     artifacts: ArtifactCache,
     images: ImageStore,
     puller: Puller,
-    sandboxes: Mutex<HashMap<String, Arc<Sandbox>>>,
-    containers: Mutex<HashMap<String, Arc<Container>>>,
+    pods: Pods<Guest>,
     /// Names of this process's pod namespaces start with it ([`netns_prefix`]).
     netns_prefix: String,
     _ticker: EpochTicker,
@@ -180,38 +177,13 @@ fn remove_stale_namespaces(netns_dir: &Path, data_dir: &Path) {
     }
 }
 
-struct Sandbox {
-    id: String,
-    spec: SandboxSpec,
-    created_at: Timestamp,
-    ready: AtomicBool,
-    netns: Option<Netns>,
-    executor: Mutex<Option<netns::NetnsExecutor>>,
-    handle: tokio::runtime::Handle,
-}
+/// A wasm container.
+type Container = crate::inprocess::Container<Guest>;
 
-impl Drop for Sandbox {
-    // A sandbox dropped without `remove_sandbox` (a panicking caller, a dropped runtime) must
-    // not panic by dropping a tokio runtime in async context, nor leak its namespace.
-    fn drop(&mut self) {
-        drop(self.executor.get_mut().take());
-        if let Some(ns) = &self.netns
-            && let Err(error) = ns.remove()
-        {
-            tracing::warn!(sandbox = %self.id, %error, "cannot remove network namespace");
-        }
-    }
-}
-
-struct Container {
-    id: String,
-    sandbox_id: String,
-    spec: ContainerSpec,
-    image_digest: String,
-    created_at: Timestamp,
+/// What the Wasmtime backend adds to a container: its compiled image, the signal that ends
+/// its task, and what the guest has used.
+struct Guest {
     artifact: Arc<Artifact>,
-    state: StateCell,
-    log: LogWriter,
     kill: Notify,
     usage: Arc<GuestUsage>,
 }
@@ -234,8 +206,7 @@ impl WasmtimeRuntime {
                 engine,
                 artifacts,
                 images,
-                sandboxes: Mutex::new(HashMap::new()),
-                containers: Mutex::new(HashMap::new()),
+                pods: Pods::default(),
                 _ticker: ticker,
             }),
         })
@@ -276,32 +247,8 @@ impl WasmtimeRuntime {
         Ok((record.digest, artifact))
     }
 
-    fn sandbox(&self, id: &str) -> Result<Arc<Sandbox>> {
-        self.inner
-            .sandboxes
-            .lock()
-            .get(id)
-            .cloned()
-            .ok_or_else(|| sandbox_not_found(id))
-    }
-
     fn container(&self, id: &str) -> Result<Arc<Container>> {
-        self.inner
-            .containers
-            .lock()
-            .get(id)
-            .cloned()
-            .ok_or_else(|| container_not_found(id))
-    }
-
-    fn containers_of(&self, sandbox_id: &str) -> Vec<Arc<Container>> {
-        self.inner
-            .containers
-            .lock()
-            .values()
-            .filter(|c| c.sandbox_id == sandbox_id)
-            .cloned()
-            .collect()
+        self.inner.pods.container(id)
     }
 
     fn record_info(record: crate::images::ImageRecord) -> ImageInfo {
@@ -374,33 +321,14 @@ impl Runtime for WasmtimeRuntime {
         .await
         .map_err(|e| Error::internal("set up the pod sandbox", e))?
         .map_err(|(context, e)| sandbox_error(context, e))?;
-        let handle = match &executor {
-            Some(executor) => executor.handle().clone(),
-            None => tokio::runtime::Handle::current(),
-        };
-        let sandbox = Sandbox {
-            id: id.clone(),
-            spec: spec.clone(),
-            created_at: Timestamp::now(),
-            ready: AtomicBool::new(true),
-            netns,
-            executor: Mutex::new(executor),
-            handle,
-        };
-        self.inner
-            .sandboxes
-            .lock()
-            .insert(id.clone(), Arc::new(sandbox));
+        let sandbox = PodSandbox::new(id, spec, netns, executor);
+        let id = self.inner.pods.add_sandbox(sandbox);
         tracing::debug!(sandbox = %id, %pod, "wasm sandbox created");
         Ok(id)
     }
 
     async fn stop_sandbox(&self, id: &str) -> Result<()> {
-        let Ok(sandbox) = self.sandbox(id) else {
-            return Ok(());
-        };
-        sandbox.ready.store(false, Ordering::SeqCst);
-        for container in self.containers_of(id) {
+        for container in self.inner.pods.stop_sandbox(id) {
             kill(&container).await?;
         }
         Ok(())
@@ -408,41 +336,19 @@ impl Runtime for WasmtimeRuntime {
 
     async fn remove_sandbox(&self, id: &str) -> Result<()> {
         self.stop_sandbox(id).await?;
-        for container in self.containers_of(id) {
-            self.inner.containers.lock().remove(&container.id);
-        }
-        let Some(sandbox) = self.inner.sandboxes.lock().remove(id) else {
-            return Ok(());
-        };
-        let executor = sandbox.executor.lock().take();
-        if let Some(executor) = executor {
-            // Its thread holds the namespace (and, for a held one, names it): wait until it
-            // has gone.
-            executor.shutdown().await;
-        }
-        if let Some(ns) = &sandbox.netns {
-            ns.remove()
-                .map_err(|e| Error::internal("remove network namespace", e))?;
-        }
-        Ok(())
+        self.inner.pods.remove_sandbox(id).await
     }
 
     async fn sandbox_status(&self, id: &str) -> Result<SandboxStatus> {
-        Ok(sandbox_status(&*self.sandbox(id)?))
+        Ok(self.inner.pods.sandbox(id)?.status())
     }
 
     async fn list_sandboxes(&self) -> Result<Vec<SandboxStatus>> {
-        let sandboxes = self.inner.sandboxes.lock();
-        Ok(sandboxes.values().map(|s| sandbox_status(s)).collect())
+        Ok(self.inner.pods.sandbox_statuses())
     }
 
     async fn create_container(&self, sandbox_id: &str, spec: &ContainerSpec) -> Result<String> {
-        let sandbox = self.sandbox(sandbox_id)?;
-        if !sandbox.ready.load(Ordering::SeqCst) {
-            return Err(Error::SandboxNotReady {
-                id: sandbox_id.to_owned(),
-            });
-        }
+        self.inner.pods.ready_sandbox(sandbox_id)?;
         spec.validate()?;
         if spec.stdin || spec.tty {
             return Err(Error::Unsupported {
@@ -474,39 +380,23 @@ impl Runtime for WasmtimeRuntime {
                 e,
             )
         })?;
-        let id = new_id();
-        let container = Container {
-            id: id.clone(),
-            sandbox_id: sandbox_id.to_owned(),
-            spec: spec.clone(),
-            image_digest,
-            created_at: Timestamp::now(),
+        let guest = Guest {
             artifact,
-            state: StateCell::new(),
-            log,
             kill: Notify::new(),
             usage: Arc::new(GuestUsage::default()),
         };
-        self.inner
-            .containers
-            .lock()
-            .insert(id.clone(), Arc::new(container));
-        Ok(id)
+        let container = Container::new(sandbox_id, spec, image_digest, log, guest);
+        Ok(self.inner.pods.add_container(container))
     }
 
     async fn start_container(&self, id: &str) -> Result<()> {
         let container = self.container(id)?;
-        let sandbox = self.sandbox(&container.sandbox_id)?;
-        if !sandbox.ready.load(Ordering::SeqCst) {
-            return Err(Error::SandboxNotReady {
-                id: sandbox.id.clone(),
-            });
-        }
+        let sandbox = self.inner.pods.ready_sandbox(&container.sandbox_id)?;
         container.state.start(id)?;
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let engine = self.inner.engine.clone();
         sandbox
-            .handle
+            .handle()
             .spawn(run_container(engine, Arc::clone(&container), ready_tx));
         match ready_rx.await {
             Ok(Ok(())) => Ok(()),
@@ -530,27 +420,22 @@ impl Runtime for WasmtimeRuntime {
             return Ok(());
         };
         kill(&container).await?;
-        self.inner.containers.lock().remove(id);
+        self.inner.pods.remove_container(id);
         Ok(())
     }
 
     async fn container_status(&self, id: &str) -> Result<ContainerStatus> {
-        Ok(container_status(&*self.container(id)?))
+        Ok(self.container(id)?.status())
     }
 
     async fn list_containers(&self, sandbox_id: Option<&str>) -> Result<Vec<ContainerStatus>> {
-        let containers = self.inner.containers.lock();
-        Ok(containers
-            .values()
-            .filter(|c| sandbox_id.is_none_or(|s| s == c.sandbox_id))
-            .map(|c| container_status(c))
-            .collect())
+        Ok(self.inner.pods.container_statuses(sandbox_id))
     }
 
     async fn wait_container(&self, id: &str) -> Result<ContainerStatus> {
         let container = self.container(id)?;
         container.state.wait_exited().await;
-        Ok(container_status(&container))
+        Ok(container.status())
     }
 
     async fn container_stats(&self, id: &str) -> Result<ContainerStats> {
@@ -712,34 +597,5 @@ async fn kill(container: &Container) -> Result<()> {
             operation: "stop",
             message: "guest did not stop within 10s".to_owned(),
         })
-    }
-}
-
-fn sandbox_status(sandbox: &Sandbox) -> SandboxStatus {
-    SandboxStatus {
-        id: sandbox.id.clone(),
-        name: sandbox.spec.name.clone(),
-        namespace: sandbox.spec.namespace.clone(),
-        uid: sandbox.spec.uid.clone(),
-        state: if sandbox.ready.load(Ordering::SeqCst) {
-            SandboxState::Ready
-        } else {
-            SandboxState::NotReady
-        },
-        netns_path: sandbox.netns.as_ref().map(|n| n.path().to_owned()),
-        created_at: sandbox.created_at,
-    }
-}
-
-fn container_status(container: &Container) -> ContainerStatus {
-    ContainerStatus {
-        id: container.id.clone(),
-        sandbox_id: container.sandbox_id.clone(),
-        name: container.spec.name.clone(),
-        image: container.spec.image.clone(),
-        image_digest: Some(container.image_digest.clone()),
-        state: container.state.get(),
-        created_at: container.created_at,
-        log_path: container.log.path(),
     }
 }
