@@ -3,7 +3,6 @@
 //! controller manager in this process. Times the Deployment to fully available, then a
 //! rolling update of it (25% surge / 25% unavailable) to fully updated and available.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -11,9 +10,6 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
-use skiff_control_plane::apiserver::{ApiConfig, ApiServer};
-use skiff_control_plane::serve::in_process_client;
-use skiff_control_plane::store::redb_store::{RedbConfig, RedbStore};
 use skiff_node::FakeNodesConfig;
 
 use super::stats::{round2, rss_mib};
@@ -62,25 +58,8 @@ async fn wait_complete(
 /// Runs the benchmark and returns its figures.
 pub async fn run(args: DeploymentBenchArgs) -> anyhow::Result<serde_json::Value> {
     let dir = tempfile::tempdir()?;
-    let store = Arc::new(RedbStore::open(
-        dir.path().join("store.redb"),
-        RedbConfig::default(),
-    )?);
-    let api = ApiServer::new(store, ApiConfig::default());
-    api.bootstrap().await?;
-    let _background = api.spawn_background();
-    let client = in_process_client(api.router(), "default");
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut scheduler = skiff_control_plane::scheduler::SchedulerConfig::default();
-    scheduler.leader_election.enabled = false;
-    tasks.spawn(crate::components::run_scheduler(client.clone(), scheduler));
-    tasks.spawn(crate::components::run_controller_manager(
-        client.clone(),
-        skiff_control_plane::controllers::ControllerManagerConfig {
-            leader_elect: false,
-            ..Default::default()
-        },
-    ));
+    let mut control = super::ControlPlane::start(dir.path()).await?;
+    let client = control.client.clone();
     crate::up::ensure_runtime_classes(&client).await?;
     let (ready_tx, mut ready_rx) = tokio::sync::watch::channel(false);
     let fake = FakeNodesConfig {
@@ -90,7 +69,7 @@ pub async fn run(args: DeploymentBenchArgs) -> anyhow::Result<serde_json::Value>
         ..FakeNodesConfig::default()
     };
     let fake_client = client.clone();
-    tasks.spawn(async move {
+    control.tasks.spawn(async move {
         if let Err(err) = skiff_node::run_fake_nodes(fake_client, fake).await {
             tracing::error!(%err, "fake nodes stopped");
         }
@@ -135,7 +114,7 @@ pub async fn run(args: DeploymentBenchArgs) -> anyhow::Result<serde_json::Value>
     wait_complete(&deployments, replicas, generation).await?;
     let rollout = started.elapsed();
     let rss = rss_mib(std::process::id());
-    tasks.abort_all();
+    control.tasks.abort_all();
 
     println!(
         "Deployment of {} replicas on {} fake nodes",

@@ -11,7 +11,13 @@ pub mod stats;
 pub mod store;
 pub mod up;
 
+use std::path::Path;
+use std::sync::Arc;
+
 use clap::Subcommand;
+use skiff_control_plane::apiserver::{ApiConfig, ApiServer, BackgroundTasks};
+use skiff_control_plane::serve::in_process_client;
+use skiff_control_plane::store::redb_store::{RedbConfig, RedbStore};
 
 /// The benchmarks.
 #[derive(Debug, Subcommand)]
@@ -48,4 +54,45 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     };
     println!("{}", serde_json::to_string(&figures)?);
     Ok(())
+}
+
+/// The control plane of a benchmark, all in this process: the API server on a redb store
+/// under a directory, the scheduler and the controller manager (without leader election).
+pub(crate) struct ControlPlane {
+    pub api: ApiServer,
+    pub client: kube::Client,
+    /// The scheduler and the controller manager; a benchmark adds its nodes here.
+    pub tasks: tokio::task::JoinSet<()>,
+    _background: BackgroundTasks,
+}
+
+impl ControlPlane {
+    /// Starts one with its store at `dir/store.redb`.
+    pub async fn start(dir: &Path) -> anyhow::Result<Self> {
+        let store = Arc::new(RedbStore::open(
+            dir.join("store.redb"),
+            RedbConfig::default(),
+        )?);
+        let api = ApiServer::new(store, ApiConfig::default());
+        api.bootstrap().await?;
+        let background = api.spawn_background();
+        let client = in_process_client(api.router(), "default");
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut scheduler = skiff_control_plane::scheduler::SchedulerConfig::default();
+        scheduler.leader_election.enabled = false;
+        tasks.spawn(crate::components::run_scheduler(client.clone(), scheduler));
+        tasks.spawn(crate::components::run_controller_manager(
+            client.clone(),
+            skiff_control_plane::controllers::ControllerManagerConfig {
+                leader_elect: false,
+                ..Default::default()
+            },
+        ));
+        Ok(ControlPlane {
+            api,
+            client,
+            tasks,
+            _background: background,
+        })
+    }
 }

@@ -18,9 +18,6 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
 use parking_lot::Mutex;
 use serde_json::json;
-use skiff_control_plane::apiserver::{ApiConfig, ApiServer};
-use skiff_control_plane::serve::in_process_client;
-use skiff_control_plane::store::redb_store::{RedbConfig, RedbStore};
 use skiff_node::{NetworkConfig, NodeConfig, PodCidrSource};
 
 use super::stats::{Samples, round2, rss_mib};
@@ -84,25 +81,8 @@ fn pod(name: &str, image: &str, command: Option<&[&str]>) -> anyhow::Result<Pod>
 /// Runs the benchmark and returns its figures.
 pub async fn run(args: PodsBenchArgs) -> anyhow::Result<serde_json::Value> {
     let dir = tempfile::tempdir()?;
-    let store = Arc::new(RedbStore::open(
-        dir.path().join("store.redb"),
-        RedbConfig::default(),
-    )?);
-    let api = ApiServer::new(store, ApiConfig::default());
-    api.bootstrap().await?;
-    let _background = api.spawn_background();
-    let client = in_process_client(api.router(), "default");
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut scheduler = skiff_control_plane::scheduler::SchedulerConfig::default();
-    scheduler.leader_election.enabled = false;
-    tasks.spawn(crate::components::run_scheduler(client.clone(), scheduler));
-    tasks.spawn(crate::components::run_controller_manager(
-        client.clone(),
-        skiff_control_plane::controllers::ControllerManagerConfig {
-            leader_elect: false,
-            ..Default::default()
-        },
-    ));
+    let mut control = super::ControlPlane::start(dir.path()).await?;
+    let client = control.client.clone();
 
     // Images: the idle wasm guest, and busybox in Docker when it answers.
     skiff_runtimes::images::ImageStore::open(dir.path())?
@@ -150,7 +130,7 @@ pub async fn run(args: PodsBenchArgs) -> anyhow::Result<serde_json::Value> {
         ..NodeConfig::default()
     };
     let node_client = client.clone();
-    tasks.spawn(async move {
+    control.tasks.spawn(async move {
         if let Err(err) = skiff_node::run_node(node_client, runtimes.registry, config).await {
             tracing::error!(%err, "node agent stopped");
         }
@@ -161,10 +141,10 @@ pub async fn run(args: PodsBenchArgs) -> anyhow::Result<serde_json::Value> {
         .context("the node never became Ready")?;
 
     let ns_api: Api<Namespace> = Api::all(client.clone());
-    let state = api.state();
+    let state = control.api.state();
     let result = measure(&client, &ns_api, &args, oci, state.metrics(), &registry).await;
-    tasks.abort_all();
-    while tasks.join_next().await.is_some() {}
+    control.tasks.abort_all();
+    while control.tasks.join_next().await.is_some() {}
     crate::node::stop_all_pods(&registry, Duration::from_secs(1)).await;
     result
 }
