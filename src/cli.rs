@@ -183,6 +183,12 @@ pub struct NodeFlags {
     /// Seconds containers get between SIGTERM and SIGKILL when the node shuts down.
     #[arg(long, default_value_t = 10)]
     pub shutdown_grace_period: u64,
+    /// Pod events written per second, as the kubelet's flag; 0 for no limit.
+    #[arg(long, default_value_t = 50)]
+    pub event_qps: u32,
+    /// Pod events written at once before --event-qps applies.
+    #[arg(long, default_value_t = 100)]
+    pub event_burst: u32,
 }
 
 /// Flags of `skiff node`.

@@ -162,6 +162,10 @@ pub fn node_config(
         }),
         kubelet_port: flags.kubelet_port,
         pod_manifest_path: flags.pod_manifest_path.clone(),
+        events: skiff_node::EventLimit {
+            qps: flags.event_qps,
+            burst: flags.event_burst,
+        },
         ..NodeConfig::default()
     })
 }

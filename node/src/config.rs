@@ -116,6 +116,8 @@ pub struct NodeConfig {
     pub resync: Duration,
     /// CrashLoopBackOff bounds: initial and maximum delay (10 s and 300 s, as Kubernetes).
     pub crash_loop_backoff: (Duration, Duration),
+    /// How fast pod events are written (`--event-qps`, `--event-burst`: 50 and 100).
+    pub events: crate::kubelet::events::EventLimit,
     /// Set to `true` once the Node is registered and Ready (for "node ready in N ms").
     pub ready: Option<watch::Sender<bool>>,
 }
@@ -140,6 +142,7 @@ impl Default for NodeConfig {
                 crate::kubelet::backoff::INITIAL,
                 crate::kubelet::backoff::MAX,
             ),
+            events: crate::kubelet::events::EventLimit::default(),
             ready: None,
         }
     }

@@ -67,6 +67,7 @@ pub use config::{
 };
 pub use error::Error;
 pub use fake_nodes::run_fake_nodes;
+pub use kubelet::events::EventLimit;
 
 use crate::heartbeat::{NodeRegistrar, Readiness};
 use crate::host::HostInfo;
@@ -287,7 +288,11 @@ pub async fn run_node(
         config: kubelet_config,
         selector: kubelet::select::Selector::new(client.clone(), runtimes.clone()),
         network,
-        recorder: kubelet::events::Recorder::new(client.clone(), config.node_name.clone()),
+        recorder: kubelet::events::Recorder::new(
+            client.clone(),
+            config.node_name.clone(),
+            config.events,
+        ),
         index,
         metrics,
     });

@@ -3,9 +3,14 @@
 //! with a growing `count`.
 //!
 //! Recording never blocks a pod worker: events go through a bounded channel to one task
-//! that writes them (dropping, with a debug log, if the API server falls far behind).
+//! that writes them (dropping, with a debug log, if the API server falls far behind). The
+//! task writes at most [`EventLimit::qps`] events a second after a burst of
+//! [`EventLimit::burst`], as the kubelet's `--event-qps` (50) and `--event-burst` (100) do:
+//! in a burst of pod starts, their four events a pod wait rather than compete with the
+//! pods' own writes for the API server.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -32,6 +37,35 @@ impl EventType {
     }
 }
 
+/// How fast events are written: the kubelet's `--event-qps` and `--event-burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventLimit {
+    /// Events written per second; 0 writes them without a limit.
+    pub qps: u32,
+    /// Events written at once before the rate applies (at least 1).
+    pub burst: u32,
+}
+
+impl Default for EventLimit {
+    fn default() -> Self {
+        EventLimit {
+            qps: 50,
+            burst: 100,
+        }
+    }
+}
+
+impl EventLimit {
+    /// The limiter the writer waits on; `None` without a limit.
+    fn limiter(self) -> Option<governor::DefaultDirectRateLimiter> {
+        let qps = NonZeroU32::new(self.qps)?;
+        let burst = NonZeroU32::new(self.burst).unwrap_or(NonZeroU32::MIN);
+        Some(governor::RateLimiter::direct(
+            governor::Quota::per_second(qps).allow_burst(burst),
+        ))
+    }
+}
+
 #[derive(Debug)]
 struct Pending {
     involved: ObjectReference,
@@ -47,10 +81,11 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// A recorder writing through `client` as node `node_name`; spawns the writer task.
-    pub fn new(client: Client, node_name: String) -> Self {
+    /// A recorder writing through `client` as node `node_name` at most as fast as `limit`
+    /// allows; spawns the writer task.
+    pub fn new(client: Client, node_name: String, limit: EventLimit) -> Self {
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(writer(client, node_name, rx));
+        tokio::spawn(writer(client, node_name, limit, rx));
         Recorder { tx: Some(tx) }
     }
 
@@ -104,10 +139,20 @@ impl Recorder {
 /// What makes two events the same one: (namespace, uid, fieldPath, reason, message).
 type EventKey = (String, String, String, String, String);
 
-async fn writer(client: Client, node_name: String, mut rx: mpsc::Receiver<Pending>) {
+async fn writer(
+    client: Client,
+    node_name: String,
+    limit: EventLimit,
+    mut rx: mpsc::Receiver<Pending>,
+) {
+    let limiter = limit.limiter();
     // Key → (event name, count).
     let mut seen: HashMap<EventKey, (String, i32)> = HashMap::new();
     while let Some(p) = rx.recv().await {
+        // Creates and aggregating patches alike, as the kubelet's client limits them all.
+        if let Some(limiter) = &limiter {
+            limiter.until_ready().await;
+        }
         let namespace = p
             .involved
             .namespace
@@ -170,5 +215,38 @@ async fn writer(client: Client, node_name: String, mut rx: mpsc::Receiver<Pendin
             }
             Err(error) => tracing::debug!(%error, "cannot record event"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_limit_is_the_kubelets() {
+        assert_eq!(
+            EventLimit::default(),
+            EventLimit {
+                qps: 50,
+                burst: 100
+            }
+        );
+    }
+
+    #[test]
+    fn a_burst_passes_at_once_and_then_the_rate_applies() {
+        let limiter = EventLimit { qps: 5, burst: 3 }.limiter().expect("limited");
+        for i in 0..3 {
+            assert!(limiter.check().is_ok(), "event {i} of the burst");
+        }
+        assert!(limiter.check().is_err(), "the fourth waits");
+    }
+
+    #[test]
+    fn zero_qps_is_no_limit_and_zero_burst_is_one() {
+        assert!(EventLimit { qps: 0, burst: 100 }.limiter().is_none());
+        let limiter = EventLimit { qps: 1, burst: 0 }.limiter().expect("limited");
+        assert!(limiter.check().is_ok());
+        assert!(limiter.check().is_err());
     }
 }
