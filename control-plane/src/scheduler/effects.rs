@@ -4,7 +4,11 @@
 //! `nominatedNodeName` (merge patch on `pods/status`), and victim
 //! deletions. The request bodies are built by pure, tested functions;
 //! the calls run on spawned tasks so the scheduling loop never waits.
+//! Events are written at most [`EVENT_QPS`] a second after a burst of
+//! [`EVENT_BURST`], kube-scheduler's client defaults, so that in a burst of
+//! pods they wait instead of competing with the bindings.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Binding, Event, EventSource, ObjectReference, Pod};
@@ -16,6 +20,12 @@ use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
 
 use super::pod_info::PodInfo;
+
+/// Events written per second once the burst is spent (kube-scheduler's
+/// `clientConnection.qps`).
+pub const EVENT_QPS: NonZeroU32 = NonZeroU32::new(50).unwrap();
+/// Events written at once (kube-scheduler's `clientConnection.burst`).
+pub const EVENT_BURST: NonZeroU32 = NonZeroU32::new(100).unwrap();
 
 /// Event type of `Scheduled` and `Preempted`.
 pub const NORMAL: &str = "Normal";
@@ -332,7 +342,17 @@ impl Effects {
 
 async fn write_events(client: kube::Client, rx: mpsc::Receiver<Event>) {
     use futures::StreamExt;
+    let limiter = governor::RateLimiter::direct(
+        governor::Quota::per_second(EVENT_QPS).allow_burst(EVENT_BURST),
+    );
     tokio_stream::wrappers::ReceiverStream::new(rx)
+        .then(|ev| {
+            let limiter = &limiter;
+            async move {
+                limiter.until_ready().await;
+                ev
+            }
+        })
         .for_each_concurrent(16, |ev| {
             let client = client.clone();
             async move {
