@@ -68,6 +68,8 @@ impl EventLimit {
 
 #[derive(Debug)]
 struct Pending {
+    /// When it happened: the event's timestamps, however long it waits for the limit.
+    at: Timestamp,
     involved: ObjectReference,
     type_: EventType,
     reason: String,
@@ -125,6 +127,7 @@ impl Recorder {
             field_path,
         };
         let pending = Pending {
+            at: Timestamp::now(),
             involved,
             type_,
             reason: reason.to_owned(),
@@ -159,7 +162,7 @@ async fn writer(
             .clone()
             .unwrap_or_else(|| "default".to_owned());
         let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
-        let now = Timestamp::now();
+        let now = p.at;
         let key = (
             namespace.clone(),
             p.involved.uid.clone().unwrap_or_default(),
