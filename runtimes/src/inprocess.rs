@@ -22,7 +22,7 @@ use jiff::Timestamp;
 use parking_lot::Mutex;
 
 use crate::lifecycle::{StateCell, container_not_found, new_id, sandbox_not_found};
-use crate::logs::LogWriter;
+use crate::logs::{LogConfig, LogWriter};
 use crate::netns::{Netns, NetnsExecutor};
 use crate::spec::{ContainerSpec, SandboxSpec};
 use crate::status::{ContainerStatus, SandboxState, SandboxStatus};
@@ -185,6 +185,21 @@ impl<X> Container<X> {
             log_path: self.log.path(),
         }
     }
+}
+
+/// Open the CRI log of a container created from `spec` (none if it names no path), on a
+/// blocking thread: creating a file waits on the filesystem (on ext4 without a journal, its
+/// inode allocator skips every recently deleted inode of the group), not on a worker thread.
+pub async fn open_log(spec: &ContainerSpec, config: LogConfig) -> Result<LogWriter> {
+    let path = spec.log_path.clone();
+    let opened = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || LogWriter::open_optional(path.as_deref(), config))
+    };
+    opened
+        .await
+        .map_err(|e| Error::internal("open container log", e))?
+        .map_err(|e| Error::io("open container log", path.unwrap_or_default(), e))
 }
 
 impl<X> Deref for Container<X> {

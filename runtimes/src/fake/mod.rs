@@ -40,9 +40,9 @@ use nix::unistd::Pid;
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
-use crate::inprocess::{PodSandbox, Pods};
+use crate::inprocess::{self, PodSandbox, Pods};
 use crate::lifecycle::new_id;
-use crate::logs::{LogConfig, LogWriter};
+use crate::logs::LogConfig;
 use crate::netns::{self, Netns};
 use crate::spec::{ContainerSpec, NetworkMode, SandboxSpec};
 use crate::status::{
@@ -284,14 +284,7 @@ impl Runtime for FakeRuntime {
                 reason: "no entrypoint and no command".to_owned(),
             });
         }
-        let log = LogWriter::open_optional(spec.log_path.as_deref(), self.inner.config.log)
-            .map_err(|e| {
-                Error::io(
-                    "open container log",
-                    spec.log_path.clone().unwrap_or_default(),
-                    e,
-                )
-            })?;
+        let log = inprocess::open_log(spec, self.inner.config.log).await?;
         let process = Process {
             argv,
             pgid: Mutex::new(None),

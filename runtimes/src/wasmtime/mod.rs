@@ -43,9 +43,9 @@ use tokio::sync::Notify;
 use self::engine::{Artifact, ArtifactCache, EpochTicker, wasm_kind};
 use self::guest::{GuestExit, GuestSetup, GuestUsage};
 use crate::images::{ImageStore, Puller};
-use crate::inprocess::{PodSandbox, Pods};
+use crate::inprocess::{self, PodSandbox, Pods};
 use crate::lifecycle::new_id;
-use crate::logs::{LogConfig, LogWriter};
+use crate::logs::LogConfig;
 use crate::netns::{self, Netns};
 use crate::spec::{ContainerSpec, NetworkMode, SandboxSpec};
 use crate::status::{
@@ -365,21 +365,7 @@ impl Runtime for WasmtimeRuntime {
             );
         }
         let (image_digest, artifact) = self.artifact(&spec.image).await?;
-        // Creating a file waits on the filesystem (on ext4 without a journal, its inode
-        // allocator skips every recently deleted inode of the group): not on a worker thread.
-        let (log_path, log_config) = (spec.log_path.clone(), self.inner.config.log);
-        let log = tokio::task::spawn_blocking(move || {
-            LogWriter::open_optional(log_path.as_deref(), log_config)
-        })
-        .await
-        .map_err(|e| Error::internal("open container log", e))?
-        .map_err(|e| {
-            Error::io(
-                "open container log",
-                spec.log_path.clone().unwrap_or_default(),
-                e,
-            )
-        })?;
+        let log = inprocess::open_log(spec, self.inner.config.log).await?;
         let guest = Guest {
             artifact,
             kill: Notify::new(),
